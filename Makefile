@@ -1,0 +1,40 @@
+# fenced — make targets. `make test` is what CI runs (via .ci/run).
+GO        ?= go
+BIN       := bin/fenced
+PKGS      := ./cmd/... ./pkg/...
+INTEG     := ./integration/...
+
+.PHONY: all build test unit integration deps demo bench lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/fenced
+
+## deps: Debian packages the tests need (apt-get; skipped when present) and Go modules
+deps:
+	bash integration/install-deps.sh
+	$(GO) mod download
+
+## test: everything CI runs — lint, unit tests, integration tests against real daemons
+test: deps lint unit integration
+
+unit:
+	$(GO) test -count=1 -timeout 15m $(PKGS)
+
+# Integration packages start real daemons; run them one package at a time.
+integration:
+	$(GO) test -count=1 -p 1 -timeout 25m $(INTEG)
+
+demo: build
+	$(BIN) run --dev
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/signals/
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS) $(INTEG)
+
+clean:
+	rm -rf bin
