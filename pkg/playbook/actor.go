@@ -1,0 +1,242 @@
+package playbook
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/fencedhq/fenced/pkg/clock"
+)
+
+// Server is what the playbook needs to know of a server on a host.
+type Server struct {
+	ID      string
+	Name    string
+	Status  string // Nova status: ACTIVE, SHUTOFF, ERROR, …
+	Running bool   // power_state running
+}
+
+// ControlPlane is what the playbook needs from Nova.
+type ControlPlane interface {
+	Disable(ctx context.Context, host, reason string) error
+	Enable(ctx context.Context, host string) error
+	ForceDown(ctx context.Context, host string, down bool) error
+	Servers(ctx context.Context, host string) ([]Server, error)
+	// LiveMigrate moves a server and returns once the migration finished or failed.
+	LiveMigrate(ctx context.Context, serverID, dest string) error
+}
+
+// GateAnswer says whether live migration may run off a host, and why.
+type GateAnswer struct {
+	Allowed     bool
+	Reasons     []string
+	Destination string
+}
+
+// Gate decides whether the management path is fit for live migration.
+type Gate interface {
+	Check(ctx context.Context, host string) GateAnswer
+}
+
+// PowerFencer power-cycles a host out of band and returns once the BMC
+// verified the power state (off, then on).
+type PowerFencer interface {
+	PowerCycle(ctx context.Context, host string) error
+}
+
+// HostChecker reports whether a power-cycled host is back: powered on, a
+// fresh heartbeat, libvirt responsive.
+type HostChecker interface {
+	Back(ctx context.Context, host string) (bool, error)
+}
+
+// Notification goes to on-call.
+type Notification struct {
+	Host     string
+	State    State
+	Reason   string
+	D        float64
+	Deadline time.Time // approval deadline, when one is pending
+}
+
+// Notifier tells people.
+type Notifier interface {
+	Notify(ctx context.Context, n Notification)
+}
+
+// Intent is an action about to be taken.
+type Intent struct {
+	Host   string
+	Action string // disable, force_down, live_migrate, power_cycle, unfence, …
+	Target string // a server id, when the action is about one
+	Detail string
+	At     time.Time
+}
+
+// Journal records intents before actions run and their outcomes after. A
+// leader-guarded journal refuses an intent when leadership is lost; the
+// action is then not taken.
+type Journal interface {
+	Intent(ctx context.Context, in Intent) (id string, err error)
+	Outcome(ctx context.Context, id string, err error) error
+}
+
+// Actor performs the entry actions of each state.
+type Actor struct {
+	Mode    Mode
+	Nova    ControlPlane
+	Gate    Gate
+	Power   PowerFencer
+	Checker HostChecker
+	Notify  Notifier
+	Journal Journal
+	Clock   clock.Clock
+	Log     zerolog.Logger
+	// ActionTimeout bounds each external call; 0 means 2 minutes.
+	ActionTimeout time.Duration
+}
+
+// do journals and runs one action.
+func (a *Actor) do(ctx context.Context, h *Host, action, target, detail string, f func(context.Context) error) error {
+	id, err := a.Journal.Intent(ctx, Intent{Host: h.Name, Action: action, Target: target, Detail: detail, At: a.Clock.Now()})
+	if err != nil {
+		return fmt.Errorf("playbook: %s %s: journal intent: %w", action, h.Name, err)
+	}
+	timeout := a.ActionTimeout
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	start := a.Clock.Now()
+	runErr := f(actx)
+	cancel()
+	outcome := "ok"
+	if runErr != nil {
+		outcome = "error"
+	}
+	a.Log.Info().Str("host", h.Name).Str("action", action).Str("request_id", id).Str("vm_id", target).
+		Str("outcome", outcome).Int64("rpc_latency_ms", a.Clock.Now().Sub(start).Milliseconds()).AnErr("error", runErr).Msg("action")
+	if err := a.Journal.Outcome(ctx, id, runErr); err != nil {
+		return fmt.Errorf("playbook: %s %s: journal outcome: %w", action, h.Name, err)
+	}
+	if runErr != nil {
+		return fmt.Errorf("playbook: %s %s: %w", action, h.Name, runErr)
+	}
+	return nil
+}
+
+func (a *Actor) notify(ctx context.Context, h *Host) {
+	if a.Notify != nil {
+		n := Notification{Host: h.Name, State: h.State, Reason: h.Reason, D: h.LastD}
+		if h.State == AwaitingApproval {
+			n.Deadline = h.ApprovalDeadline
+		}
+		a.Notify.Notify(ctx, n)
+	}
+}
+
+// unfence reverses fenced's control-plane actions on a host.
+func (a *Actor) unfence(ctx context.Context, h *Host) error {
+	if h.ControlFenced {
+		if err := a.do(ctx, h, "force_down_off", "", "", func(c context.Context) error { return a.Nova.ForceDown(c, h.Name, false) }); err != nil {
+			return err
+		}
+		h.ControlFenced = false
+	}
+	return a.do(ctx, h, "enable", "", "", func(c context.Context) error { return a.Nova.Enable(c, h.Name) })
+}
+
+// Enter performs the entry actions of h.State. It returns the follow-up
+// event its outcome implies (and why), or "" to wait for the next tick.
+func (a *Actor) Enter(ctx context.Context, h *Host, from State) (Event, string) {
+	a.notify(ctx, h)
+	observe := a.Mode == ModeObserve
+	switch h.State {
+	case Warn:
+		if observe || from != Normal {
+			return "", ""
+		}
+		if err := a.do(ctx, h, "disable", "", h.Reason, func(c context.Context) error {
+			return a.Nova.Disable(c, h.Name, "fenced: execution divergence "+h.Reason)
+		}); err != nil {
+			a.Log.Warn().Str("host", h.Name).Str("action", "disable").Err(err).Msg("freeze scheduling failed")
+		}
+	case Critical:
+		if observe || h.ControlFenced {
+			return "", ""
+		}
+		if from == Normal {
+			if err := a.do(ctx, h, "disable", "", h.Reason, func(c context.Context) error {
+				return a.Nova.Disable(c, h.Name, "fenced: critical "+h.Reason)
+			}); err != nil {
+				a.Log.Warn().Str("host", h.Name).Err(err).Msg("disable failed")
+			}
+		}
+		if err := a.do(ctx, h, "force_down", "", h.Reason, func(c context.Context) error { return a.Nova.ForceDown(c, h.Name, true) }); err != nil {
+			return EvGiveUp, "control-plane fence failed: " + err.Error()
+		}
+		h.ControlFenced = true
+	case Fenced:
+		ans := a.Gate.Check(ctx, h.Name)
+		if !ans.Allowed {
+			return EvPowerCycle, "live migration gate closed: " + strings.Join(ans.Reasons, "; ")
+		}
+		servers, err := a.Nova.Servers(ctx, h.Name)
+		if err != nil {
+			return EvPowerCycle, "cannot list servers: " + err.Error()
+		}
+		for _, s := range servers {
+			if err := a.do(ctx, h, "live_migrate", s.ID, "to "+ans.Destination, func(c context.Context) error {
+				return a.Nova.LiveMigrate(c, s.ID, ans.Destination)
+			}); err != nil {
+				return EvPowerCycle, "live migration failed: " + err.Error()
+			}
+		}
+		return EvRestore, fmt.Sprintf("%d servers live-migrated to %s", len(servers), ans.Destination)
+	case Rebooting:
+		if err := a.do(ctx, h, "power_cycle", "", h.Reason, func(c context.Context) error { return a.Power.PowerCycle(c, h.Name) }); err != nil {
+			return EvGiveUp, "power cycle failed: " + err.Error()
+		}
+	case Restored:
+		servers, err := a.Nova.Servers(ctx, h.Name)
+		if err != nil {
+			return EvGiveUp, "cannot verify servers: " + err.Error()
+		}
+		var bad []string
+		for _, s := range servers {
+			if s.Status != "ACTIVE" || !s.Running {
+				bad = append(bad, s.Name+"="+s.Status)
+			}
+		}
+		if len(bad) > 0 {
+			return EvGiveUp, "servers not running after recovery: " + strings.Join(bad, ", ")
+		}
+		if err := a.unfence(ctx, h); err != nil {
+			return EvGiveUp, "unfence failed: " + err.Error()
+		}
+	case Normal:
+		if observe || from == Normal {
+			return "", ""
+		}
+		if err := a.unfence(ctx, h); err != nil {
+			a.Log.Warn().Str("host", h.Name).Err(err).Msg("unfence failed")
+		}
+	}
+	return "", ""
+}
+
+// Poll is called on ticks in states that wait for the outside world; it
+// returns an event when the wait is over.
+func (a *Actor) Poll(ctx context.Context, h *Host) (Event, string) {
+	if h.State != Rebooting || a.Checker == nil {
+		return "", ""
+	}
+	back, err := a.Checker.Back(ctx, h.Name)
+	if err != nil || !back {
+		return "", ""
+	}
+	return EvRestore, "host back after power cycle: powered on, heartbeat fresh, libvirt responsive"
+}

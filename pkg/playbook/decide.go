@@ -1,0 +1,335 @@
+package playbook
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/fencedhq/fenced/pkg/signals"
+)
+
+// Mode says how far fenced may act on its own.
+type Mode string
+
+// Modes.
+const (
+	ModeAuto    Mode = "auto"    // fence and power-cycle without asking
+	ModeApprove Mode = "approve" // control-plane fencing is automatic; anything irreversible waits for an operator
+	ModeObserve Mode = "observe" // notify only; change nothing
+)
+
+// ParseMode checks a mode name.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case ModeAuto, ModeApprove, ModeObserve:
+		return m, nil
+	}
+	return "", fmt.Errorf("unknown mode %q (want auto, approve or observe)", s)
+}
+
+// StormGuard limits automatic fencing across the fleet.
+type StormGuard struct {
+	MaxConcurrent int     // at most this many hosts fenced or rebooting at once
+	MaxFraction   float64 // nor more than this fraction of the fleet
+	// SaturationFraction: when more than this fraction of hosts is at warn or
+	// worse the cluster is saturated (section 4.3): there is nowhere to
+	// evacuate to, and automatic fencing stops.
+	SaturationFraction float64
+}
+
+// Config holds the playbook's settings; pkg/policy fills it from a file.
+type Config struct {
+	Mode         Mode
+	DWarn, DCrit float64
+	// Hysteresis: a host leaves a state only after d stays below the lower
+	// threshold (d_warn−Hysteresis, d_crit−Hysteresis) for RecoverAfter.
+	Hysteresis   float64
+	DwellWarn    time.Duration // d ≥ d_warn this long before warn
+	DwellCrit    time.Duration // d ≥ d_crit this long before critical
+	RecoverAfter time.Duration
+	RestoreHold  time.Duration // calm this long in restored before normal
+
+	ApprovalTimeout time.Duration // an approval request expires after this
+	AbortCooldown   time.Duration // after an abort, no escalation past warn for this long
+	FenceTimeout    time.Duration // longest time in fenced before a person is called
+	RebootTimeout   time.Duration // longest wait for a power-cycled host to come back
+	// MinPowerCycleInterval: a host is power-cycled automatically at most once
+	// in this interval; a relapse goes to a person (no reboot loops).
+	MinPowerCycleInterval time.Duration
+
+	Storm StormGuard
+}
+
+// Validate checks relations between the settings.
+func (c Config) Validate() error {
+	if _, err := ParseMode(string(c.Mode)); err != nil {
+		return fmt.Errorf("mode: %w", err)
+	}
+	if !(0 < c.DWarn && c.DWarn < c.DCrit && c.DCrit <= 1) {
+		return fmt.Errorf("thresholds: need 0 < d_warn < d_crit <= 1")
+	}
+	if c.Hysteresis < 0 || c.Hysteresis >= c.DWarn {
+		return fmt.Errorf("hysteresis: need 0 <= hysteresis < d_warn, have %g", c.Hysteresis)
+	}
+	for name, d := range map[string]time.Duration{
+		"dwell.warn": c.DwellWarn, "dwell.critical": c.DwellCrit,
+	} {
+		if d < 0 {
+			return fmt.Errorf("%s: must not be negative", name)
+		}
+	}
+	for name, d := range map[string]time.Duration{
+		"recover_after": c.RecoverAfter, "restore_hold": c.RestoreHold,
+		"approval.timeout": c.ApprovalTimeout, "abort_cooldown": c.AbortCooldown,
+		"timeouts.fenced": c.FenceTimeout, "timeouts.reboot": c.RebootTimeout,
+		"min_power_cycle_interval": c.MinPowerCycleInterval,
+	} {
+		if d <= 0 {
+			return fmt.Errorf("%s: must be positive", name)
+		}
+	}
+	if c.Storm.MaxConcurrent < 1 {
+		return fmt.Errorf("storm_guard.max_concurrent: must be at least 1")
+	}
+	if !(c.Storm.MaxFraction > 0 && c.Storm.MaxFraction <= 1) {
+		return fmt.Errorf("storm_guard.max_fraction: must be in (0,1]")
+	}
+	if !(c.Storm.SaturationFraction > 0 && c.Storm.SaturationFraction <= 1) {
+		return fmt.Errorf("storm_guard.saturation_fraction: must be in (0,1]")
+	}
+	return nil
+}
+
+// Host is the durable record of one host: what a new leader needs to resume.
+type Host struct {
+	Name  string    `json:"name"`
+	State State     `json:"state"`
+	Since time.Time `json:"since"`
+
+	// Dwell and hysteresis trackers: the start of the current run of
+	// verdicts over or under a threshold (zero when the run is broken).
+	OverWarnSince  time.Time `json:"over_warn_since,omitzero"`
+	OverCritSince  time.Time `json:"over_crit_since,omitzero"`
+	UnderWarnSince time.Time `json:"under_warn_since,omitzero"` // d < d_warn − hysteresis
+	UnderCritSince time.Time `json:"under_crit_since,omitzero"` // d < d_crit − hysteresis
+
+	Onset            time.Time `json:"onset,omitzero"` // first verdict of the current episode over warn
+	ApprovalDeadline time.Time `json:"approval_deadline,omitzero"`
+	CooldownUntil    time.Time `json:"cooldown_until,omitzero"`
+	LastPowerCycle   time.Time `json:"last_power_cycle,omitzero"`
+	ControlFenced    bool      `json:"control_fenced,omitempty"` // disabled + forced down by fenced
+	Reason           string    `json:"reason,omitempty"`
+	LastD            float64   `json:"last_d"`
+}
+
+// Fleet is the situation across all hosts, for the storm guard.
+type Fleet struct {
+	Total         int // hosts in the fleet
+	AtWarnOrWorse int // hosts in warn or a more severe state
+	Fencing       int // hosts fenced or rebooting now
+}
+
+// Input is everything Decide looks at.
+type Input struct {
+	Now     time.Time
+	Verdict *signals.Verdict // nil when the input is only an event
+	Fleet   Fleet
+	Event   Event  // operator or action outcome; empty on a verdict tick
+	Reason  string // why the event happened (operator's reason, error text)
+}
+
+// Decision is what Decide concluded. Event is empty when nothing changes.
+type Decision struct {
+	Event  Event
+	To     State
+	Reason string
+	Host   Host // the record with trackers updated (and state changed, if Event is set)
+}
+
+// Decide is the whole decision logic: pure, no I/O.
+func Decide(cfg Config, h Host, in Input) Decision {
+	now := in.Now
+	if in.Verdict != nil && !in.Verdict.Blind {
+		track(cfg, &h, in.Verdict, now)
+	}
+	ev, reason := choose(cfg, &h, in)
+	d := Decision{Host: h}
+	if ev == "" {
+		if reason != "" {
+			d.Host.Reason = reason
+		}
+		return d
+	}
+	to, ok := Target(h.State, ev)
+	if !ok {
+		d.Reason = fmt.Sprintf("%s not allowed in %s", ev, h.State)
+		return d
+	}
+	d.Event, d.To, d.Reason = ev, to, reason
+	d.Host = enter(cfg, h, to, ev, reason, now)
+	return d
+}
+
+func track(cfg Config, h *Host, v *signals.Verdict, now time.Time) {
+	h.LastD = v.D
+	over := func(since *time.Time, cond bool) {
+		switch {
+		case !cond:
+			*since = time.Time{}
+		case since.IsZero():
+			*since = now
+		}
+	}
+	over(&h.OverWarnSince, v.D >= cfg.DWarn || v.Level >= signals.LevelWarn)
+	over(&h.OverCritSince, v.D >= cfg.DCrit)
+	over(&h.UnderWarnSince, v.D < cfg.DWarn-cfg.Hysteresis && v.Level == signals.LevelNormal)
+	over(&h.UnderCritSince, v.D < cfg.DCrit-cfg.Hysteresis && v.Level < signals.LevelCritical)
+	if h.Onset.IsZero() && !h.OverWarnSince.IsZero() {
+		h.Onset = now
+	}
+}
+
+func held(since, now time.Time, d time.Duration) bool {
+	return !since.IsZero() && now.Sub(since) >= d
+}
+
+// choose picks the event for this input, or "" with an optional note.
+func choose(cfg Config, h *Host, in Input) (Event, string) {
+	now := in.Now
+	if in.Event != "" {
+		return operatorOrOutcome(cfg, h, in)
+	}
+	v := in.Verdict
+	// Deadlines run whether or not the host is visible.
+	switch h.State {
+	case AwaitingApproval:
+		if now.After(h.ApprovalDeadline) {
+			return EvGiveUp, fmt.Sprintf("approval deadline %s passed with no decision", h.ApprovalDeadline.Format(time.RFC3339))
+		}
+	case Fenced:
+		if now.Sub(h.Since) > cfg.FenceTimeout {
+			return EvGiveUp, fmt.Sprintf("no evacuation outcome within %s", cfg.FenceTimeout)
+		}
+	case Rebooting:
+		if now.Sub(h.Since) > cfg.RebootTimeout {
+			return EvGiveUp, fmt.Sprintf("host did not come back within %s of the power cycle", cfg.RebootTimeout)
+		}
+	}
+	if v == nil {
+		return "", ""
+	}
+	if v.Blind {
+		return "", "blind: no fresh signals; holding state"
+	}
+	triggered := len(v.Triggers) > 0
+	critNow := triggered || held(h.OverCritSince, now, cfg.DwellCrit)
+	warnNow := held(h.OverWarnSince, now, cfg.DwellWarn) || critNow
+	cooling := now.Before(h.CooldownUntil)
+	why := v.Explain()
+
+	switch h.State {
+	case Normal, Warn, Restored:
+		if critNow && !cooling {
+			if h.State == Restored && now.Sub(h.LastPowerCycle) < cfg.MinPowerCycleInterval {
+				return EvGiveUp, "relapse after a power cycle " + now.Sub(h.LastPowerCycle).Round(time.Second).String() + " ago: " + why
+			}
+			return EvCritical, why
+		}
+		if warnNow && h.State != Warn {
+			if cooling && critNow {
+				why += "; held at warn by the cool-down after an abort"
+			}
+			return EvWarn, why
+		}
+		if h.State == Warn && held(h.UnderWarnSince, now, cfg.RecoverAfter) {
+			return EvRecover, fmt.Sprintf("d below %.2f for %s", cfg.DWarn-cfg.Hysteresis, cfg.RecoverAfter)
+		}
+		if h.State == Restored && held(h.UnderWarnSince, now, cfg.RestoreHold) {
+			return EvRecover, fmt.Sprintf("restored and calm for %s", cfg.RestoreHold)
+		}
+		if cooling && critNow {
+			return "", "cool-down after abort until " + h.CooldownUntil.Format(time.RFC3339)
+		}
+	case Critical, AwaitingApproval:
+		if !triggered && held(h.UnderCritSince, now, cfg.RecoverAfter) {
+			return EvDeescalate, fmt.Sprintf("d below %.2f for %s", cfg.DCrit-cfg.Hysteresis, cfg.RecoverAfter)
+		}
+		if h.State == AwaitingApproval {
+			return "", "waiting for approval until " + h.ApprovalDeadline.Format(time.RFC3339)
+		}
+		switch cfg.Mode {
+		case ModeObserve:
+			return "", "observe mode: no fencing"
+		case ModeApprove:
+			return EvRequestApproval, "approve mode: " + why
+		}
+		if hold := guard(cfg, in.Fleet); hold != "" {
+			return "", hold
+		}
+		if !h.LastPowerCycle.IsZero() && now.Sub(h.LastPowerCycle) < cfg.MinPowerCycleInterval {
+			return EvGiveUp, "power-cycled " + now.Sub(h.LastPowerCycle).Round(time.Second).String() + " ago; no automatic reboot loop"
+		}
+		return EvFence, why
+	}
+	return "", ""
+}
+
+// guard returns why automatic fencing must wait, or "".
+func guard(cfg Config, f Fleet) string {
+	if f.Total <= 0 {
+		return ""
+	}
+	if frac := float64(f.AtWarnOrWorse) / float64(f.Total); frac > cfg.Storm.SaturationFraction {
+		return fmt.Sprintf("cluster-wide saturation: %d of %d hosts at warn or worse (%.0f%% > %.0f%%); no evacuation target, automatic fencing stopped",
+			f.AtWarnOrWorse, f.Total, 100*frac, 100*cfg.Storm.SaturationFraction)
+	}
+	if f.Fencing >= cfg.Storm.MaxConcurrent {
+		return fmt.Sprintf("storm guard: %d hosts already fenced (max %d)", f.Fencing, cfg.Storm.MaxConcurrent)
+	}
+	if frac := float64(f.Fencing+1) / float64(f.Total); frac > cfg.Storm.MaxFraction {
+		return fmt.Sprintf("storm guard: fencing one more would fence %.0f%% of the fleet (max %.0f%%)", 100*frac, 100*cfg.Storm.MaxFraction)
+	}
+	return ""
+}
+
+func operatorOrOutcome(cfg Config, h *Host, in Input) (Event, string) {
+	reason := in.Reason
+	switch in.Event {
+	case EvApprove:
+		if f := in.Fleet; f.Total > 0 && f.Fencing >= cfg.Storm.MaxConcurrent {
+			return "", fmt.Sprintf("approval held by the storm guard: %d hosts already fenced (max %d)", f.Fencing, cfg.Storm.MaxConcurrent)
+		}
+		if cfg.Mode == ModeObserve {
+			return "", "observe mode: approval recorded, no fencing"
+		}
+		return EvApprove, "approved: " + reason
+	case EvAbort:
+		return EvAbort, "aborted: " + reason
+	case EvUnfence:
+		return EvUnfence, "unfenced by operator: " + reason
+	}
+	return in.Event, reason
+}
+
+// enter updates the record for entering state to.
+func enter(cfg Config, h Host, to State, ev Event, reason string, now time.Time) Host {
+	h.State, h.Since, h.Reason = to, now, reason
+	switch to {
+	case AwaitingApproval:
+		h.ApprovalDeadline = now.Add(cfg.ApprovalTimeout)
+	case Rebooting:
+		h.LastPowerCycle = now
+	case Normal:
+		h.Onset = time.Time{}
+		h.ApprovalDeadline = time.Time{}
+		if ev == EvAbort {
+			h.CooldownUntil = now.Add(cfg.AbortCooldown)
+		}
+	case Warn:
+		h.ApprovalDeadline = time.Time{}
+	}
+	if ev == EvRecover || ev == EvDeescalate {
+		// a step down restarts the dwell: escalating again needs a fresh run
+		h.OverWarnSince, h.OverCritSince = time.Time{}, time.Time{}
+	}
+	return h
+}
