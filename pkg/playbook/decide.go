@@ -68,7 +68,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("thresholds: need 0 < d_warn < d_crit <= 1")
 	}
 	if c.Hysteresis < 0 || c.Hysteresis >= c.DWarn {
-		return fmt.Errorf("hysteresis: need 0 <= hysteresis < d_warn, have %g", c.Hysteresis)
+		return fmt.Errorf("thresholds.hysteresis: need 0 <= hysteresis < d_warn, have %g", c.Hysteresis)
 	}
 	for name, d := range map[string]time.Duration{
 		"dwell.warn": c.DwellWarn, "dwell.critical": c.DwellCrit,

@@ -1,0 +1,252 @@
+// Package policy loads and validates fenced's policy file: thresholds,
+// weights, dwell and hysteresis, mode and storm guard. Loading is strict:
+// unknown keys are errors, relations are checked, and every error names the
+// file, the line and the field.
+package policy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/fencedhq/fenced/pkg/playbook"
+	"github.com/fencedhq/fenced/pkg/signals"
+	"github.com/fencedhq/fenced/policies"
+)
+
+// Duration is a time.Duration written as "90s", "5m", "6h".
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (use 30s, 5m, 6h)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Signal is one signals: entry.
+type Signal struct {
+	Warn    float64  `yaml:"warn"`
+	Crit    float64  `yaml:"crit"`
+	Weight  float64  `yaml:"weight"`
+	Window  Duration `yaml:"window"`
+	Agg     string   `yaml:"agg"`
+	Trigger bool     `yaml:"trigger"`
+}
+
+// Policy is the file's content.
+type Policy struct {
+	Schema     int    `yaml:"version"`
+	Mode       string `yaml:"mode"`
+	Thresholds struct {
+		DWarn      float64 `yaml:"d_warn"`
+		DCrit      float64 `yaml:"d_crit"`
+		Hysteresis float64 `yaml:"hysteresis"`
+	} `yaml:"thresholds"`
+	StaleAfter Duration `yaml:"stale_after"`
+	Dwell      struct {
+		Warn     Duration `yaml:"warn"`
+		Critical Duration `yaml:"critical"`
+	} `yaml:"dwell"`
+	RecoverAfter Duration `yaml:"recover_after"`
+	RestoreHold  Duration `yaml:"restore_hold"`
+	Approval     struct {
+		Timeout Duration `yaml:"timeout"`
+	} `yaml:"approval"`
+	AbortCooldown Duration `yaml:"abort_cooldown"`
+	Timeouts      struct {
+		Fenced Duration `yaml:"fenced"`
+		Reboot Duration `yaml:"reboot"`
+	} `yaml:"timeouts"`
+	MinPowerCycleInterval Duration `yaml:"min_power_cycle_interval"`
+	StormGuard            struct {
+		MaxConcurrent      int     `yaml:"max_concurrent"`
+		MaxFraction        float64 `yaml:"max_fraction"`
+		SaturationFraction float64 `yaml:"saturation_fraction"`
+	} `yaml:"storm_guard"`
+	Signals map[string]Signal `yaml:"signals"`
+
+	source string // file name, for errors
+	digest string
+}
+
+// Error is a policy error with its place in the file.
+type Error struct {
+	File  string
+	Line  int // 0 when unknown
+	Field string
+	Err   error
+}
+
+func (e *Error) Error() string {
+	loc := e.File
+	if e.Line > 0 {
+		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
+	}
+	if e.Field != "" {
+		return fmt.Sprintf("%s: %s: %v", loc, e.Field, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", loc, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Load reads and validates a policy file.
+func Load(path string) (*Policy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Default returns the shipped policies/default.yaml.
+func Default() *Policy {
+	p, err := Parse("policies/default.yaml", policies.Default)
+	if err != nil {
+		panic(err) // the shipped file is tested
+	}
+	return p
+}
+
+// Parse decodes and validates policy data; name is used in errors.
+func Parse(name string, data []byte) (*Policy, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, &Error{File: name, Err: err}
+	}
+	if len(root.Content) == 0 {
+		return nil, &Error{File: name, Err: errors.New("empty policy")}
+	}
+	var p Policy
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&p); err != nil {
+		return nil, &Error{File: name, Err: errors.New(strings.TrimPrefix(err.Error(), "yaml: "))}
+	}
+	p.source = name
+	sum := sha256.Sum256(data)
+	p.digest = hex.EncodeToString(sum[:])[:12]
+	if err := p.validate(root.Content[0]); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// Version identifies the policy content: "v1@<sha256 prefix>"; the audit
+// log records it with every decision.
+func (p *Policy) Version() string { return fmt.Sprintf("v%d@%s", p.Schema, p.digest) }
+
+// Source is the file the policy came from.
+func (p *Policy) Source() string { return p.source }
+
+// WithMode returns a copy with the mode replaced (a --mode flag), validated.
+func (p *Policy) WithMode(mode string) (*Policy, error) {
+	c := *p
+	if _, err := playbook.ParseMode(mode); err != nil {
+		return nil, &Error{File: "--mode", Err: err}
+	}
+	c.Mode = mode
+	return &c, nil
+}
+
+// lineOf finds the line of a dotted path in the document, or of its nearest parent.
+func lineOf(doc *yaml.Node, path string) int {
+	n, line := doc, doc.Line
+	for _, key := range strings.Split(path, ".") {
+		if n.Kind != yaml.MappingNode {
+			break
+		}
+		found := false
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				line, n, found = n.Content[i].Line, n.Content[i+1], true
+				break
+			}
+		}
+		if !found {
+			break
+		}
+	}
+	return line
+}
+
+// fieldErr maps an error from a package's Validate ("field: message") to a
+// policy Error with the field's line.
+func (p *Policy) fieldErr(doc *yaml.Node, err error) error {
+	msg := err.Error()
+	field, rest, ok := strings.Cut(msg, ": ")
+	if !ok || strings.Contains(field, " ") {
+		return &Error{File: p.source, Err: err}
+	}
+	return &Error{File: p.source, Line: lineOf(doc, field), Field: field, Err: errors.New(rest)}
+}
+
+func (p *Policy) validate(doc *yaml.Node) error {
+	if p.Schema != 1 {
+		return &Error{File: p.source, Line: lineOf(doc, "version"), Field: "version", Err: fmt.Errorf("unsupported version %d (this fenced reads 1)", p.Schema)}
+	}
+	for name, s := range p.Signals {
+		if !signals.Name(name).Valid() {
+			return &Error{File: p.source, Line: lineOf(doc, "signals."+name), Field: "signals." + name,
+				Err: fmt.Errorf("unknown signal (known: %v)", signals.All)}
+		}
+		if _, err := signals.ParseAgg(s.Agg); err != nil {
+			return &Error{File: p.source, Line: lineOf(doc, "signals."+name+".agg"), Field: "signals." + name + ".agg", Err: err}
+		}
+	}
+	sc := p.SignalsConfig()
+	if err := sc.Validate(); err != nil {
+		if strings.HasPrefix(err.Error(), "thresholds") {
+			return &Error{File: p.source, Line: lineOf(doc, "thresholds"), Field: "thresholds", Err: err}
+		}
+		return p.fieldErr(doc, err)
+	}
+	pc := p.PlaybookConfig()
+	if err := pc.Validate(); err != nil {
+		return p.fieldErr(doc, err)
+	}
+	return nil
+}
+
+// SignalsConfig is the evaluator's configuration.
+func (p *Policy) SignalsConfig() signals.Config {
+	c := signals.Config{
+		DWarn: p.Thresholds.DWarn, DCrit: p.Thresholds.DCrit, StaleAfter: time.Duration(p.StaleAfter),
+		Signals: map[signals.Name]signals.SignalConfig{},
+	}
+	for name, s := range p.Signals {
+		c.Signals[signals.Name(name)] = signals.SignalConfig{
+			Warn: s.Warn, Crit: s.Crit, Weight: s.Weight, Window: time.Duration(s.Window),
+			Agg: signals.Agg(s.Agg), Trigger: s.Trigger,
+		}
+	}
+	return c
+}
+
+// PlaybookConfig is the playbook's configuration.
+func (p *Policy) PlaybookConfig() playbook.Config {
+	return playbook.Config{
+		Mode:  playbook.Mode(p.Mode),
+		DWarn: p.Thresholds.DWarn, DCrit: p.Thresholds.DCrit, Hysteresis: p.Thresholds.Hysteresis,
+		DwellWarn: time.Duration(p.Dwell.Warn), DwellCrit: time.Duration(p.Dwell.Critical),
+		RecoverAfter: time.Duration(p.RecoverAfter), RestoreHold: time.Duration(p.RestoreHold),
+		ApprovalTimeout: time.Duration(p.Approval.Timeout), AbortCooldown: time.Duration(p.AbortCooldown),
+		FenceTimeout: time.Duration(p.Timeouts.Fenced), RebootTimeout: time.Duration(p.Timeouts.Reboot),
+		MinPowerCycleInterval: time.Duration(p.MinPowerCycleInterval),
+		Storm: playbook.StormGuard{
+			MaxConcurrent: p.StormGuard.MaxConcurrent, MaxFraction: p.StormGuard.MaxFraction,
+			SaturationFraction: p.StormGuard.SaturationFraction,
+		},
+	}
+}

@@ -1,0 +1,147 @@
+package policy
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fencedhq/fenced/pkg/signals"
+	"github.com/fencedhq/fenced/policies"
+)
+
+func TestDefaultIsThePapers(t *testing.T) {
+	p := Default()
+	sc := p.SignalsConfig()
+	if sc.DWarn != 0.4 || sc.DCrit != 0.7 {
+		t.Fatalf("d thresholds %v %v", sc.DWarn, sc.DCrit)
+	}
+	want := map[signals.Name][3]float64{ // warn, crit, weight (B.2, B.3)
+		signals.CPUSteal: {10, 25, 0.25}, signals.LibvirtLatency: {200, 500, 0.2},
+		signals.HeartbeatLag: {15, 30, 0.2}, signals.RunqueuePerCore: {2, 4, 0.15},
+		signals.KubeletDelay: {500, 1000, 0.1}, signals.IOLatency: {100, 300, 0.1},
+	}
+	for n, w := range want {
+		s := sc.Signals[n]
+		if s.Warn != w[0] || s.Crit != w[1] || s.Weight != w[2] {
+			t.Errorf("%s: %+v, want warn/crit/weight %v", n, s, w)
+		}
+	}
+	if len(sc.Signals) != 9 {
+		t.Errorf("default policy has %d signals, want all 9", len(sc.Signals))
+	}
+	if !sc.Signals[signals.HeartbeatLag].Trigger {
+		t.Error("heartbeat lag must trigger critical on its own (B.5)")
+	}
+	if s := sc.Signals[signals.CPUSteal]; s.Window != time.Minute || s.Agg != signals.AggMin {
+		t.Errorf("steal must be sustained for 1 min: %+v", s)
+	}
+	pc := p.PlaybookConfig()
+	if pc.Mode != "approve" {
+		t.Errorf("default mode %s, want approve", pc.Mode)
+	}
+	if !strings.HasPrefix(p.Version(), "v1@") {
+		t.Errorf("version %q", p.Version())
+	}
+}
+
+func TestBadFilesNameFileLineAndField(t *testing.T) {
+	cases := []struct {
+		file string
+		want []string
+	}{
+		{"testdata/unknown-key.yaml", []string{"testdata/unknown-key.yaml", "line 6", "hysterisis"}},
+		{"testdata/warn-over-crit.yaml", []string{"testdata/warn-over-crit.yaml:3", "thresholds", "d_warn < d_crit"}},
+	}
+	for _, c := range cases {
+		_, err := Load(c.file)
+		if err == nil {
+			t.Fatalf("%s accepted", c.file)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not mention %q", c.file, err, w)
+			}
+		}
+	}
+}
+
+// mutate returns the default policy with one line replaced.
+func mutate(t *testing.T, old, new string) []byte {
+	t.Helper()
+	s := string(policies.Default)
+	if !strings.Contains(s, old) {
+		t.Fatalf("default policy has no %q", old)
+	}
+	return []byte(strings.Replace(s, old, new, 1))
+}
+
+func TestValidationErrors(t *testing.T) {
+	cases := []struct {
+		old, new, field string
+	}{
+		{"mode: approve", "mode: yolo", "mode"},
+		{"version: 1", "version: 2", "version"},
+		{"hysteresis: 0.1", "hysteresis: 0.5", "thresholds.hysteresis"},
+		{"max_concurrent: 2", "max_concurrent: 0", "storm_guard.max_concurrent"},
+		{"saturation_fraction: 0.3", "saturation_fraction: 3", "storm_guard.saturation_fraction"},
+		{"timeout: 15m", "timeout: soon", "line"},
+		{"cpu_steal_pct:              {warn: 10,  crit: 25,", "cpu_steal_pct:              {warn: 30,  crit: 25,", "signals.cpu_steal_pct"},
+		{"agg: p99}", "agg: p42}", "signals.io_latency_p99_ms.agg"},
+		{"  mgmt_cpu_share_pct:", "  mgmt_cpu_shares_pct:", "signals.mgmt_cpu_shares_pct"},
+	}
+	for _, c := range cases {
+		_, err := Parse("p.yaml", mutate(t, c.old, c.new))
+		var pe *Error
+		if err == nil || !errors.As(err, &pe) {
+			t.Errorf("%s: want a policy error, got %v", c.new, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.field) || !strings.Contains(err.Error(), "p.yaml:") {
+			t.Errorf("%s: error %q should name p.yaml:LINE and %q", c.new, err, c.field)
+		}
+	}
+}
+
+func TestWithMode(t *testing.T) {
+	p, err := Default().WithMode("auto")
+	if err != nil || p.PlaybookConfig().Mode != "auto" {
+		t.Fatalf("%v", err)
+	}
+	if _, err := Default().WithMode("sometimes"); err == nil {
+		t.Fatal("bad mode accepted")
+	}
+}
+
+func TestShippedExamplesAreValid(t *testing.T) {
+	entries, err := os.ReadDir("../../policies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".yaml") {
+			if _, err := Load("../../policies/" + e.Name()); err != nil {
+				t.Errorf("%s: %v", e.Name(), err)
+			}
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(policies.Default)
+	f.Add([]byte("version: 1\nmode: auto\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Parse("fuzz.yaml", data)
+		if err != nil {
+			return
+		}
+		// whatever parses must be consistent
+		if err := p.SignalsConfig().Validate(); err != nil {
+			t.Fatalf("accepted an invalid signals config: %v", err)
+		}
+		if err := p.PlaybookConfig().Validate(); err != nil {
+			t.Fatalf("accepted an invalid playbook config: %v", err)
+		}
+	})
+}
