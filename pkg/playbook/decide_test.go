@@ -247,7 +247,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for name, mut := range map[string]func(*Config){
 		"mode":       func(c *Config) { c.Mode = "yolo" },
-		"hys": func(c *Config) { c.Hysteresis = 0.5 },
+		"hys":        func(c *Config) { c.Hysteresis = 0.5 },
 		"approval":   func(c *Config) { c.ApprovalTimeout = 0 },
 		"storm":      func(c *Config) { c.Storm.MaxConcurrent = 0 },
 		"saturation": func(c *Config) { c.Storm.SaturationFraction = 1.5 },
