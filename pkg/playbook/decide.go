@@ -224,21 +224,21 @@ func choose(cfg Config, h *Host, in Input) (Event, string) {
 	critNow := triggered || held(h.OverCritSince, now, cfg.DwellCrit)
 	warnNow := held(h.OverWarnSince, now, cfg.DwellWarn) || critNow
 	cooling := now.Before(h.CooldownUntil)
-	why := v.Explain()
+	why := v.Explain // only called when a transition needs its reason
 
 	switch h.State {
 	case Normal, Warn, Restored:
 		if critNow && !cooling {
 			if h.State == Restored && now.Sub(h.LastPowerCycle) < cfg.MinPowerCycleInterval {
-				return EvGiveUp, "relapse after a power cycle " + now.Sub(h.LastPowerCycle).Round(time.Second).String() + " ago: " + why
+				return EvGiveUp, "relapse after a power cycle " + now.Sub(h.LastPowerCycle).Round(time.Second).String() + " ago: " + why()
 			}
-			return EvCritical, why
+			return EvCritical, why()
 		}
 		if warnNow && h.State != Warn {
 			if cooling && critNow {
-				why += "; held at warn by the cool-down after an abort"
+				return EvWarn, why() + "; held at warn by the cool-down after an abort"
 			}
-			return EvWarn, why
+			return EvWarn, why()
 		}
 		if h.State == Warn && held(h.UnderWarnSince, now, cfg.RecoverAfter) {
 			return EvRecover, fmt.Sprintf("d below %.2f for %s", cfg.DWarn-cfg.Hysteresis, cfg.RecoverAfter)
@@ -260,7 +260,7 @@ func choose(cfg Config, h *Host, in Input) (Event, string) {
 		case ModeObserve:
 			return "", "observe mode: no fencing"
 		case ModeApprove:
-			return EvRequestApproval, "approve mode: " + why
+			return EvRequestApproval, "approve mode: " + why()
 		}
 		if hold := guard(cfg, in.Fleet); hold != "" {
 			return "", hold
@@ -268,7 +268,7 @@ func choose(cfg Config, h *Host, in Input) (Event, string) {
 		if !h.LastPowerCycle.IsZero() && now.Sub(h.LastPowerCycle) < cfg.MinPowerCycleInterval {
 			return EvGiveUp, "power-cycled " + now.Sub(h.LastPowerCycle).Round(time.Second).String() + " ago; no automatic reboot loop"
 		}
-		return EvFence, why
+		return EvFence, why()
 	}
 	return "", ""
 }

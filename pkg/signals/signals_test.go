@@ -261,3 +261,24 @@ func BenchmarkEvaluateFleet(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/hosts, "ns/host")
 }
+
+func TestPercentileSmallAndLargeWindows(t *testing.T) {
+	// the short scan (k ≤ 4) and the sort must agree with nearest rank
+	for _, n := range []int{1, 2, 5, 20, 30, 79, 80, 81, 200} {
+		var w window
+		for i := 0; i < n; i++ {
+			w.add(t0.Add(time.Duration(i)*time.Second), float64((i*37)%n))
+		}
+		now := t0.Add(time.Duration(n-1) * time.Second).UnixMilli()
+		for _, c := range []struct {
+			agg Agg
+			q   float64
+		}{{AggP95, 0.95}, {AggP99, 0.99}} {
+			got, _ := w.aggregate(c.agg, now, int64(n)*1000, nil)
+			want := float64(max(int(math.Ceil(c.q*float64(n)))-1, 0)) // values are a permutation of 0..n-1 when gcd(37,n)=1
+			if n%37 != 0 && got != want {
+				t.Errorf("n=%d %s = %v, want %v", n, c.agg, got, want)
+			}
+		}
+	}
+}

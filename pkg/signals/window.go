@@ -115,16 +115,36 @@ func (w *window) aggregate(agg Agg, nowMS, spanMS int64, scratch []float64) (flo
 		}
 		return sum / float64(dur), scratch
 	default: // percentiles, nearest rank
+		q := 0.95
+		if agg == AggP99 {
+			q = 0.99
+		}
+		n := len(pts)
+		rank := max(int(math.Ceil(q*float64(n)))-1, 0)
+		if k := n - rank; k <= 4 {
+			// the k-th largest value: a short scan beats a sort for small windows
+			var top [4]float64
+			for i := range k {
+				top[i] = math.Inf(-1)
+			}
+			for _, p := range pts {
+				if p.v <= top[k-1] {
+					continue
+				}
+				j := k - 1
+				for j > 0 && top[j-1] < p.v {
+					top[j] = top[j-1]
+					j--
+				}
+				top[j] = p.v
+			}
+			return top[k-1], scratch
+		}
 		scratch = scratch[:0]
 		for _, p := range pts {
 			scratch = append(scratch, p.v)
 		}
 		slices.Sort(scratch)
-		q := 0.95
-		if agg == AggP99 {
-			q = 0.99
-		}
-		rank := int(math.Ceil(q*float64(len(scratch)))) - 1
-		return scratch[max(rank, 0)], scratch
+		return scratch[rank], scratch
 	}
 }

@@ -1,0 +1,223 @@
+package trace
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/fencedhq/fenced/pkg/signals"
+)
+
+// Scenario describes a synthetic trace. The generator is deterministic for a
+// given scenario (same seed, same bytes).
+type Scenario struct {
+	Kind     string // healthy, incident, saturation, fleet
+	Hosts    int    // healthy and fleet only
+	Start    time.Time
+	Duration time.Duration
+	Step     time.Duration
+	Seed     uint64
+}
+
+// Scenarios lists the scenario kinds.
+var Scenarios = []string{"healthy", "incident", "saturation", "fleet"}
+
+// IncidentDate is the day the incident scenario replays (section 3 of the paper).
+var IncidentDate = time.Date(2026, 1, 15, 0, 0, 0, 0, time.UTC)
+
+// Times of the paper's incident (Table 1), on IncidentDate.
+var (
+	IncidentOnset    = IncidentDate.Add(1*time.Hour + 14*time.Minute) // 01:14 saturation starts
+	IncidentStall    = IncidentDate.Add(1*time.Hour + 20*time.Minute) // nova-compute stops heartbeating (ours)
+	IncidentDecision = IncidentDate.Add(2*time.Hour + 2*time.Minute)  // 02:02 reboot decided and executed
+	IncidentRestored = IncidentDate.Add(2*time.Hour + 25*time.Minute) // 02:25 service declared restored
+)
+
+// hostModel turns a starvation level L (0 healthy … 1 fully starved) into the nine signals.
+type hostModel struct {
+	name    string
+	rng     *rand.Rand
+	noise   float64 // noise scale, 1 = a noisy healthy host
+	spikes  bool
+	stalled time.Time // heartbeats stopped at this time (zero: heartbeating)
+}
+
+func (h *hostModel) n(scale float64) float64 { return h.noise * scale * h.rng.NormFloat64() }
+
+func (h *hostModel) spike(p, size float64) float64 {
+	if h.spikes && h.rng.Float64() < p {
+		return size * (0.5 + h.rng.Float64())
+	}
+	return 0
+}
+
+func (h *hostModel) emit(w *Writer, t time.Time, L float64) {
+	pos := func(v float64) float64 { return math.Max(v, 0) }
+	w.Signal(t, h.name, signals.CPUSteal, pos(2+h.n(1)+45*L+h.spike(0.004, 12)))
+	w.Signal(t, h.name, signals.RunqueuePerCore, pos(0.8+h.n(0.2)+5*L+h.spike(0.004, 2)))
+	w.Signal(t, h.name, signals.LibvirtLatency, pos(4+math.Abs(h.n(3))+2000*L*L+h.spike(0.003, 200)))
+	w.Signal(t, h.name, signals.LibvirtTimeout, pos(20*(L-0.5)))
+	lag := 5 + h.rng.Float64()*5 + h.spike(0.002, 10)
+	if !h.stalled.IsZero() && !t.Before(h.stalled) {
+		lag = 10 + t.Sub(h.stalled).Seconds()
+	}
+	w.Signal(t, h.name, signals.HeartbeatLag, lag)
+	w.Signal(t, h.name, signals.KubeletDelay, pos(80+math.Abs(h.n(30))+3000*L+h.spike(0.003, 300)))
+	w.Signal(t, h.name, signals.PodEvictions, pos(4*(L-0.5)+h.spike(0.001, 1)))
+	w.Signal(t, h.name, signals.IOLatency, pos(12+math.Abs(h.n(5))+250*L+h.spike(0.003, 60)))
+	w.Signal(t, h.name, signals.MgmtCPUShare, pos(4+h.n(1)+30*L))
+}
+
+func ramp(t, from, to time.Time) float64 {
+	switch {
+	case !t.After(from):
+		return 0
+	case !t.Before(to):
+		return 1
+	}
+	return float64(t.Sub(from)) / float64(to.Sub(from))
+}
+
+// Generate writes the scenario's trace to out.
+func Generate(out io.Writer, sc Scenario) error {
+	if sc.Step <= 0 {
+		sc.Step = 10 * time.Second
+	}
+	w := NewWriter(out)
+	rng := rand.New(rand.NewPCG(sc.Seed, sc.Seed^0x9e3779b97f4a7c15))
+	models := func(prefix string, n int) []*hostModel {
+		hs := make([]*hostModel, n)
+		for i := range hs {
+			hs[i] = &hostModel{name: fmt.Sprintf("%s%03d", prefix, i), rng: rng, noise: 1, spikes: true}
+		}
+		return hs
+	}
+	switch sc.Kind {
+	case "healthy":
+		if sc.Hosts <= 0 {
+			return fmt.Errorf("trace: healthy scenario needs hosts > 0")
+		}
+		hs := models("cmp-", sc.Hosts)
+		for _, h := range hs {
+			w.Cores(h.name, 32)
+		}
+		for t := sc.Start; t.Before(sc.Start.Add(sc.Duration)); t = t.Add(sc.Step) {
+			for _, h := range hs {
+				if t.Equal(sc.Start) {
+					w.Service(t, h.name, true)
+					w.ServersActive(t, h.name, 12)
+				}
+				h.emit(w, t, 0)
+			}
+		}
+	case "fleet":
+		// healthy noisy hosts; one host in a hundred starves like the incident,
+		// its onset spread over the run
+		if sc.Hosts <= 0 {
+			return fmt.Errorf("trace: fleet scenario needs hosts > 0")
+		}
+		hs := models("cmp-", sc.Hosts)
+		onset := map[int]time.Time{}
+		for i := 0; i < sc.Hosts; i += 100 {
+			onset[(i+37)%sc.Hosts] = sc.Start.Add(time.Duration(rng.Int64N(int64(sc.Duration) * 3 / 4)))
+		}
+		for t := sc.Start; t.Before(sc.Start.Add(sc.Duration)); t = t.Add(sc.Step) {
+			for i, h := range hs {
+				if t.Equal(sc.Start) {
+					w.Service(t, h.name, true)
+				}
+				L := 0.0
+				if on, ok := onset[i]; ok {
+					L = ramp(t, on, on.Add(12*time.Minute))
+					if t.After(on.Add(6 * time.Minute)) {
+						h.stalled = on.Add(6 * time.Minute)
+					}
+				}
+				h.emit(w, t, L)
+			}
+		}
+	case "incident":
+		// Section 3: cluster load rises from 01:14, one host (cmp-017) is
+		// starved, its VMs stay ACTIVE, libvirt stops answering, migration
+		// fails; the historical reboot is at 02:02, restoration at 02:25.
+		start, end := IncidentDate.Add(30*time.Minute), IncidentDate.Add(3*time.Hour)
+		hs := make([]*hostModel, 0, 10)
+		for i := 10; i < 20; i++ {
+			hs = append(hs, &hostModel{name: fmt.Sprintf("cmp-%03d", i), rng: rng, noise: 0.5})
+		}
+		victim := hs[7]
+		down, back := IncidentDecision, IncidentDecision.Add(8*time.Minute)
+		for t := start; t.Before(end); t = t.Add(sc.Step) {
+			if t.Equal(IncidentStall) {
+				w.Fault(t, victim.name, FaultLibvirtUnresponsive)
+				victim.stalled = IncidentStall
+			}
+			if t.Equal(IncidentStall.Add(5 * time.Minute)) {
+				w.Fault(t, victim.name, FaultMigrationFails)
+			}
+			if t.Equal(down) {
+				w.Fault(t, victim.name, FaultCleared)
+				w.Service(t, victim.name, false)
+				victim.stalled = time.Time{}
+			}
+			for _, h := range hs {
+				if t.Equal(start) {
+					w.Cores(h.name, 32)
+					w.Service(t, h.name, true)
+					n := 10
+					if h == victim {
+						n = 14
+					}
+					w.ServersActive(t, h.name, n)
+				}
+				L := 0.08 * ramp(t, IncidentOnset, IncidentOnset.Add(20*time.Minute))
+				if h == victim {
+					switch {
+					case t.Before(down):
+						L = ramp(t, IncidentOnset, IncidentOnset.Add(12*time.Minute))
+					case t.Before(back):
+						continue // powered off and booting: no samples
+					default:
+						if t.Equal(back) {
+							w.Service(t, h.name, true)
+						}
+						L = 0.3 * (1 - ramp(t, back, IncidentRestored))
+					}
+				}
+				h.emit(w, t, L)
+			}
+		}
+	case "saturation":
+		// Section 4.3: every host loaded to warn, two of them starved; there is
+		// nowhere to evacuate to.
+		start, end := IncidentDate.Add(time.Hour), IncidentDate.Add(3*time.Hour)
+		hs := make([]*hostModel, 0, 10)
+		for i := 100; i < 110; i++ {
+			hs = append(hs, &hostModel{name: fmt.Sprintf("cmp-%03d", i), rng: rng, noise: 0.5})
+		}
+		loadFrom := start.Add(10 * time.Minute)
+		starveFrom := start.Add(30 * time.Minute)
+		for t := start; t.Before(end); t = t.Add(sc.Step) {
+			for i, h := range hs {
+				if t.Equal(start) {
+					w.Cores(h.name, 32)
+					w.Service(t, h.name, true)
+					w.ServersActive(t, h.name, 16)
+				}
+				L := 0.45 * ramp(t, loadFrom, loadFrom.Add(10*time.Minute))
+				if i == 3 || i == 7 {
+					L = math.Max(L, ramp(t, starveFrom, starveFrom.Add(10*time.Minute)))
+					if t.Equal(starveFrom.Add(5 * time.Minute)) {
+						h.stalled = t
+					}
+				}
+				h.emit(w, t, L)
+			}
+		}
+	default:
+		return fmt.Errorf("trace: unknown scenario %q (want one of %v)", sc.Kind, Scenarios)
+	}
+	return w.Flush()
+}

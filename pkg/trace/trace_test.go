@@ -1,0 +1,136 @@
+package trace
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fencedhq/fenced/pkg/signals"
+)
+
+func readAll(t *testing.T, s string) ([]Record, error) {
+	t.Helper()
+	r := NewReader(strings.NewReader(s), "t.jsonl")
+	var out []Record
+	for {
+		rec, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, rec)
+	}
+}
+
+func TestReadsEveryKind(t *testing.T) {
+	recs, err := readAll(t, `{"host":"cmp-017","cores":48}
+{"t":"2026-01-15T01:14:00Z","host":"cmp-017","signal":"cpu_steal_pct","value":31.5}
+
+{"t":"2026-01-15T01:14:00Z","host":"cmp-017","control":"nova_service","value":"up","note":"unknown fields are ignored"}
+{"t":"2026-01-15T01:14:00Z","host":"cmp-017","control":"servers_active","value":14}
+{"t":"2026-01-15T01:20:00Z","host":"cmp-017","fault":"libvirt_unresponsive"}
+{"value":2.5,"signal":"runqueue_per_core","host":"cmp-017","t":"2026-01-15T01:20:00Z"}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 6 {
+		t.Fatalf("%d records", len(recs))
+	}
+	want := []Record{
+		{Line: 1, Host: "cmp-017", Kind: KindCores, Value: 48},
+		{Line: 2, Host: "cmp-017", Kind: KindSignal, Signal: signals.CPUSteal, Value: 31.5},
+		{Line: 4, Host: "cmp-017", Kind: KindControl, Control: ControlNovaService, Up: true},
+		{Line: 5, Host: "cmp-017", Kind: KindControl, Control: ControlServersActive, Value: 14},
+		{Line: 6, Host: "cmp-017", Kind: KindFault, Fault: FaultLibvirtUnresponsive},
+		{Line: 7, Host: "cmp-017", Kind: KindSignal, Signal: signals.RunqueuePerCore, Value: 2.5},
+	}
+	for i, w := range want {
+		g := recs[i]
+		g.T = time.Time{}
+		if g != w {
+			t.Errorf("record %d: %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+func TestBadLinesNameTheLine(t *testing.T) {
+	ok := `{"t":"2026-01-15T01:14:00Z","host":"h","signal":"cpu_steal_pct","value":1}` + "\n"
+	for name, c := range map[string]struct{ line, want string }{
+		"not json":       {`{"t":`, "not a JSON object"},
+		"no host":        {`{"t":"2026-01-15T01:14:00Z","signal":"cpu_steal_pct","value":1}`, `missing "host"`},
+		"no t":           {`{"host":"h","signal":"cpu_steal_pct","value":1}`, `missing "t"`},
+		"bad t":          {`{"t":"yesterday","host":"h","signal":"cpu_steal_pct","value":1}`, `"t"`},
+		"unknown signal": {`{"t":"2026-01-15T01:14:00Z","host":"h","signal":"cpu_stolen","value":1}`, `unknown signal "cpu_stolen"`},
+		"string value":   {`{"t":"2026-01-15T01:14:00Z","host":"h","signal":"cpu_steal_pct","value":"1"}`, "not a finite number"},
+		"no value":       {`{"t":"2026-01-15T01:14:00Z","host":"h","signal":"cpu_steal_pct"}`, "missing"},
+		"two kinds":      {`{"t":"2026-01-15T01:14:00Z","host":"h","signal":"cpu_steal_pct","fault":"cleared","value":1}`, "exactly one"},
+		"bad service":    {`{"t":"2026-01-15T01:14:00Z","host":"h","control":"nova_service","value":"maybe"}`, `"up" or "down"`},
+		"bad count":      {`{"t":"2026-01-15T01:14:00Z","host":"h","control":"servers_active","value":1.5}`, "count"},
+		"bad control":    {`{"t":"2026-01-15T01:14:00Z","host":"h","control":"neutron","value":1}`, "unknown control"},
+		"bad fault":      {`{"t":"2026-01-15T01:14:00Z","host":"h","fault":"gremlins"}`, "unknown fault"},
+		"bad cores":      {`{"host":"h","cores":0}`, "cores"},
+		"backwards":      {`{"t":"2026-01-15T01:13:00Z","host":"h","signal":"cpu_steal_pct","value":1}`, "time-ordered"},
+	} {
+		_, err := readAll(t, ok+c.line+"\n")
+		if err == nil || !strings.Contains(err.Error(), "t.jsonl:2:") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want t.jsonl:2 and %q", name, err, c.want)
+		}
+	}
+}
+
+// The fast path and the full parser must agree on every line the writer makes.
+func TestFastPathMatchesFullParser(t *testing.T) {
+	var buf bytes.Buffer
+	if err := Generate(&buf, Scenario{Kind: "incident", Step: 10 * time.Second, Seed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	fast := NewReader(bytes.NewReader(buf.Bytes()), "x")
+	slow := NewReader(bytes.NewReader(buf.Bytes()), "x")
+	n := 0
+	for slow.sc.Scan() {
+		slow.n++
+		want, err := slow.parse(slow.sc.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := fast.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Fatalf("line %d: fast %+v, full %+v", slow.n, got, want)
+		}
+		if got.Kind == KindSignal {
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatal("no signal lines compared")
+	}
+}
+
+func FuzzReader(f *testing.F) {
+	f.Add(`{"t":"2026-01-15T01:14:00Z","host":"h","signal":"cpu_steal_pct","value":1}`)
+	f.Add(`{"t":"2026-01-15T01:14:00Z","host":"h","control":"nova_service","value":"up"}`)
+	f.Add(`{"host":"h","cores":4}`)
+	f.Fuzz(func(t *testing.T, line string) {
+		a := NewReader(strings.NewReader(line+"\n"), "f")
+		ra, erra := a.Next()
+		b := NewReader(strings.NewReader(line+"\n"), "f")
+		b.sc.Scan()
+		b.n++
+		rb, errb := b.parse(bytes.TrimSpace(b.sc.Bytes()))
+		if len(bytes.TrimSpace([]byte(line))) == 0 || strings.ContainsAny(line, "\n\r") {
+			return
+		}
+		if (erra == nil) != (errb == nil) || (erra == nil && ra != rb) {
+			t.Fatalf("fast and full parsers disagree on %q: %+v %v / %+v %v", line, ra, erra, rb, errb)
+		}
+	})
+}
