@@ -39,12 +39,12 @@ type Options struct {
 // HostResult is what happened to one host.
 type HostResult struct {
 	Host     string
-	Onset    time.Time                      // first tick with a fresh signal over warn
-	First    map[playbook.State]time.Time   // first entry into each state
-	Final    playbook.State                 // state at the end
-	Note     string                         // last reason the playbook gave (holds, waits)
-	Changes  int                            // number of state changes
-	Reasons  map[playbook.State]string      // reason of the first entry into each state
+	Onset    time.Time                          // first tick with a fresh signal over warn
+	First    map[playbook.State]time.Time       // first entry into each state
+	Final    playbook.State                     // state at the end
+	Note     string                             // last reason the playbook gave (holds, waits)
+	Changes  int                                // number of state changes
+	Reasons  map[playbook.State]string          // reason of the first entry into each state
 	Verdicts map[playbook.State]signals.Verdict `json:"-"`
 }
 
