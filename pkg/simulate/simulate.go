@@ -16,12 +16,13 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"sort"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/fencedhq/fenced/pkg/clock"
+	"github.com/fencedhq/fenced/pkg/fleet"
+	"github.com/fencedhq/fenced/pkg/lab"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/policy"
 	"github.com/fencedhq/fenced/pkg/signals"
@@ -65,18 +66,13 @@ type Result struct {
 }
 
 type runner struct {
-	opt     Options
-	eval    *signals.Evaluator
-	pcfg    playbook.Config
-	clk     *clock.Fake
-	w       *world
-	actor   *playbook.Actor
-	order   []string
-	mach    map[string]*playbook.Machine
-	res     *Result
-	enc     *json.Encoder
-	fleet   playbook.Fleet
-	rebootd map[string]bool // hosts whose windows must restart when they are back
+	opt    Options
+	clk    *clock.Fake
+	w      *lab.World
+	fleet  *fleet.Fleet
+	res    *Result
+	enc    *json.Encoder
+	encErr error
 }
 
 // Run replays the trace read from r.
@@ -90,28 +86,20 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 	if opt.RebootTime <= 0 {
 		opt.RebootTime = 6 * time.Minute
 	}
-	eval, err := signals.NewEvaluator(opt.Policy.SignalsConfig())
+	sc, pc := opt.Policy.SignalsConfig(), opt.Policy.PlaybookConfig()
+	rn := &runner{
+		opt: opt, clk: clock.NewFake(time.Time{}),
+		res: &Result{Hosts: map[string]*HostResult{}, Mode: pc.Mode, PolicyVersion: opt.Policy.Version()},
+	}
+	rn.w = lab.NewWorld(rn.clk.Now, opt.RebootTime, sc)
+	actor := &playbook.Actor{Mode: pc.Mode, Nova: rn.w, Gate: rn.w, Power: rn.w, Checker: rn.w,
+		Notify: rn.w, Journal: rn.w, Clock: rn.clk, Log: zerolog.Nop()}
+	f, err := fleet.New(sc, pc, actor, fleet.Hooks{Control: rn.w.Control, Verdict: rn.verdict, Change: rn.change})
 	if err != nil {
 		return nil, err
 	}
-	sc := opt.Policy.SignalsConfig()
-	rn := &runner{
-		opt: opt, eval: eval, pcfg: opt.Policy.PlaybookConfig(),
-		clk:  clock.NewFake(time.Time{}),
-		mach: map[string]*playbook.Machine{}, rebootd: map[string]bool{},
-		res: &Result{Hosts: map[string]*HostResult{}, Mode: opt.Policy.PlaybookConfig().Mode, PolicyVersion: opt.Policy.Version()},
-	}
-	rn.w = &world{hosts: map[string]*simHost{}, serverHost: map[string]string{}, now: rn.clk.Now, rebootTime: opt.RebootTime, warn: map[signals.Name]float64{}}
-	for n, s := range sc.Signals {
-		rn.w.warn[n] = s.Warn
-	}
-	for _, n := range signals.All {
-		if _, ok := rn.w.warn[n]; !ok {
-			rn.w.warn[n] = math.Inf(1)
-		}
-	}
-	rn.actor = &playbook.Actor{Mode: rn.pcfg.Mode, Nova: rn.w, Gate: rn.w, Power: rn.w, Checker: rn.w,
-		Notify: rn.w, Journal: rn.w, Clock: rn.clk, Log: zerolog.Nop()}
+	rn.fleet = f
+	rn.w.SetViews(f)
 	if opt.Out != nil {
 		rn.enc = json.NewEncoder(opt.Out)
 		rn.enc.SetEscapeHTML(false)
@@ -125,8 +113,9 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 			return nil, b.err
 		}
 		for _, rec := range b.recs {
+			rn.hostSeen(rec.Host)
 			if rec.Kind == trace.KindCores {
-				rn.hostSeen(rec.Host).cores = int(rec.Value)
+				rn.w.SetCores(rec.Host, int(rec.Value))
 				continue
 			}
 			if !started {
@@ -158,130 +147,86 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 		next = next.Add(opt.Tick)
 	}
 	rn.res.End = last
-	rn.res.PowerCycles, rn.res.Migrations, rn.res.MigrationFails = rn.w.powerCycles, rn.w.migrations, rn.w.migrationFailures
-	rn.res.Notifications, rn.res.Intents = rn.w.notifications, rn.w.intents
-	for name, m := range rn.mach {
-		hr := rn.res.Hosts[name]
-		hr.Final, hr.Note = m.Host().State, m.Host().Reason
+	c := rn.w.Counters
+	rn.res.PowerCycles, rn.res.Migrations, rn.res.MigrationFails = c.PowerCycles, c.Migrations, c.MigrationFailures
+	rn.res.Notifications, rn.res.Intents = c.Notifications, c.Intents
+	for _, v := range f.Views() {
+		hr := rn.res.Hosts[v.Host.Name]
+		hr.Final, hr.Note = v.Host.State, v.Host.Reason
 	}
 	return rn.res, nil
 }
 
-func (rn *runner) hostSeen(name string) *simHost {
-	if _, ok := rn.mach[name]; !ok {
-		m, err := playbook.NewMachine(rn.pcfg, playbook.Host{Name: name, State: playbook.Normal}, rn.actor)
-		if err != nil {
-			panic(err) // a fresh host in normal is always valid
-		}
-		rn.mach[name] = m
-		i := sort.SearchStrings(rn.order, name)
-		rn.order = append(rn.order, "")
-		copy(rn.order[i+1:], rn.order[i:])
-		rn.order[i] = name
+func (rn *runner) hostSeen(name string) {
+	if _, ok := rn.res.Hosts[name]; !ok {
+		rn.fleet.Add(name)
 		rn.res.Hosts[name] = &HostResult{Host: name, First: map[playbook.State]time.Time{}, Reasons: map[playbook.State]string{}, Verdicts: map[playbook.State]signals.Verdict{}}
-		rn.fleet.Total++
 	}
-	return rn.w.host(name)
 }
 
 func (rn *runner) apply(rec trace.Record) error {
 	rn.clk.Set(rec.T)
-	h := rn.hostSeen(rec.Host)
 	switch rec.Kind {
 	case trace.KindSignal:
-		i := index(rec.Signal)
-		v, ok := rn.w.sample(h, i, rec.Value)
-		if !ok {
+		s := signals.Sample{Host: rec.Host, Signal: rec.Signal, Value: rec.Value, At: rec.T}
+		v, keep, restart := rn.w.Sample(s)
+		if !keep {
 			return nil
 		}
-		if rn.rebootd[h.name] {
-			// the host is back from a power cycle: start its windows afresh
-			rn.eval.Forget(h.name)
-			rn.eval.ObserveControl(h.name, h.control())
-			delete(rn.rebootd, h.name)
+		if restart {
+			rn.fleet.Restart(rec.Host)
 		}
+		s.Value = v
 		rn.res.Samples++
-		return rn.eval.Observe(signals.Sample{Host: rec.Host, Signal: rec.Signal, Value: v, At: rec.T})
+		return rn.fleet.Observe(s)
 	case trace.KindControl:
 		switch rec.Control {
 		case trace.ControlNovaService:
-			h.serviceUp = rec.Up
+			rn.w.SetService(rec.Host, rec.Up)
 		case trace.ControlServersActive:
-			h.servers = int(rec.Value)
+			rn.w.SetServers(rec.Host, int(rec.Value))
 		}
-		rn.eval.ObserveControl(h.name, h.control())
 	case trace.KindFault:
-		if rec.Fault == trace.FaultCleared {
-			clear(h.faults)
-		} else {
-			h.faults[rec.Fault] = true
-		}
+		rn.w.Fault(rec.Host, rec.Fault)
 	}
 	return nil
 }
 
-func index(n signals.Name) int {
-	for i, a := range signals.All {
-		if a == n {
-			return i
+func (rn *runner) verdict(host string, v *signals.Verdict) {
+	hr := rn.res.Hosts[host]
+	if !hr.Onset.IsZero() {
+		return
+	}
+	for _, c := range v.Contributions {
+		if c.OverWarn && !c.Stale && c.Weight > 0 {
+			hr.Onset = v.At
+			return
 		}
 	}
-	return -1
 }
 
-func (rn *runner) count(s playbook.State, delta int) {
-	if s.Rank() >= 1 {
-		rn.fleet.AtWarnOrWorse += delta
+func (rn *runner) change(c playbook.Change, v *signals.Verdict) {
+	hr := rn.res.Hosts[c.Host]
+	if _, ok := hr.First[c.To]; !ok {
+		hr.First[c.To], hr.Reasons[c.To], hr.Verdicts[c.To] = c.At, c.Reason, *v
 	}
-	if s == playbook.Fenced || s == playbook.Rebooting {
-		rn.fleet.Fencing += delta
+	hr.Changes++
+	rn.res.Changes = append(rn.res.Changes, c)
+	if rn.enc != nil {
+		c.D = math.Round(c.D*1000) / 1000
+		if err := rn.enc.Encode(c); err != nil && rn.encErr == nil {
+			rn.encErr = fmt.Errorf("simulate: write: %w", err)
+		}
 	}
 }
 
 func (rn *runner) tick(ctx context.Context, now time.Time) error {
 	rn.clk.Set(now)
 	rn.res.Ticks++
-	for _, name := range rn.order {
-		h, m := rn.w.hosts[name], rn.mach[name]
-		hr := rn.res.Hosts[name]
-		rn.eval.ObserveControl(name, h.control())
-		v := rn.eval.Evaluate(name, now)
-		h.verdict = v
-		if hr.Onset.IsZero() {
-			for _, c := range v.Contributions {
-				if c.OverWarn && !c.Stale && c.Weight > 0 {
-					hr.Onset = now
-					break
-				}
-			}
-		}
-		before := m.Host().State
-		rn.count(before, -1)
-		changes, err := m.Step(ctx, playbook.Input{Now: now, Verdict: &v, Fleet: rn.fleet})
-		after := m.Host().State
-		rn.count(after, +1)
-		h.state = after
-		if err != nil {
-			return fmt.Errorf("simulate: %s at %s: %w", name, now.Format(time.RFC3339), err)
-		}
-		for _, c := range changes {
-			if c.To == playbook.Rebooting {
-				rn.rebootd[name] = true
-			}
-			if _, ok := hr.First[c.To]; !ok {
-				hr.First[c.To], hr.Reasons[c.To], hr.Verdicts[c.To] = c.At, c.Reason, v
-			}
-			hr.Changes++
-			rn.res.Changes = append(rn.res.Changes, c)
-			if rn.enc != nil {
-				c.D = math.Round(c.D*1000) / 1000
-				if err := rn.enc.Encode(c); err != nil {
-					return fmt.Errorf("simulate: write: %w", err)
-				}
-			}
-		}
+	if _, err := rn.fleet.Tick(ctx, now); err != nil {
+		return fmt.Errorf("simulate: %w", err)
 	}
-	return nil
+	return rn.encErr
 }
 
 type batch struct {

@@ -53,22 +53,55 @@ func (h *hostModel) spike(p, size float64) float64 {
 	return 0
 }
 
-func (h *hostModel) emit(w *Writer, t time.Time, L float64) {
+// values computes the nine signals at t for starvation level L, in the order of signals.All.
+func (h *hostModel) values(t time.Time, L float64) [9]float64 {
 	pos := func(v float64) float64 { return math.Max(v, 0) }
-	w.Signal(t, h.name, signals.CPUSteal, pos(2+h.n(1)+45*L+h.spike(0.004, 12)))
-	w.Signal(t, h.name, signals.RunqueuePerCore, pos(0.8+h.n(0.2)+5*L+h.spike(0.004, 2)))
-	w.Signal(t, h.name, signals.LibvirtLatency, pos(4+math.Abs(h.n(3))+2000*L*L+h.spike(0.003, 200)))
-	w.Signal(t, h.name, signals.LibvirtTimeout, pos(20*(L-0.5)))
+	var v [9]float64
+	v[0] = pos(2 + h.n(1) + 45*L + h.spike(0.004, 12))                // cpu_steal_pct
+	v[1] = pos(0.8 + h.n(0.2) + 5*L + h.spike(0.004, 2))              // runqueue_per_core
+	v[2] = pos(4 + math.Abs(h.n(3)) + 2000*L*L + h.spike(0.003, 200)) // libvirt_latency_p95_ms
+	v[3] = pos(20 * (L - 0.5))                                        // libvirt_timeout_pct
 	lag := 5 + h.rng.Float64()*5 + h.spike(0.002, 10)
 	if !h.stalled.IsZero() && !t.Before(h.stalled) {
 		lag = 10 + t.Sub(h.stalled).Seconds()
 	}
-	w.Signal(t, h.name, signals.HeartbeatLag, lag)
-	w.Signal(t, h.name, signals.KubeletDelay, pos(80+math.Abs(h.n(30))+3000*L+h.spike(0.003, 300)))
-	w.Signal(t, h.name, signals.PodEvictions, pos(4*(L-0.5)+h.spike(0.001, 1)))
-	w.Signal(t, h.name, signals.IOLatency, pos(12+math.Abs(h.n(5))+250*L+h.spike(0.003, 60)))
-	w.Signal(t, h.name, signals.MgmtCPUShare, pos(4+h.n(1)+30*L))
+	v[4] = lag                                                        // heartbeat_lag_s
+	v[5] = pos(80 + math.Abs(h.n(30)) + 3000*L + h.spike(0.003, 300)) // kubelet_sched_delay_p95_ms
+	v[6] = pos(4*(L-0.5) + h.spike(0.001, 1))                         // pod_evictions_per_min
+	v[7] = pos(12 + math.Abs(h.n(5)) + 250*L + h.spike(0.003, 60))    // io_latency_p99_ms
+	v[8] = pos(4 + h.n(1) + 30*L)                                     // mgmt_cpu_share_pct
+	return v
 }
+
+func (h *hostModel) emit(w *Writer, t time.Time, L float64) {
+	for i, v := range h.values(t, L) {
+		w.Signal(t, h.name, signals.All[i], v)
+	}
+}
+
+// HostModel generates a host's signals live (the dev lab uses it).
+type HostModel struct{ m hostModel }
+
+// NewHostModel returns a noisy host model with its own random stream.
+func NewHostModel(name string, seed uint64) *HostModel {
+	return &HostModel{m: hostModel{name: name, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), noise: 1, spikes: true}}
+}
+
+// Stall makes the host's heartbeats stop from t on (zero t: heartbeating).
+func (h *HostModel) Stall(t time.Time) { h.m.stalled = t }
+
+// Samples returns the nine signals at t for starvation level L (0 healthy … 1 starved).
+func (h *HostModel) Samples(t time.Time, L float64) []signals.Sample {
+	v := h.m.values(t, L)
+	out := make([]signals.Sample, len(v))
+	for i := range v {
+		out[i] = signals.Sample{Host: h.m.name, Signal: signals.All[i], Value: v[i], At: t}
+	}
+	return out
+}
+
+// Ramp is 0 before from, 1 after to, linear between.
+func Ramp(t, from, to time.Time) float64 { return ramp(t, from, to) }
 
 func ramp(t, from, to time.Time) float64 {
 	switch {

@@ -1,0 +1,182 @@
+// Package fleet runs the evaluator and one playbook machine per host: the
+// engine that both `fenced simulate` (on a simulated clock) and `fenced run`
+// (on the real one) drive. It keeps the fleet-wide counts the storm guard
+// needs, in step with every transition.
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/fencedhq/fenced/pkg/playbook"
+	"github.com/fencedhq/fenced/pkg/signals"
+)
+
+// View is one host as the fleet sees it now.
+type View struct {
+	Host    playbook.Host   `json:"host"`
+	Verdict signals.Verdict `json:"verdict"`
+}
+
+// Hooks are called from Tick and Operate, on the caller's goroutine.
+type Hooks struct {
+	// Control returns what the control plane says about a host, if known.
+	Control func(host string) (signals.Control, bool)
+	// Verdict sees every verdict before the playbook does.
+	Verdict func(host string, v *signals.Verdict)
+	// Change sees every state change with the verdict behind it.
+	Change func(c playbook.Change, v *signals.Verdict)
+}
+
+type entry struct {
+	m       *playbook.Machine
+	verdict signals.Verdict
+}
+
+// Fleet is not safe for concurrent use: one goroutine owns it.
+type Fleet struct {
+	eval   *signals.Evaluator
+	cfg    playbook.Config
+	actor  *playbook.Actor
+	hooks  Hooks
+	order  []string
+	hosts  map[string]*entry
+	counts playbook.Fleet
+}
+
+// New builds a fleet from the evaluator's and the playbook's configuration.
+func New(sc signals.Config, pc playbook.Config, actor *playbook.Actor, hooks Hooks) (*Fleet, error) {
+	if err := pc.Validate(); err != nil {
+		return nil, fmt.Errorf("fleet: playbook: %w", err)
+	}
+	eval, err := signals.NewEvaluator(sc)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	return &Fleet{eval: eval, cfg: pc, actor: actor, hooks: hooks, hosts: map[string]*entry{}}, nil
+}
+
+// Resume adds a host from its durable record (a new leader picking up).
+func (f *Fleet) Resume(h playbook.Host) error {
+	if _, ok := f.hosts[h.Name]; ok {
+		return fmt.Errorf("fleet: host %s already present", h.Name)
+	}
+	m, err := playbook.NewMachine(f.cfg, h, f.actor)
+	if err != nil {
+		return err
+	}
+	f.hosts[h.Name] = &entry{m: m, verdict: signals.Verdict{Host: h.Name, Blind: true}}
+	i := sort.SearchStrings(f.order, h.Name)
+	f.order = append(f.order, "")
+	copy(f.order[i+1:], f.order[i:])
+	f.order[i] = h.Name
+	f.counts.Total++
+	f.count(m.Host().State, +1)
+	return nil
+}
+
+// Add makes sure a host is in the fleet, starting in normal.
+func (f *Fleet) Add(host string) {
+	if _, ok := f.hosts[host]; !ok {
+		_ = f.Resume(playbook.Host{Name: host, State: playbook.Normal}) // a new host in normal is always valid
+	}
+}
+
+// Observe records a sample (adding the host if new).
+func (f *Fleet) Observe(s signals.Sample) error {
+	f.Add(s.Host)
+	return f.eval.Observe(s)
+}
+
+// Restart drops a host's signal windows: after a power cycle the old samples
+// describe a machine that no longer runs.
+func (f *Fleet) Restart(host string) { f.eval.Forget(host) }
+
+// Counts is the fleet situation the storm guard sees.
+func (f *Fleet) Counts() playbook.Fleet { return f.counts }
+
+func (f *Fleet) count(s playbook.State, delta int) {
+	if s.Rank() >= 1 {
+		f.counts.AtWarnOrWorse += delta
+	}
+	if s == playbook.Fenced || s == playbook.Rebooting {
+		f.counts.Fencing += delta
+	}
+}
+
+// Tick evaluates every host at now and steps its playbook. Hosts are visited
+// in name order so runs are reproducible.
+func (f *Fleet) Tick(ctx context.Context, now time.Time) ([]playbook.Change, error) {
+	var all []playbook.Change
+	for _, name := range f.order {
+		e := f.hosts[name]
+		if f.hooks.Control != nil {
+			if c, ok := f.hooks.Control(name); ok {
+				f.eval.ObserveControl(name, c)
+			}
+		}
+		e.verdict = f.eval.Evaluate(name, now)
+		if f.hooks.Verdict != nil {
+			f.hooks.Verdict(name, &e.verdict)
+		}
+		ch, err := f.step(ctx, e, playbook.Input{Now: now, Verdict: &e.verdict})
+		all = append(all, ch...)
+		if err != nil {
+			return all, err
+		}
+	}
+	return all, nil
+}
+
+// Operate applies an operator's event (approve, abort, unfence) to a host.
+func (f *Fleet) Operate(ctx context.Context, now time.Time, host string, ev playbook.Event, reason string) ([]playbook.Change, error) {
+	e, ok := f.hosts[host]
+	if !ok {
+		return nil, fmt.Errorf("fleet: unknown host %q", host)
+	}
+	return f.step(ctx, e, playbook.Input{Now: now, Event: ev, Reason: reason})
+}
+
+func (f *Fleet) step(ctx context.Context, e *entry, in playbook.Input) ([]playbook.Change, error) {
+	before := e.m.Host().State
+	f.count(before, -1)
+	in.Fleet = f.counts
+	if before.Rank() >= 1 {
+		in.Fleet.AtWarnOrWorse++ // the host itself counts towards saturation
+	}
+	ch, err := e.m.Step(ctx, in)
+	f.count(e.m.Host().State, +1)
+	if f.hooks.Change != nil {
+		for _, c := range ch {
+			f.hooks.Change(c, &e.verdict)
+		}
+	}
+	if err != nil {
+		return ch, fmt.Errorf("fleet: %s at %s: %w", e.m.Host().Name, in.Now.Format(time.RFC3339), err)
+	}
+	return ch, nil
+}
+
+// Get returns one host's view.
+func (f *Fleet) Get(host string) (View, bool) {
+	e, ok := f.hosts[host]
+	if !ok {
+		return View{}, false
+	}
+	return View{Host: e.m.Host(), Verdict: e.verdict}, true
+}
+
+// Views returns every host's view, in name order.
+func (f *Fleet) Views() []View {
+	out := make([]View, 0, len(f.order))
+	for _, name := range f.order {
+		e := f.hosts[name]
+		out = append(out, View{Host: e.m.Host(), Verdict: e.verdict})
+	}
+	return out
+}
+
+// Len is the number of hosts.
+func (f *Fleet) Len() int { return len(f.order) }

@@ -1,0 +1,283 @@
+// Package lab is a simulated world for fenced: a Nova, a live-migration
+// gate, out-of-band power and a host checker that obey injected faults and
+// react to fenced's actions. `fenced simulate` drives it on a simulated clock
+// from a trace; `fenced run --dev` drives it live with generated signals.
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/fencedhq/fenced/pkg/fleet"
+	"github.com/fencedhq/fenced/pkg/playbook"
+	"github.com/fencedhq/fenced/pkg/signals"
+	"github.com/fencedhq/fenced/pkg/trace"
+)
+
+// simHost is the simulated world's view of one host: what Nova says, what
+// faults the trace has injected, and where the power is.
+type simHost struct {
+	name          string
+	cores         int
+	serviceUp     bool // as the trace reports it
+	forcedDown    bool // set by fenced
+	disabled      bool
+	servers       int
+	faults        map[string]bool
+	poweredCycled time.Time // last power cycle (zero: never)
+	backAt        time.Time // when the rebooted host is back (zero: not rebooting)
+	// after a power cycle the starvation the trace describes is gone: samples
+	// over warn are replaced by the host's own baseline until the trace
+	// itself falls under warn for that signal
+	suppress [9]bool
+	baseline [9]float64
+	restart  bool
+}
+
+// Views tells the world what fenced thinks of a host (the gate picks
+// destinations that are normal).
+type Views interface {
+	Get(host string) (fleet.View, bool)
+}
+
+// Counters counts what the world was asked to do.
+type Counters struct {
+	Intents, PowerCycles, Migrations, MigrationFailures, Notifications int
+}
+
+// World implements every backend interface the playbook declares.
+type World struct {
+	hosts      map[string]*simHost
+	serverHost map[string]string
+	now        func() time.Time
+	rebootTime time.Duration
+	warn       [9]float64
+	calmD      float64 // a host under this d is healthy enough to learn its baseline
+	views      Views
+	Counters
+}
+
+// NewWorld returns an empty world. now is the clock; rebootTime the time a
+// power-cycled host takes to come back; warn the policy's warn thresholds.
+func NewWorld(now func() time.Time, rebootTime time.Duration, sc signals.Config) *World {
+	w := &World{hosts: map[string]*simHost{}, serverHost: map[string]string{}, now: now, rebootTime: rebootTime, calmD: sc.DWarn / 2}
+	for i, n := range signals.All {
+		w.warn[i] = math.Inf(1)
+		if s, ok := sc.Signals[n]; ok {
+			w.warn[i] = s.Warn
+		}
+	}
+	return w
+}
+
+// SetViews connects the world to the fleet it serves.
+func (w *World) SetViews(v Views) { w.views = v }
+
+func (w *World) host(name string) *simHost {
+	h := w.hosts[name]
+	if h == nil {
+		h = &simHost{name: name, cores: 32, serviceUp: true, faults: map[string]bool{}}
+		w.hosts[name] = h
+	}
+	return h
+}
+
+// control is what the evaluator is told Nova says.
+func (h *simHost) control() signals.Control {
+	return signals.Control{ServiceUp: h.serviceUp && !h.forcedDown, ServersActive: h.servers}
+}
+
+func (w *World) Disable(_ context.Context, host, _ string) error {
+	w.host(host).disabled = true
+	return nil
+}
+
+func (w *World) Enable(_ context.Context, host string) error {
+	w.host(host).disabled = false
+	return nil
+}
+
+func (w *World) ForceDown(_ context.Context, host string, down bool) error {
+	w.host(host).forcedDown = down
+	return nil
+}
+
+func (w *World) Servers(_ context.Context, host string) ([]playbook.Server, error) {
+	h := w.host(host)
+	out := make([]playbook.Server, h.servers)
+	for i := range out {
+		id := fmt.Sprintf("%s-vm%02d", host, i)
+		w.serverHost[id] = host
+		out[i] = playbook.Server{ID: id, Name: id, Status: "ACTIVE", Running: h.backAt.IsZero() || !w.now().Before(h.backAt)}
+	}
+	return out, nil
+}
+
+func (w *World) LiveMigrate(_ context.Context, serverID, dest string) error {
+	src := w.hosts[w.serverHost[serverID]]
+	if src == nil {
+		return fmt.Errorf("no such server %s", serverID)
+	}
+	if src.faults[trace.FaultMigrationFails] || src.faults[trace.FaultLibvirtUnresponsive] {
+		w.MigrationFailures++
+		return errors.New("migration did not complete: source hypervisor unresponsive")
+	}
+	w.Migrations++
+	w.serverHost[serverID] = dest
+	src.servers--
+	w.host(dest).servers++
+	return nil
+}
+
+func (w *World) Check(_ context.Context, host string) playbook.GateAnswer {
+	h := w.host(host)
+	var reasons []string
+	if h.faults[trace.FaultLibvirtUnresponsive] {
+		reasons = append(reasons, "libvirt does not answer")
+	}
+	var own fleet.View
+	if w.views != nil {
+		own, _ = w.views.Get(host)
+	}
+	for _, c := range own.Verdict.Contributions {
+		if (c.Signal == signals.LibvirtLatency || c.Signal == signals.LibvirtTimeout) && c.OverWarn && !c.Stale {
+			reasons = append(reasons, fmt.Sprintf("%s %.4g over warn", c.Signal, c.Value))
+		}
+	}
+	// a destination must itself be normal, with the lowest divergence
+	type dest struct {
+		name string
+		d    float64
+	}
+	var dests []dest
+	for _, d := range w.hosts {
+		if d == h || d.disabled || d.forcedDown || w.views == nil {
+			continue
+		}
+		v, ok := w.views.Get(d.name)
+		if ok && v.Host.State == playbook.Normal && !v.Verdict.Blind && v.Verdict.Level == signals.LevelNormal {
+			dests = append(dests, dest{d.name, v.Verdict.D})
+		}
+	}
+	if len(dests) == 0 {
+		reasons = append(reasons, "no destination in state normal")
+	}
+	if len(reasons) > 0 {
+		return playbook.GateAnswer{Reasons: reasons}
+	}
+	sort.Slice(dests, func(i, j int) bool {
+		if dests[i].d != dests[j].d {
+			return dests[i].d < dests[j].d
+		}
+		return dests[i].name < dests[j].name
+	})
+	return playbook.GateAnswer{Allowed: true, Destination: dests[0].name}
+}
+
+func (w *World) PowerCycle(_ context.Context, host string) error {
+	h := w.host(host)
+	if h.faults[trace.FaultBMCUnreachable] {
+		return errors.New("bmc unreachable: power state unknown")
+	}
+	w.PowerCycles++
+	h.poweredCycled = w.now()
+	h.backAt = w.now().Add(w.rebootTime)
+	for i := range h.suppress {
+		h.suppress[i] = true
+	}
+	h.restart = true
+	return nil
+}
+
+func (w *World) Back(_ context.Context, host string) (bool, error) {
+	h := w.host(host)
+	if h.backAt.IsZero() || h.faults[trace.FaultRebootNeverReturns] {
+		return false, nil
+	}
+	return !w.now().Before(h.backAt), nil
+}
+
+func (w *World) Notify(context.Context, playbook.Notification) { w.Notifications++ }
+
+func (w *World) Intent(_ context.Context, in playbook.Intent) (string, error) {
+	w.Intents++
+	return fmt.Sprintf("%s-%d", in.Action, w.Intents), nil
+}
+
+func (w *World) Outcome(context.Context, string, error) error { return nil }
+
+// Sample applies the world to a sample: nothing arrives from a host that is
+// off or booting, and a rebooted host no longer shows the starvation its
+// generator or trace goes on to describe (samples over warn are replaced by
+// the host's last healthy value until the source itself falls under warn).
+// It returns false to drop the sample; restart is true for the first sample
+// after the host came back, when its windows should start afresh.
+func (w *World) Sample(s signals.Sample) (v float64, keep, restart bool) {
+	h := w.host(s.Host)
+	i := index(s.Signal)
+	if !h.backAt.IsZero() && w.now().Before(h.backAt) {
+		return 0, false, false
+	}
+	restart, h.restart = h.restart, false
+	if h.suppress[i] {
+		if s.Value < w.warn[i] {
+			h.suppress[i] = false
+		} else {
+			return h.baseline[i], true, restart
+		}
+	}
+	if w.views != nil {
+		if v, ok := w.views.Get(s.Host); ok && v.Host.State == playbook.Normal && !v.Verdict.Blind && v.Verdict.D < w.calmD && s.Value < w.warn[i] {
+			h.baseline[i] = s.Value
+		}
+	}
+	return s.Value, true, restart
+}
+
+func index(n signals.Name) int {
+	for i, a := range signals.All {
+		if a == n {
+			return i
+		}
+	}
+	return 0
+}
+
+// SetService records what the control plane reports for a host's service.
+func (w *World) SetService(host string, up bool) { w.host(host).serviceUp = up }
+
+// SetServers sets how many servers are ACTIVE on a host.
+func (w *World) SetServers(host string, n int) { w.host(host).servers = n }
+
+// SetCores sets a host's physical cores.
+func (w *World) SetCores(host string, n int) { w.host(host).cores = n }
+
+// Fault injects a fault (trace.FaultCleared clears them all).
+func (w *World) Fault(host, fault string) {
+	h := w.host(host)
+	if fault == trace.FaultCleared {
+		clear(h.faults)
+		return
+	}
+	h.faults[fault] = true
+}
+
+// Control is what Nova says about a host: up unless reported down or forced
+// down by fenced, and its ACTIVE servers.
+func (w *World) Control(host string) (signals.Control, bool) {
+	h, ok := w.hosts[host]
+	if !ok {
+		return signals.Control{}, false
+	}
+	return h.control(), true
+}
+
+// Power reports a host's power: false while it reboots.
+func (w *World) Power(host string) bool {
+	h := w.host(host)
+	return h.backAt.IsZero() || !w.now().Before(h.backAt)
+}
