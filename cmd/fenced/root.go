@@ -42,7 +42,8 @@ Start with:
 	}
 	root.PersistentFlags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().BoolVar(&o.logJSON, "log-json", false, "write logs as JSON lines (default: console format)")
-	root.AddCommand(newSimulateCmd(), newPolicyCmd(), newTraceCmd())
+	root.AddCommand(newRunCmd(), newSimulateCmd(), newPolicyCmd(), newTraceCmd(), newHostsCmd(), newHostCmd(),
+		newOperateCmd("approve"), newOperateCmd("abort"), newOperateCmd("unfence"))
 	return root
 }
 
@@ -55,10 +56,19 @@ func setupLogging(o *rootOpts, stderr io.Writer) {
 	zerolog.TimeFieldFormat = time.RFC3339Nano
 	var w io.Writer = stderr
 	if !o.logJSON {
-		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339, NoColor: os.Getenv("NO_COLOR") != ""}
+		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339, NoColor: os.Getenv("NO_COLOR") != "" || !isTerminal(stderr)}
 	}
 	logger = zerolog.New(w).With().Timestamp().Str("component", "fenced").Logger()
 }
 
 // logger is the process logger, set up by the root command.
 var logger = zerolog.Nop()
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

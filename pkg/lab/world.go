@@ -35,7 +35,6 @@ type simHost struct {
 	// itself falls under warn for that signal
 	suppress [9]bool
 	baseline [9]float64
-	restart  bool
 }
 
 // Views tells the world what fenced thinks of a host (the gate picks
@@ -189,7 +188,7 @@ func (w *World) PowerCycle(_ context.Context, host string) error {
 	for i := range h.suppress {
 		h.suppress[i] = true
 	}
-	h.restart = true
+
 	return nil
 }
 
@@ -214,20 +213,18 @@ func (w *World) Outcome(context.Context, string, error) error { return nil }
 // off or booting, and a rebooted host no longer shows the starvation its
 // generator or trace goes on to describe (samples over warn are replaced by
 // the host's last healthy value until the source itself falls under warn).
-// It returns false to drop the sample; restart is true for the first sample
-// after the host came back, when its windows should start afresh.
-func (w *World) Sample(s signals.Sample) (v float64, keep, restart bool) {
+// It returns false to drop the sample.
+func (w *World) Sample(s signals.Sample) (v float64, keep bool) {
 	h := w.host(s.Host)
 	i := index(s.Signal)
 	if !h.backAt.IsZero() && w.now().Before(h.backAt) {
-		return 0, false, false
+		return 0, false
 	}
-	restart, h.restart = h.restart, false
 	if h.suppress[i] {
 		if s.Value < w.warn[i] {
 			h.suppress[i] = false
 		} else {
-			return h.baseline[i], true, restart
+			return h.baseline[i], true
 		}
 	}
 	if w.views != nil {
@@ -235,7 +232,7 @@ func (w *World) Sample(s signals.Sample) (v float64, keep, restart bool) {
 			h.baseline[i] = s.Value
 		}
 	}
-	return s.Value, true, restart
+	return s.Value, true
 }
 
 func index(n signals.Name) int {
@@ -275,6 +272,9 @@ func (w *World) Control(host string) (signals.Control, bool) {
 	}
 	return h.control(), true
 }
+
+// RebootedAt is the time of a host's last power cycle (zero: never).
+func (w *World) RebootedAt(host string) time.Time { return w.host(host).poweredCycled }
 
 // Power reports a host's power: false while it reboots.
 func (w *World) Power(host string) bool {

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fencedhq/fenced/pkg/api"
+)
+
+type clientOpts struct {
+	server string
+	token  string
+	asJSON bool
+}
+
+func (o *clientOpts) flags(cmd *cobra.Command) {
+	def := os.Getenv("FENCED_SERVER")
+	if def == "" {
+		def = "http://127.0.0.1:8480"
+	}
+	cmd.Flags().StringVar(&o.server, "server", def, "fenced API address (env FENCED_SERVER)")
+	cmd.Flags().StringVar(&o.token, "token", os.Getenv("FENCED_TOKEN"), "bearer token (env FENCED_TOKEN)")
+	cmd.Flags().BoolVar(&o.asJSON, "json", false, "print the API's JSON")
+}
+
+// call does one API request with a timeout and decodes the reply into out.
+func (o *clientOpts) call(ctx context.Context, method, path string, body, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(o.server, "/")+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if o.token != "" {
+		req.Header.Set("Authorization", "Bearer "+o.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("fenced API at %s: %w", o.server, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("fenced API: reading the reply: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e api.Error
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return fmt.Errorf("fenced API: %s %s: %s (HTTP %d)", method, path, e.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("fenced API: %s %s: HTTP %d", method, path, resp.StatusCode)
+	}
+	if raw, ok := out.(*json.RawMessage); ok {
+		*raw = data
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("fenced API: %s %s: unexpected reply: %w", method, path, err)
+	}
+	return nil
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() || t.Year() < 2000 {
+		return "-"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+func newHostsCmd() *cobra.Command {
+	o := &clientOpts{}
+	cmd := &cobra.Command{
+		Use:   "hosts",
+		Short: "Table of every host: state, since, d, top signals, incoherence, pending approval",
+		Long: `hosts asks the fenced API for every host. Exit status 0 on success, 1 when
+the API cannot be reached or answers an error.`,
+		Example: "  fenced hosts\n  fenced hosts --json | jq '.hosts[] | select(.state != \"normal\")'",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.asJSON {
+				var raw json.RawMessage
+				if err := o.call(cmd.Context(), "GET", "/api/v1/hosts", nil, &raw); err != nil {
+					return err
+				}
+				_, err := cmd.OutOrStdout().Write(raw)
+				return err
+			}
+			var rep api.HostsReply
+			if err := o.call(cmd.Context(), "GET", "/api/v1/hosts", nil, &rep); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "HOST\tSTATE\tSINCE\tD\tTOP SIGNALS\tINCOHERENT\tAPPROVAL DEADLINE")
+			for _, h := range rep.Hosts {
+				inc, dl := "", ""
+				if h.Incoherent {
+					inc = "yes"
+				}
+				if !h.ApprovalDeadline.IsZero() {
+					dl = h.ApprovalDeadline.Local().Format("15:04:05")
+				}
+				state := h.State
+				if h.Blind {
+					state += " (blind)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\n", h.Host, state, ago(h.Since), h.D, strings.Join(h.Top, " "), inc, dl)
+			}
+			tw.Flush()
+			fmt.Fprintf(cmd.OutOrStdout(), "\n%d hosts, mode %s, %d at warn or worse, %d fenced\n", len(rep.Hosts), rep.Mode, rep.Counts.AtWarnOrWorse, rep.Counts.Fencing)
+			return nil
+		},
+	}
+	o.flags(cmd)
+	return cmd
+}
+
+func newHostCmd() *cobra.Command {
+	o := &clientOpts{}
+	cmd := &cobra.Command{
+		Use:   "host HOST",
+		Short: "One host: its verdict (every signal's value and contribution) and its recent state changes",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var raw json.RawMessage
+			if err := o.call(cmd.Context(), "GET", "/api/v1/hosts/"+args[0], nil, &raw); err != nil {
+				return err
+			}
+			if o.asJSON {
+				_, err := cmd.OutOrStdout().Write(raw)
+				return err
+			}
+			var rep struct {
+				Host struct {
+					Name, State, Reason string
+					Since               time.Time
+				}
+				Verdict struct {
+					D             float64
+					Blind         bool
+					Incoherence   string
+					Contributions []struct {
+						Signal                         string
+						Value, M, Weight, Contribution float64
+						Stale                          bool
+					}
+				}
+				Changes []struct {
+					T        time.Time
+					From, To string
+					D        float64
+					Reason   string
+				}
+			}
+			if err := json.Unmarshal(raw, &rep); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "%s: %s since %s, d=%.2f\n", rep.Host.Name, rep.Host.State, ago(rep.Host.Since), rep.Verdict.D)
+			if rep.Host.Reason != "" {
+				fmt.Fprintf(out, "reason: %s\n", rep.Host.Reason)
+			}
+			if rep.Verdict.Incoherence != "" {
+				fmt.Fprintf(out, "execution incoherence: %s\n", rep.Verdict.Incoherence)
+			}
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "\nSIGNAL\tVALUE\tM\tWEIGHT\tCONTRIBUTION")
+			for _, c := range rep.Verdict.Contributions {
+				st := ""
+				if c.Stale {
+					st = " (stale)"
+				}
+				fmt.Fprintf(tw, "%s%s\t%.4g\t%.2f\t%.2f\t%.3f\n", c.Signal, st, c.Value, c.M, c.Weight, c.Contribution)
+			}
+			tw.Flush()
+			fmt.Fprintln(out, "\ntimeline:")
+			for _, c := range rep.Changes {
+				fmt.Fprintf(out, "  %s  %s → %s  d=%.2f  %s\n", c.T.Local().Format("15:04:05"), c.From, c.To, c.D, c.Reason)
+			}
+			return nil
+		},
+	}
+	o.flags(cmd)
+	return cmd
+}
+
+func newOperateCmd(action string) *cobra.Command {
+	o := &clientOpts{}
+	var reason, operator string
+	short := map[string]string{
+		"approve": "Approve the irreversible step (evacuation or power cycle) for a host waiting for it",
+		"abort":   "Abort fencing of a host: back to watching, with a cool-down",
+		"unfence": "Return a host that needs a human (or is restored/fenced) to service",
+	}[action]
+	cmd := &cobra.Command{
+		Use:     action + " HOST --reason TEXT",
+		Short:   short,
+		Long:    short + ".\nThe operator's name (--operator, default $USER) and the reason go into the audit log.\nExit status 1 if the API refuses (for example, the host is not in a state that allows it).",
+		Example: fmt.Sprintf("  fenced %s cmp-017 --reason \"libvirt frozen, VMs unreachable (INC-4711)\"", action),
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if strings.TrimSpace(reason) == "" {
+				return fmt.Errorf("--reason is required: it goes into the audit log")
+			}
+			var rep struct {
+				Changes []struct{ From, To, Reason string }
+			}
+			if err := o.call(cmd.Context(), "POST", "/api/v1/hosts/"+args[0]+"/"+action, api.OperateRequest{Operator: operator, Reason: reason}, &rep); err != nil {
+				return err
+			}
+			if o.asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(rep)
+			}
+			if len(rep.Changes) == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s: recorded, no state change\n", action, args[0])
+			}
+			for _, c := range rep.Changes {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s → %s  %s\n", args[0], c.From, c.To, c.Reason)
+			}
+			return nil
+		},
+	}
+	o.flags(cmd)
+	user := os.Getenv("USER")
+	if user == "" {
+		user = "unknown"
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required; written to the audit log)")
+	cmd.Flags().StringVar(&operator, "operator", user, "who is acting")
+	return cmd
+}

@@ -1,0 +1,272 @@
+// Package api serves fenced's HTTP API, /metrics and the status page.
+//
+//	GET  /api/v1/hosts                   every host: state, since, d, top signals, incoherence, pending approval
+//	GET  /api/v1/hosts/{host}            one host with its verdict and recent state changes
+//	POST /api/v1/hosts/{host}/approve    body {"operator":"…","reason":"…"}
+//	POST /api/v1/hosts/{host}/abort      (same body)
+//	POST /api/v1/hosts/{host}/unfence    (same body)
+//	GET  /metrics                        Prometheus text format
+//	GET  /                               status page
+//
+// With tokens configured, requests carry "Authorization: Bearer TOKEN"; a
+// viewer token reads, an operator token also writes.
+package api
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/fencedhq/fenced/pkg/daemon"
+	"github.com/fencedhq/fenced/pkg/playbook"
+)
+
+// Backend is what the API needs from the daemon.
+type Backend interface {
+	Snapshot() daemon.Snapshot
+	Operate(ctx context.Context, host string, ev playbook.Event, operator, reason string) ([]playbook.Change, error)
+}
+
+// Role is what a token may do.
+type Role string
+
+// Roles.
+const (
+	Viewer   Role = "viewer"
+	Operator Role = "operator"
+)
+
+// Server is the HTTP handler.
+type Server struct {
+	b      Backend
+	tokens map[string]Role // nil: no authentication (loopback dev mode)
+	mux    *http.ServeMux
+}
+
+// New returns the API handler. tokens maps bearer tokens to roles; nil
+// disables authentication (only for a listener on loopback).
+func New(b Backend, tokens map[string]Role) *Server {
+	s := &Server{b: b, tokens: tokens, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /api/v1/hosts", s.auth(Viewer, s.hosts))
+	s.mux.HandleFunc("GET /api/v1/hosts/{host}", s.auth(Viewer, s.host))
+	s.mux.HandleFunc("POST /api/v1/hosts/{host}/{action}", s.auth(Operator, s.operate))
+	s.mux.HandleFunc("GET /metrics", s.metrics)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	s.mux.HandleFunc("GET /{$}", s.page)
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func (s *Server) auth(need Role, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.tokens != nil {
+			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			role, known := s.tokens[tok]
+			switch {
+			case !ok || !known:
+				writeJSON(w, http.StatusUnauthorized, Error{Error: "missing or unknown bearer token"})
+				return
+			case need == Operator && role != Operator:
+				writeJSON(w, http.StatusForbidden, Error{Error: "this token may read but not act (role viewer)"})
+				return
+			}
+		}
+		h(w, r)
+	}
+}
+
+// HostSummary is one row of GET /api/v1/hosts.
+type HostSummary struct {
+	Host             string    `json:"host"`
+	State            string    `json:"state"`
+	Since            time.Time `json:"since"`
+	D                float64   `json:"d"`
+	Blind            bool      `json:"blind,omitempty"`
+	Top              []string  `json:"top_signals"`
+	Incoherent       bool      `json:"incoherent,omitempty"`
+	Incoherence      string    `json:"incoherence,omitempty"`
+	ApprovalDeadline time.Time `json:"approval_deadline,omitzero"`
+	Reason           string    `json:"reason,omitempty"`
+}
+
+// HostsReply is the body of GET /api/v1/hosts.
+type HostsReply struct {
+	At            time.Time      `json:"t"`
+	Mode          string         `json:"mode"`
+	PolicyVersion string         `json:"policy_version"`
+	Counts        playbook.Fleet `json:"counts"`
+	Hosts         []HostSummary  `json:"hosts"`
+}
+
+func summarize(snap daemon.Snapshot) HostsReply {
+	out := HostsReply{At: snap.At, Mode: string(snap.Mode), PolicyVersion: snap.PolicyVersion, Counts: snap.Counts, Hosts: []HostSummary{}}
+	for _, v := range snap.Hosts {
+		hs := HostSummary{Host: v.Host.Name, State: string(v.Host.State), Since: v.Host.Since, D: v.Verdict.D,
+			Blind: v.Verdict.Blind, Incoherent: v.Verdict.Incoherent, Incoherence: v.Verdict.Incoherence, Reason: v.Host.Reason, Top: []string{}}
+		if v.Host.State == playbook.AwaitingApproval {
+			hs.ApprovalDeadline = v.Host.ApprovalDeadline
+		}
+		for _, c := range v.Verdict.Top(3) {
+			if c.Contribution > 0 {
+				hs.Top = append(hs.Top, fmt.Sprintf("%s=%.4g", c.Signal, c.Value))
+			}
+		}
+		out.Hosts = append(out.Hosts, hs)
+	}
+	return out
+}
+
+func (s *Server) hosts(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, summarize(s.b.Snapshot()))
+}
+
+// HostReply is the body of GET /api/v1/hosts/{host}.
+type HostReply struct {
+	Host    any               `json:"host"`
+	Verdict any               `json:"verdict"`
+	Changes []playbook.Change `json:"changes"`
+}
+
+func (s *Server) host(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("host")
+	snap := s.b.Snapshot()
+	for _, v := range snap.Hosts {
+		if v.Host.Name == name {
+			rep := HostReply{Host: v.Host, Verdict: v.Verdict, Changes: []playbook.Change{}}
+			for _, c := range snap.Changes {
+				if c.Host == name {
+					rep.Changes = append(rep.Changes, c)
+				}
+			}
+			writeJSON(w, http.StatusOK, rep)
+			return
+		}
+	}
+	writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("unknown host %q", name)})
+}
+
+// OperateRequest is the body of the write endpoints.
+type OperateRequest struct {
+	Operator string `json:"operator"`
+	Reason   string `json:"reason"`
+}
+
+var actions = map[string]playbook.Event{"approve": playbook.EvApprove, "abort": playbook.EvAbort, "unfence": playbook.EvUnfence}
+
+func (s *Server) operate(w http.ResponseWriter, r *http.Request) {
+	ev, ok := actions[r.PathValue("action")]
+	if !ok {
+		writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("unknown action %q (want approve, abort or unfence)", r.PathValue("action"))})
+		return
+	}
+	var req OperateRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, Error{Error: "body must be JSON {\"operator\":…,\"reason\":…}: " + err.Error()})
+		return
+	}
+	for field, v := range map[string]string{"operator": req.Operator, "reason": req.Reason} {
+		if strings.TrimSpace(v) == "" {
+			writeJSON(w, http.StatusBadRequest, Error{Error: field + " is required", Field: field})
+			return
+		}
+	}
+	name := r.PathValue("host")
+	known := false
+	for _, v := range s.b.Snapshot().Hosts {
+		known = known || v.Host.Name == name
+	}
+	if !known {
+		writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("unknown host %q", name)})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	ch, err := s.b.Operate(ctx, name, ev, req.Operator, req.Reason)
+	if err != nil {
+		code := http.StatusConflict
+		if errors.Is(err, context.DeadlineExceeded) {
+			code = http.StatusGatewayTimeout
+		}
+		writeJSON(w, code, Error{Error: err.Error()})
+		return
+	}
+	if ch == nil {
+		ch = []playbook.Change{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"changes": ch})
+}
+
+func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
+	snap := s.b.Snapshot()
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	fmt.Fprintln(w, "# HELP fenced_host_state 1 for the state each host is in.")
+	fmt.Fprintln(w, "# TYPE fenced_host_state gauge")
+	for _, v := range snap.Hosts {
+		for _, st := range playbook.States {
+			val := 0
+			if v.Host.State == st {
+				val = 1
+			}
+			fmt.Fprintf(w, "fenced_host_state{host=%q,state=%q} %d\n", v.Host.Name, st, val)
+		}
+	}
+	fmt.Fprintln(w, "# HELP fenced_host_divergence Divergence d(t) per host.")
+	fmt.Fprintln(w, "# TYPE fenced_host_divergence gauge")
+	for _, v := range snap.Hosts {
+		fmt.Fprintf(w, "fenced_host_divergence{host=%q} %g\n", v.Host.Name, v.Verdict.D)
+	}
+	fmt.Fprintln(w, "# HELP fenced_host_incoherent 1 when the control plane says up/ACTIVE while the host is critical.")
+	fmt.Fprintln(w, "# TYPE fenced_host_incoherent gauge")
+	for _, v := range snap.Hosts {
+		b := 0
+		if v.Verdict.Incoherent {
+			b = 1
+		}
+		fmt.Fprintf(w, "fenced_host_incoherent{host=%q} %d\n", v.Host.Name, b)
+	}
+	fmt.Fprintln(w, "# HELP fenced_transitions_total State changes by target state.")
+	fmt.Fprintln(w, "# TYPE fenced_transitions_total counter")
+	keys := make([]string, 0, len(snap.Transitions))
+	for k := range snap.Transitions {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "fenced_transitions_total{to=%q} %d\n", k, snap.Transitions[k])
+	}
+	fmt.Fprintf(w, "# HELP fenced_ticks_total Evaluation ticks run.\n# TYPE fenced_ticks_total counter\nfenced_ticks_total %d\n", snap.Ticks)
+	fmt.Fprintf(w, "# HELP fenced_tick_seconds Duration of the last tick.\n# TYPE fenced_tick_seconds gauge\nfenced_tick_seconds %g\n", snap.TickSeconds)
+	fmt.Fprintf(w, "# HELP fenced_sample_errors_total Samples rejected.\n# TYPE fenced_sample_errors_total counter\nfenced_sample_errors_total %d\n", snap.SampleErrors)
+}
+
+//go:embed status.html
+var statusPage []byte
+
+func (s *Server) page(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Write(statusPage)
+}

@@ -1,0 +1,125 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fencedhq/fenced/pkg/daemon"
+	"github.com/fencedhq/fenced/pkg/fleet"
+	"github.com/fencedhq/fenced/pkg/playbook"
+	"github.com/fencedhq/fenced/pkg/signals"
+)
+
+type fakeBackend struct {
+	snap daemon.Snapshot
+	ops  []string
+}
+
+func (f *fakeBackend) Snapshot() daemon.Snapshot { return f.snap }
+func (f *fakeBackend) Operate(_ context.Context, host string, ev playbook.Event, op, reason string) ([]playbook.Change, error) {
+	f.ops = append(f.ops, host+" "+string(ev)+" "+op+" "+reason)
+	if host == "cmp-001" {
+		return nil, errors.New("approve not allowed in normal")
+	}
+	return []playbook.Change{{Host: host, From: playbook.AwaitingApproval, To: playbook.Fenced, Reason: "approved"}}, nil
+}
+
+func backend() *fakeBackend {
+	t := time.Date(2026, 1, 15, 1, 20, 0, 0, time.UTC)
+	return &fakeBackend{snap: daemon.Snapshot{At: t, Mode: "approve", Transitions: map[string]int64{"critical": 1},
+		Hosts: []fleet.View{
+			{Host: playbook.Host{Name: "cmp-001", State: playbook.Normal}, Verdict: signals.Verdict{D: 0.1}},
+			{Host: playbook.Host{Name: "cmp-017", State: playbook.AwaitingApproval, ApprovalDeadline: t.Add(15 * time.Minute)},
+				Verdict: signals.Verdict{D: 0.82, Incoherent: true, Contributions: []signals.Contribution{{Signal: signals.HeartbeatLag, Value: 75, Contribution: 0.2}}}},
+		}}}
+}
+
+func do(t *testing.T, h http.Handler, method, path, token, body string) (int, string) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	b, _ := io.ReadAll(rec.Body)
+	return rec.Code, string(b)
+}
+
+func TestReadsAndWrites(t *testing.T) {
+	b := backend()
+	s := New(b, nil)
+	code, body := do(t, s, "GET", "/api/v1/hosts", "", "")
+	if code != 200 || !strings.Contains(body, `"state": "awaiting_approval"`) || !strings.Contains(body, "heartbeat_lag_s=75") || !strings.Contains(body, `"approval_deadline": "2026-01-15T01:35:00Z"`) {
+		t.Fatalf("%d %s", code, body)
+	}
+	if code, _ := do(t, s, "GET", "/api/v1/hosts/nope", "", ""); code != 404 {
+		t.Fatalf("unknown host: %d", code)
+	}
+	for _, c := range []struct {
+		path, body string
+		code       int
+		want       string
+	}{
+		{"/api/v1/hosts/cmp-017/approve", `{"operator":"alice","reason":"VMs down"}`, 200, `"to": "fenced"`},
+		{"/api/v1/hosts/cmp-017/approve", `{"operator":"alice"}`, 400, `"field": "reason"`},
+		{"/api/v1/hosts/cmp-017/approve", `{"operator":"alice","reason":"x","force":true}`, 400, "unknown field"},
+		{"/api/v1/hosts/cmp-017/approve", `not json`, 400, "body must be JSON"},
+		{"/api/v1/hosts/cmp-017/reboot", `{"operator":"a","reason":"b"}`, 404, "unknown action"},
+		{"/api/v1/hosts/nope/approve", `{"operator":"a","reason":"b"}`, 404, "unknown host"},
+		{"/api/v1/hosts/cmp-001/approve", `{"operator":"a","reason":"b"}`, 409, "not allowed"},
+	} {
+		code, body := do(t, s, "POST", c.path, "", c.body)
+		if code != c.code || !strings.Contains(body, c.want) {
+			t.Errorf("POST %s %s: %d %s, want %d %q", c.path, c.body, code, body, c.code, c.want)
+		}
+	}
+	if len(b.ops) != 2 || b.ops[0] != "cmp-017 approve alice VMs down" {
+		t.Fatalf("backend saw %v", b.ops)
+	}
+}
+
+func TestTokensAndRoles(t *testing.T) {
+	s := New(backend(), map[string]Role{"v": Viewer, "o": Operator})
+	body := `{"operator":"a","reason":"b"}`
+	for _, c := range []struct {
+		method, path, token string
+		code                int
+	}{
+		{"GET", "/api/v1/hosts", "", 401},
+		{"GET", "/api/v1/hosts", "wrong", 401},
+		{"GET", "/api/v1/hosts", "v", 200},
+		{"POST", "/api/v1/hosts/cmp-017/approve", "v", 403},
+		{"POST", "/api/v1/hosts/cmp-017/approve", "o", 200},
+	} {
+		if code, _ := do(t, s, c.method, c.path, c.token, body); code != c.code {
+			t.Errorf("%s %s token %q: %d, want %d", c.method, c.path, c.token, code, c.code)
+		}
+	}
+}
+
+func TestMetricsAndPage(t *testing.T) {
+	s := New(backend(), nil)
+	_, m := do(t, s, "GET", "/metrics", "", "")
+	for _, want := range []string{
+		`fenced_host_state{host="cmp-017",state="awaiting_approval"} 1`,
+		`fenced_host_state{host="cmp-017",state="normal"} 0`,
+		`fenced_host_divergence{host="cmp-017"} 0.82`,
+		`fenced_host_incoherent{host="cmp-017"} 1`,
+		`fenced_transitions_total{to="critical"} 1`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	code, page := do(t, s, "GET", "/", "", "")
+	if code != 200 || !strings.Contains(page, "fenced — fleet status") || strings.Contains(page, "http://") && strings.Contains(page, "cdn") {
+		t.Fatalf("status page: %d", code)
+	}
+}

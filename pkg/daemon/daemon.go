@@ -1,0 +1,227 @@
+// Package daemon is `fenced run`: it collects samples every tick, runs the
+// fleet engine (evaluator + playbooks), applies operator commands, and keeps
+// a snapshot the HTTP API serves. One goroutine owns the fleet; everything
+// else talks to it through channels or reads the snapshot.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/fencedhq/fenced/pkg/clock"
+	"github.com/fencedhq/fenced/pkg/fleet"
+	"github.com/fencedhq/fenced/pkg/playbook"
+	"github.com/fencedhq/fenced/pkg/policy"
+	"github.com/fencedhq/fenced/pkg/signals"
+)
+
+// Source produces the samples of one tick.
+type Source interface {
+	Collect(ctx context.Context, now time.Time) ([]signals.Sample, error)
+}
+
+// Config wires a daemon.
+type Config struct {
+	Policy  *policy.Policy
+	Tick    time.Duration // default 10 s
+	Clock   clock.Clock
+	Log     zerolog.Logger
+	Source  Source
+	Actor   *playbook.Actor
+	Control func(host string) (signals.Control, bool) // what Nova says; nil if unknown
+	Hosts   []string                                  // hosts known up front (others appear with their samples)
+	// History is how many recent state changes the snapshot keeps.
+	History int
+}
+
+// Snapshot is what readers see: every host, recent changes, counters.
+type Snapshot struct {
+	At            time.Time         `json:"t"`
+	Mode          playbook.Mode     `json:"mode"`
+	PolicyVersion string            `json:"policy_version"`
+	Hosts         []fleet.View      `json:"hosts"`
+	Changes       []playbook.Change `json:"changes"`
+	Ticks         int64             `json:"ticks"`
+	TickSeconds   float64           `json:"last_tick_seconds"`
+	Transitions   map[string]int64  `json:"transitions"` // by target state
+	Counts        playbook.Fleet    `json:"counts"`
+	SampleErrors  int64             `json:"sample_errors"`
+}
+
+type op struct {
+	host, operator, reason string
+	ev                     playbook.Event
+	reply                  chan opResult
+}
+
+type opResult struct {
+	changes []playbook.Change
+	err     error
+}
+
+// Daemon runs the loop.
+type Daemon struct {
+	cfg   Config
+	fleet *fleet.Fleet
+	ops   chan op
+
+	mu   sync.RWMutex
+	snap Snapshot
+}
+
+// New validates the configuration and builds the engine.
+func New(cfg Config) (*Daemon, error) {
+	if cfg.Policy == nil || cfg.Source == nil || cfg.Actor == nil {
+		return nil, errors.New("daemon: policy, source and actor are required")
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = 10 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.History <= 0 {
+		cfg.History = 500
+	}
+	d := &Daemon{cfg: cfg, ops: make(chan op)}
+	f, err := fleet.New(cfg.Policy.SignalsConfig(), cfg.Policy.PlaybookConfig(), cfg.Actor, fleet.Hooks{Control: cfg.Control})
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range cfg.Hosts {
+		f.Add(h)
+	}
+	d.fleet = f
+	d.snap = Snapshot{Mode: cfg.Policy.PlaybookConfig().Mode, PolicyVersion: cfg.Policy.Version(), Transitions: map[string]int64{}}
+	d.publish(cfg.Clock.Now(), nil, 0, false)
+	return d, nil
+}
+
+// Fleet gives the engine to wiring code that must see it before Run (the
+// lab world's gate). Only Run's goroutine may use it once Run started.
+func (d *Daemon) Fleet() *fleet.Fleet { return d.fleet }
+
+// Snapshot returns the latest snapshot (shared; do not modify).
+func (d *Daemon) Snapshot() Snapshot {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.snap
+}
+
+// Operate asks the loop to apply an operator's event and waits for the result.
+func (d *Daemon) Operate(ctx context.Context, host string, ev playbook.Event, operator, reason string) ([]playbook.Change, error) {
+	if operator == "" || reason == "" {
+		return nil, errors.New("daemon: an operator name and a reason are required")
+	}
+	reply := make(chan opResult, 1)
+	select {
+	case d.ops <- op{host: host, ev: ev, operator: operator, reason: reason, reply: reply}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case r := <-reply:
+		return r.changes, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Run ticks until ctx ends.
+func (d *Daemon) Run(ctx context.Context) error {
+	log := d.cfg.Log
+	next := d.cfg.Clock.Now()
+	for {
+		wait := next.Sub(d.cfg.Clock.Now())
+		select {
+		case <-ctx.Done():
+			return nil
+		case o := <-d.ops:
+			now := d.cfg.Clock.Now()
+			ch, err := d.fleet.Operate(ctx, now, o.host, o.ev, o.operator+": "+o.reason)
+			log.Info().Str("host", o.host).Str("action", string(o.ev)).Str("operator", o.operator).
+				Str("outcome", outcome(err)).Msg("operator command")
+			d.publish(now, ch, 0, false)
+			o.reply <- opResult{ch, err}
+		case <-d.cfg.Clock.After(wait):
+			now := d.cfg.Clock.Now()
+			start := time.Now()
+			if err := d.tick(ctx, now); err != nil {
+				return err
+			}
+			next = next.Add(d.cfg.Tick)
+			if behind := now.Sub(next); behind > 0 {
+				// the controller itself is starved (section 5.4): say so, skip missed ticks
+				log.Warn().Dur("behind", behind).Msg("tick overran; the controller is starved")
+				next = now.Add(d.cfg.Tick)
+			}
+			d.mu.Lock()
+			d.snap.TickSeconds = time.Since(start).Seconds()
+			d.mu.Unlock()
+		}
+	}
+}
+
+func outcome(err error) string {
+	if err != nil {
+		return "error"
+	}
+	return "ok"
+}
+
+func (d *Daemon) tick(ctx context.Context, now time.Time) error {
+	samples, err := d.cfg.Source.Collect(ctx, now)
+	if err != nil {
+		// a source that fails leaves its signals to go stale (→ blind), never healthy
+		d.cfg.Log.Warn().Err(err).Msg("collect failed")
+	}
+	var bad int64
+	for _, s := range samples {
+		if err := d.fleet.Observe(s); err != nil {
+			bad++
+			d.cfg.Log.Warn().Str("host", s.Host).Err(err).Msg("sample rejected")
+		}
+	}
+	ch, err := d.fleet.Tick(ctx, now)
+	for _, c := range ch {
+		d.cfg.Log.Info().Str("host", c.Host).Str("state", string(c.To)).Str("from", string(c.From)).
+			Float64("d", c.D).Str("reason", c.Reason).Msg("state change")
+	}
+	d.publish(now, ch, bad, true)
+	if err != nil {
+		return fmt.Errorf("daemon: tick: %w", err)
+	}
+	return nil
+}
+
+func (d *Daemon) publish(now time.Time, ch []playbook.Change, bad int64, ticked bool) {
+	views := d.fleet.Views()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := &d.snap
+	s.At, s.Hosts, s.Counts = now, views, d.fleet.Counts()
+	s.SampleErrors += bad
+	if len(ch) > 0 {
+		tr := make(map[string]int64, len(s.Transitions)+1)
+		for k, v := range s.Transitions {
+			tr[k] = v
+		}
+		for _, c := range ch {
+			tr[string(c.To)]++
+		}
+		s.Transitions = tr
+		all := append(append([]playbook.Change(nil), s.Changes...), ch...)
+		if len(all) > d.cfg.History {
+			all = all[len(all)-d.cfg.History:]
+		}
+		s.Changes = all
+	}
+	if ticked {
+		s.Ticks++
+	}
+}
