@@ -90,10 +90,6 @@ func (f *Fleet) Observe(s signals.Sample) error {
 	return f.eval.Observe(s)
 }
 
-// Restart drops a host's signal windows: after a power cycle the old samples
-// describe a machine that no longer runs.
-func (f *Fleet) Restart(host string) { f.eval.Forget(host) }
-
 // Counts is the fleet situation the storm guard sees.
 func (f *Fleet) Counts() playbook.Fleet { return f.counts }
 
@@ -148,8 +144,13 @@ func (f *Fleet) step(ctx context.Context, e *entry, in playbook.Input) ([]playbo
 	}
 	ch, err := e.m.Step(ctx, in)
 	f.count(e.m.Host().State, +1)
-	if f.hooks.Change != nil {
-		for _, c := range ch {
+	for _, c := range ch {
+		if c.From == playbook.Rebooting && c.To == playbook.Restored {
+			// samples from before the power cycle describe a machine that no
+			// longer runs: the windows start afresh
+			f.eval.Forget(c.Host)
+		}
+		if f.hooks.Change != nil {
 			f.hooks.Change(c, &e.verdict)
 		}
 	}

@@ -169,12 +169,9 @@ func (rn *runner) apply(rec trace.Record) error {
 	switch rec.Kind {
 	case trace.KindSignal:
 		s := signals.Sample{Host: rec.Host, Signal: rec.Signal, Value: rec.Value, At: rec.T}
-		v, keep, restart := rn.w.Sample(s)
+		v, keep := rn.w.Sample(s)
 		if !keep {
 			return nil
-		}
-		if restart {
-			rn.fleet.Restart(rec.Host)
 		}
 		s.Value = v
 		rn.res.Samples++
