@@ -24,7 +24,8 @@ unit:
 
 # Integration packages start real daemons; run them one package at a time.
 integration:
-	$(GO) test -count=1 -p 1 -timeout 25m $(INTEG)
+	@pkgs=$$($(GO) list $(INTEG) 2>/dev/null); \
+	if [ -z "$$pkgs" ]; then echo "integration: no packages yet"; else $(GO) test -count=1 -p 1 -timeout 25m $$pkgs; fi
 
 demo: build
 	$(BIN) run --dev
@@ -34,7 +35,7 @@ bench:
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet $(PKGS) $(INTEG)
+	$(GO) vet $(PKGS) $$($(GO) list $(INTEG) 2>/dev/null)
 
 clean:
 	rm -rf bin
