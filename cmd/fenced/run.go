@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fencedhq/fenced/pkg/api"
+	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/lab"
@@ -76,9 +77,11 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	sc, pc := p.SignalsConfig(), p.PlaybookConfig()
 	world := lab.NewWorld(clk.Now, o.rebootTime, sc)
 	gen := lab.NewGenerator(o.hosts, clk.Now(), o.starveAfter, world)
+	auditLog := audit.New(audit.NewMemStore(), clk)
 	actor := &playbook.Actor{Mode: pc.Mode, Nova: world, Gate: world, Power: world, Checker: world,
-		Notify: world, Journal: world, Clock: clk, Log: logger, ActionTimeout: time.Minute}
-	d, err := daemon.New(daemon.Config{Policy: p, Tick: o.tick, Clock: clk, Log: logger,
+		Notify: world, Journal: &audit.Journal{Log: auditLog, PolicyVersion: p.Version()},
+		Clock: clk, Log: logger, ActionTimeout: time.Minute}
+	d, err := daemon.New(daemon.Config{Policy: p, Tick: o.tick, Clock: clk, Log: logger, Audit: auditLog,
 		Source: lab.Source{Gen: gen, World: world}, Actor: actor, Control: world.Control, Hosts: gen.Hosts})
 	if err != nil {
 		return err

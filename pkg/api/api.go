@@ -5,6 +5,8 @@
 //	POST /api/v1/hosts/{host}/approve    body {"operator":"…","reason":"…"}
 //	POST /api/v1/hosts/{host}/abort      (same body)
 //	POST /api/v1/hosts/{host}/unfence    (same body)
+//	GET  /api/v1/audit?host=H&since=RFC3339   audit records (JSON Lines)
+//	GET  /api/v1/audit/verify            check the hash chain
 //	GET  /metrics                        Prometheus text format
 //	GET  /                               status page
 //
@@ -24,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/playbook"
 )
@@ -32,6 +35,8 @@ import (
 type Backend interface {
 	Snapshot() daemon.Snapshot
 	Operate(ctx context.Context, host string, ev playbook.Event, operator, reason string) ([]playbook.Change, error)
+	AuditRecords(ctx context.Context, host string, since time.Time) ([]audit.Record, error)
+	VerifyAudit(ctx context.Context) (int, error)
 }
 
 // Role is what a token may do.
@@ -57,6 +62,8 @@ func New(b Backend, tokens map[string]Role) *Server {
 	s.mux.HandleFunc("GET /api/v1/hosts", s.auth(Viewer, s.hosts))
 	s.mux.HandleFunc("GET /api/v1/hosts/{host}", s.auth(Viewer, s.host))
 	s.mux.HandleFunc("POST /api/v1/hosts/{host}/{action}", s.auth(Operator, s.operate))
+	s.mux.HandleFunc("GET /api/v1/audit", s.auth(Viewer, s.audit))
+	s.mux.HandleFunc("GET /api/v1/audit/verify", s.auth(Viewer, s.verify))
 	s.mux.HandleFunc("GET /metrics", s.metrics)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	s.mux.HandleFunc("GET /{$}", s.page)
@@ -218,6 +225,41 @@ func (s *Server) operate(w http.ResponseWriter, r *http.Request) {
 		ch = []playbook.Change{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"changes": ch})
+}
+
+func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
+	var since time.Time
+	if v := r.URL.Query().Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, Error{Error: "since must be RFC 3339, e.g. 2026-01-15T01:00:00Z", Field: "since"})
+			return
+		}
+		since = t
+	}
+	recs, err := s.b.AuditRecords(r.Context(), r.URL.Query().Get("host"), since)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, Error{Error: err.Error()})
+		return
+	}
+	w.Header().Set("Content-Type", "application/jsonl")
+	_ = audit.WriteJSONL(w, recs)
+}
+
+// VerifyReply is the body of GET /api/v1/audit/verify.
+type VerifyReply struct {
+	Records int    `json:"records"`
+	OK      bool   `json:"ok"`
+	Error   string `json:"error,omitempty"`
+}
+
+func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
+	n, err := s.b.VerifyAudit(r.Context())
+	rep := VerifyReply{Records: n, OK: err == nil}
+	if err != nil {
+		rep.Error = err.Error()
+	}
+	writeJSON(w, http.StatusOK, rep)
 }
 
 func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/fleet"
 	"github.com/fencedhq/fenced/pkg/playbook"
@@ -29,6 +30,11 @@ func (f *fakeBackend) Operate(_ context.Context, host string, ev playbook.Event,
 	}
 	return []playbook.Change{{Host: host, From: playbook.AwaitingApproval, To: playbook.Fenced, Reason: "approved"}}, nil
 }
+
+func (f *fakeBackend) AuditRecords(context.Context, string, time.Time) ([]audit.Record, error) {
+	return []audit.Record{{Seq: 0, HostID: "cmp-017", Action: "approve", Operator: "alice", Outcome: "ok"}}, nil
+}
+func (f *fakeBackend) VerifyAudit(context.Context) (int, error) { return 1, nil }
 
 func backend() *fakeBackend {
 	t := time.Date(2026, 1, 15, 1, 20, 0, 0, time.UTC)
@@ -121,5 +127,19 @@ func TestMetricsAndPage(t *testing.T) {
 	code, page := do(t, s, "GET", "/", "", "")
 	if code != 200 || !strings.Contains(page, "fenced — fleet status") || strings.Contains(page, "http://") && strings.Contains(page, "cdn") {
 		t.Fatalf("status page: %d", code)
+	}
+}
+
+func TestAuditEndpoints(t *testing.T) {
+	s := New(backend(), nil)
+	code, body := do(t, s, "GET", "/api/v1/audit?host=cmp-017", "", "")
+	if code != 200 || !strings.Contains(body, `"operator":"alice"`) {
+		t.Fatalf("%d %s", code, body)
+	}
+	if code, body := do(t, s, "GET", "/api/v1/audit?since=yesterday", "", ""); code != 400 || !strings.Contains(body, `"field": "since"`) {
+		t.Fatalf("%d %s", code, body)
+	}
+	if code, body := do(t, s, "GET", "/api/v1/audit/verify", "", ""); code != 200 || !strings.Contains(body, `"ok": true`) {
+		t.Fatalf("%d %s", code, body)
 	}
 }

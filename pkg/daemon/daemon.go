@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/fleet"
 	"github.com/fencedhq/fenced/pkg/playbook"
@@ -37,6 +38,8 @@ type Config struct {
 	Hosts   []string                                  // hosts known up front (others appear with their samples)
 	// History is how many recent state changes the snapshot keeps.
 	History int
+	// Audit receives every decision and operator command (nil: none).
+	Audit *audit.Log
 }
 
 // Snapshot is what readers see: every host, recent changes, counters.
@@ -146,6 +149,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 			ch, err := d.fleet.Operate(ctx, now, o.host, o.ev, o.operator+": "+o.reason)
 			log.Info().Str("host", o.host).Str("action", string(o.ev)).Str("operator", o.operator).
 				Str("outcome", outcome(err)).Msg("operator command")
+			rec := audit.Record{Timestamp: now, Component: "api", HostID: o.host, Action: string(o.ev), Operator: o.operator,
+				Outcome: outcome(err), Detail: o.reason, PolicyVersion: d.cfg.Policy.Version()}
+			if err != nil {
+				rec.Detail += "; refused: " + err.Error()
+			}
+			d.record(ctx, rec)
+			d.recordChanges(ctx, ch)
 			d.publish(now, ch, 0, false)
 			o.reply <- opResult{ch, err}
 		case <-d.cfg.Clock.After(wait):
@@ -165,6 +175,53 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.mu.Unlock()
 		}
 	}
+}
+
+// record appends to the audit log; a failing audit log is logged loudly
+// but does not stop the loop (the intents of irreversible actions are
+// journalled separately and do stop their action).
+func (d *Daemon) record(ctx context.Context, r audit.Record) {
+	if d.cfg.Audit == nil {
+		return
+	}
+	if _, err := d.cfg.Audit.Append(ctx, r); err != nil {
+		d.cfg.Log.Error().Err(err).Str("host", r.HostID).Str("action", r.Action).Msg("audit append failed")
+	}
+}
+
+// recordChanges audits every decision with the verdict and policy behind it.
+func (d *Daemon) recordChanges(ctx context.Context, ch []playbook.Change) {
+	for _, c := range ch {
+		steal := 0.0
+		if v, ok := d.fleet.Get(c.Host); ok {
+			for _, k := range v.Verdict.Contributions {
+				if k.Signal == signals.CPUSteal {
+					steal = k.Value
+				}
+			}
+		}
+		d.record(ctx, audit.Record{Timestamp: c.At, Component: "playbook", HostID: c.Host,
+			Action: "transition " + string(c.From) + "→" + string(c.To), Outcome: audit.OutcomeOK,
+			D: c.D, Verdict: c.Reason, CPUStealPct: steal, PolicyVersion: d.cfg.Policy.Version()})
+	}
+}
+
+// AuditRecords returns audit records for a host (empty: all) since a time.
+func (d *Daemon) AuditRecords(ctx context.Context, host string, since time.Time) ([]audit.Record, error) {
+	if d.cfg.Audit == nil {
+		return nil, errors.New("daemon: no audit log configured")
+	}
+	return d.cfg.Audit.Records(ctx, func(r audit.Record) bool {
+		return (host == "" || r.HostID == host) && !r.Timestamp.Before(since)
+	})
+}
+
+// VerifyAudit checks the audit chain.
+func (d *Daemon) VerifyAudit(ctx context.Context) (int, error) {
+	if d.cfg.Audit == nil {
+		return 0, errors.New("daemon: no audit log configured")
+	}
+	return d.cfg.Audit.Verify(ctx)
 }
 
 func outcome(err error) string {
@@ -192,6 +249,7 @@ func (d *Daemon) tick(ctx context.Context, now time.Time) error {
 		d.cfg.Log.Info().Str("host", c.Host).Str("state", string(c.To)).Str("from", string(c.From)).
 			Float64("d", c.D).Str("reason", c.Reason).Msg("state change")
 	}
+	d.recordChanges(ctx, ch)
 	d.publish(now, ch, bad, true)
 	if err != nil {
 		return fmt.Errorf("daemon: tick: %w", err)

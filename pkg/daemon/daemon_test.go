@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/lab"
@@ -26,9 +27,10 @@ func newDev(t *testing.T, mode string) (*daemon.Daemon, *lab.Generator) {
 	sc, pc := p.SignalsConfig(), p.PlaybookConfig()
 	world := lab.NewWorld(clk.Now, 30*time.Second, sc)
 	gen := lab.NewGenerator(10, clk.Now(), time.Minute, world)
+	auditLog := audit.New(audit.NewMemStore(), clk)
 	actor := &playbook.Actor{Mode: pc.Mode, Nova: world, Gate: world, Power: world, Checker: world,
-		Notify: world, Journal: world, Clock: clk, Log: zerolog.Nop()}
-	d, err := daemon.New(daemon.Config{Policy: p, Tick: 5 * time.Second, Clock: clk, Log: zerolog.Nop(),
+		Notify: world, Journal: &audit.Journal{Log: auditLog, PolicyVersion: p.Version()}, Clock: clk, Log: zerolog.Nop()}
+	d, err := daemon.New(daemon.Config{Policy: p, Tick: 5 * time.Second, Clock: clk, Log: zerolog.Nop(), Audit: auditLog,
 		Source: lab.Source{Gen: gen, World: world}, Actor: actor, Control: world.Control, Hosts: gen.Hosts})
 	if err != nil {
 		t.Fatal(err)
@@ -93,5 +95,28 @@ func testDevFleet(t *testing.T) {
 	snap := d.Snapshot()
 	if snap.Transitions["rebooting"] != 1 {
 		t.Fatalf("power cycles: %d", snap.Transitions["rebooting"])
+	}
+	// the audit log holds the operator's approval, the power cycle's intent
+	// before its outcome, and every transition; its chain verifies
+	recs, err := d.AuditRecords(ctx, victim, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	intent, outcome, approval := -1, -1, -1
+	for i, r := range recs {
+		switch {
+		case r.Action == "power_cycle" && r.Outcome == audit.OutcomeIntent:
+			intent = i
+		case r.Action == "power_cycle" && r.Outcome == audit.OutcomeOK:
+			outcome = i
+		case r.Action == "approve" && r.Operator == "alice":
+			approval = i
+		}
+	}
+	if approval < 0 || intent < 0 || outcome < intent {
+		t.Fatalf("audit: approval %d intent %d outcome %d", approval, intent, outcome)
+	}
+	if n, err := d.VerifyAudit(ctx); err != nil || n < 8 {
+		t.Fatalf("verify: %d %v", n, err)
 	}
 }

@@ -1,0 +1,306 @@
+// Package audit is fenced's append-only, hash-chained audit log. Every record
+// carries the hash of the one before it, so an edited, removed or reordered
+// record breaks the chain and Verify names the first place it breaks.
+// Records carry the B.6 fields (timestamp, component, request_id,
+// rpc_latency_ms, cpu_steal_pct, host_id, vm_id, action, outcome) plus the
+// verdict and policy version behind a decision and the leader's fencing token.
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/fencedhq/fenced/pkg/clock"
+)
+
+// Record is one audit entry.
+type Record struct {
+	Seq           uint64    `json:"seq"`
+	Timestamp     time.Time `json:"timestamp"`
+	Component     string    `json:"component"`
+	RequestID     string    `json:"request_id,omitempty"`
+	RPCLatencyMs  int64     `json:"rpc_latency_ms,omitempty"`
+	CPUStealPct   float64   `json:"cpu_steal_pct,omitempty"`
+	HostID        string    `json:"host_id,omitempty"`
+	VMID          string    `json:"vm_id,omitempty"`
+	Action        string    `json:"action"`
+	Outcome       string    `json:"outcome"`
+	Detail        string    `json:"detail,omitempty"`
+	Operator      string    `json:"operator,omitempty"`
+	D             float64   `json:"d,omitempty"`
+	Verdict       string    `json:"verdict,omitempty"` // the verdict's explanation behind a decision
+	PolicyVersion string    `json:"policy_version,omitempty"`
+	FenceToken    int64     `json:"fence_token,omitempty"`
+	PrevHash      string    `json:"prev_hash"`
+	Hash          string    `json:"hash"`
+}
+
+// Outcomes used across fenced.
+const (
+	OutcomeIntent = "intent" // written before an action runs
+	OutcomeOK     = "ok"
+	OutcomeError  = "error"
+)
+
+// digest is the record's hash: SHA-256 over its JSON with Hash empty.
+func (r Record) digest() string {
+	r.Hash = ""
+	b, _ := json.Marshal(r) // a Record always marshals
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Store keeps records durably. Append must be create-only and atomic with
+// moving the head: it fails with ErrConflict when seq is already taken
+// (another writer won), so the chain can never fork, and the head (last seq
+// and hash) lets Verify notice records cut off the end.
+type Store interface {
+	Append(ctx context.Context, seq uint64, hash string, data []byte) error
+	// Range returns every stored record with seq ≥ from, in seq order.
+	Range(ctx context.Context, from uint64) ([][]byte, error)
+	// Head returns the last appended seq and hash; ok is false for an empty log.
+	Head(ctx context.Context) (seq uint64, hash string, ok bool, err error)
+}
+
+// ErrConflict is returned by a Store when seq is already taken.
+var ErrConflict = errors.New("audit: sequence number already written")
+
+// Log appends to a chain kept in a Store.
+type Log struct {
+	store Store
+	clock clock.Clock
+	mu    sync.Mutex
+	next  uint64
+	prev  string
+	ready bool
+}
+
+// New returns a log over store.
+func New(store Store, c clock.Clock) *Log {
+	if c == nil {
+		c = clock.Real{}
+	}
+	return &Log{store: store, clock: c}
+}
+
+// load finds the chain's head.
+func (l *Log) load(ctx context.Context) error {
+	seq, hash, ok, err := l.store.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("audit: read head: %w", err)
+	}
+	l.next, l.prev = 0, ""
+	if ok {
+		l.next, l.prev = seq+1, hash
+	}
+	l.ready = true
+	return nil
+}
+
+// Append chains r to the log and stores it. Seq, PrevHash, Hash and (when
+// zero) Timestamp are set here.
+func (l *Log) Append(ctx context.Context, r Record) (Record, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for attempt := 0; attempt < 3; attempt++ {
+		if !l.ready {
+			if err := l.load(ctx); err != nil {
+				return Record{}, err
+			}
+		}
+		if r.Timestamp.IsZero() {
+			r.Timestamp = l.clock.Now().UTC()
+		}
+		if r.Component == "" {
+			r.Component = "fenced"
+		}
+		r.Seq, r.PrevHash = l.next, l.prev
+		r.Hash = r.digest()
+		data, err := json.Marshal(r)
+		if err != nil {
+			return Record{}, fmt.Errorf("audit: encode: %w", err)
+		}
+		err = l.store.Append(ctx, r.Seq, r.Hash, data)
+		if errors.Is(err, ErrConflict) {
+			l.ready = false // another writer appended: reload the head and retry
+			continue
+		}
+		if err != nil {
+			return Record{}, fmt.Errorf("audit: append %d: %w", r.Seq, err)
+		}
+		l.next, l.prev = r.Seq+1, r.Hash
+		return r, nil
+	}
+	return Record{}, fmt.Errorf("audit: append: %w after 3 attempts", ErrConflict)
+}
+
+// Records returns every record (oldest first) that matches keep (nil: all).
+func (l *Log) Records(ctx context.Context, keep func(Record) bool) ([]Record, error) {
+	raw, err := l.store.Range(ctx, 0)
+	if err != nil {
+		return nil, fmt.Errorf("audit: read: %w", err)
+	}
+	var out []Record
+	for i, b := range raw {
+		var r Record
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("audit: record %d: %w", i, err)
+		}
+		if keep == nil || keep(r) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// Verify reads the whole log and checks the chain and its head.
+func (l *Log) Verify(ctx context.Context) (int, error) {
+	recs, err := l.Records(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	if err := Verify(recs); err != nil {
+		return len(recs), err
+	}
+	seq, hash, ok, err := l.store.Head(ctx)
+	if err != nil {
+		return len(recs), fmt.Errorf("audit: read head: %w", err)
+	}
+	switch {
+	case !ok && len(recs) > 0:
+		return len(recs), &VerifyError{Seq: 0, Reason: "records without a head"}
+	case ok && (len(recs) == 0 || recs[len(recs)-1].Seq != seq || recs[len(recs)-1].Hash != hash):
+		return len(recs), &VerifyError{Seq: seq, Reason: "the head names a record that is missing or different: records removed from the end"}
+	}
+	return len(recs), nil
+}
+
+// VerifyError says where the chain breaks.
+type VerifyError struct {
+	Seq    uint64
+	Reason string
+}
+
+func (e *VerifyError) Error() string {
+	return fmt.Sprintf("audit chain broken at record %d: %s", e.Seq, e.Reason)
+}
+
+// Verify checks a whole chain, oldest first: sequence numbers without gaps,
+// each record's hash, and each link to the previous record.
+func Verify(recs []Record) error {
+	prev := ""
+	for i, r := range recs {
+		if r.Seq != uint64(i) {
+			return &VerifyError{Seq: uint64(i), Reason: fmt.Sprintf("record %d found where %d belongs: records removed or reordered", r.Seq, i)}
+		}
+		if r.PrevHash != prev {
+			return &VerifyError{Seq: r.Seq, Reason: "does not link to the record before it"}
+		}
+		if d := r.digest(); d != r.Hash {
+			return &VerifyError{Seq: r.Seq, Reason: "content does not match its hash: edited"}
+		}
+		prev = r.Hash
+	}
+	return nil
+}
+
+// WriteJSONL writes records as JSON Lines.
+func WriteJSONL(w io.Writer, recs []Record) error {
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	for _, r := range recs {
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// ReadJSONL reads records written by WriteJSONL; errors name the line.
+func ReadJSONL(r io.Reader, name string) ([]Record, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	var out []Record
+	for n := 1; sc.Scan(); n++ {
+		var rec Record
+		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&rec); err != nil {
+			return nil, fmt.Errorf("audit: %s:%d: %w", name, n, err)
+		}
+		out = append(out, rec)
+	}
+	return out, sc.Err()
+}
+
+// MemStore is an in-memory Store for tests and the dev lab.
+type MemStore struct {
+	mu       sync.Mutex
+	recs     map[uint64][]byte
+	head     uint64
+	headHash string
+	hasHead  bool
+}
+
+// NewMemStore returns an empty MemStore.
+func NewMemStore() *MemStore { return &MemStore{recs: map[uint64][]byte{}} }
+
+// Append stores data at seq unless taken, and moves the head.
+func (m *MemStore) Append(_ context.Context, seq uint64, hash string, data []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.recs[seq]; ok || (m.hasHead && seq != m.head+1) || (!m.hasHead && seq != 0) {
+		return ErrConflict
+	}
+	m.recs[seq] = append([]byte(nil), data...)
+	m.head, m.headHash, m.hasHead = seq, hash, true
+	return nil
+}
+
+// Range returns every record from seq on, in order.
+func (m *MemStore) Range(_ context.Context, from uint64) ([][]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	keys := make([]uint64, 0, len(m.recs))
+	for k := range m.recs {
+		if k >= from {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		out[i] = m.recs[k]
+	}
+	return out, nil
+}
+
+// Head returns the last appended record's seq and hash.
+func (m *MemStore) Head(context.Context) (uint64, string, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.head, m.headHash, m.hasHead, nil
+}
+
+// Tamper replaces (or, with nil, deletes) a stored record behind the log's
+// back: tests use it to show that Verify notices.
+func (m *MemStore) Tamper(seq uint64, data []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if data == nil {
+		delete(m.recs, seq)
+		return
+	}
+	m.recs[seq] = data
+}

@@ -1,0 +1,72 @@
+package audit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync"
+
+	"github.com/fencedhq/fenced/pkg/playbook"
+)
+
+// Journal records the playbook's intents and outcomes in the audit log.
+type Journal struct {
+	Log           *Log
+	PolicyVersion string
+	// Token returns the leader's fencing token, or an error when this
+	// replica must not act (not the leader). Nil means a single replica
+	// with token 0.
+	Token func(ctx context.Context) (int64, error)
+
+	mu      sync.Mutex
+	pending map[string]Record
+}
+
+// NewRequestID returns a fresh request id.
+func NewRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand never fails on Linux
+	return "req-" + hex.EncodeToString(b[:])
+}
+
+// Intent writes an intent record before an action runs and returns its
+// request id. An error means the action must not run.
+func (j *Journal) Intent(ctx context.Context, in playbook.Intent) (string, error) {
+	var tok int64
+	if j.Token != nil {
+		t, err := j.Token(ctx)
+		if err != nil {
+			return "", fmt.Errorf("audit: no fencing token: %w", err)
+		}
+		tok = t
+	}
+	rec := Record{Timestamp: in.At, Component: "playbook", RequestID: NewRequestID(), HostID: in.Host, VMID: in.Target,
+		Action: in.Action, Outcome: OutcomeIntent, Detail: in.Detail, PolicyVersion: j.PolicyVersion, FenceToken: tok}
+	r, err := j.Log.Append(ctx, rec)
+	if err != nil {
+		return "", err
+	}
+	j.mu.Lock()
+	if j.pending == nil {
+		j.pending = map[string]Record{}
+	}
+	j.pending[r.RequestID] = r
+	j.mu.Unlock()
+	return r.RequestID, nil
+}
+
+// Outcome writes the outcome of the action with request id id.
+func (j *Journal) Outcome(ctx context.Context, id string, actionErr error) error {
+	j.mu.Lock()
+	in := j.pending[id]
+	delete(j.pending, id)
+	j.mu.Unlock()
+	rec := Record{Component: "playbook", RequestID: id, HostID: in.HostID, VMID: in.VMID, Action: in.Action,
+		Outcome: OutcomeOK, PolicyVersion: j.PolicyVersion, FenceToken: in.FenceToken}
+	if actionErr != nil {
+		rec.Outcome, rec.Detail = OutcomeError, actionErr.Error()
+	}
+	_, err := j.Log.Append(ctx, rec)
+	return err
+}
