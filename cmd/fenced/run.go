@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +19,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/lab"
+	"github.com/fencedhq/fenced/pkg/notify"
 	"github.com/fencedhq/fenced/pkg/playbook"
 )
 
@@ -27,6 +32,8 @@ type runOpts struct {
 	hosts       int
 	starveAfter time.Duration
 	rebootTime  time.Duration
+	webhooks    []string
+	secretFile  string
 }
 
 func newRunCmd() *cobra.Command {
@@ -62,6 +69,8 @@ power cycle and the restoration. Ctrl-C stops it and leaves nothing behind.`,
 	f.IntVar(&o.hosts, "hosts", 20, "lab fleet size (--dev)")
 	f.DurationVar(&o.starveAfter, "starve-after", time.Minute, "when the lab's victim host starts starving (--dev)")
 	f.DurationVar(&o.rebootTime, "reboot-time", 30*time.Second, "how long a power-cycled lab host takes to come back (--dev)")
+	f.StringArrayVar(&o.webhooks, "webhook", nil, "send on-call webhooks to URL; FORMAT:URL picks generic, slack or pagerduty (repeatable)")
+	f.StringVar(&o.secretFile, "webhook-secret-file", "", "file holding the HMAC-SHA256 key that signs webhooks")
 	return cmd
 }
 
@@ -78,8 +87,17 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	world := lab.NewWorld(clk.Now, o.rebootTime, sc)
 	gen := lab.NewGenerator(o.hosts, clk.Now(), o.starveAfter, world)
 	auditLog := audit.New(audit.NewMemStore(), clk)
+	var notifier playbook.Notifier = world
+	if len(o.webhooks) > 0 {
+		eps, err := parseWebhooks(o.webhooks, o.secretFile)
+		if err != nil {
+			return err
+		}
+		wh := notify.New(ctx, notify.Config{Endpoints: eps, Log: logger, Recorder: notify.AuditRecorder{Log: auditLog}})
+		notifier = notify.Fanout{world, wh}
+	}
 	actor := &playbook.Actor{Mode: pc.Mode, Nova: world, Gate: world, Power: world, Checker: world,
-		Notify: world, Journal: &audit.Journal{Log: auditLog, PolicyVersion: p.Version()},
+		Notify: notifier, Journal: &audit.Journal{Log: auditLog, PolicyVersion: p.Version()},
 		Clock: clk, Log: logger, ActionTimeout: time.Minute}
 	d, err := daemon.New(daemon.Config{Policy: p, Tick: o.tick, Clock: clk, Log: logger, Audit: auditLog,
 		Source: lab.Source{Gen: gen, World: world}, Actor: actor, Control: world.Control, Hosts: gen.Hosts})
@@ -112,4 +130,29 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		return err
 	}
 	return runErr
+}
+
+// parseWebhooks reads --webhook values: URL or FORMAT:URL.
+func parseWebhooks(vals []string, secretFile string) ([]notify.Endpoint, error) {
+	var secret []byte
+	if secretFile != "" {
+		b, err := os.ReadFile(secretFile)
+		if err != nil {
+			return nil, fmt.Errorf("--webhook-secret-file: %w", err)
+		}
+		secret = bytes.TrimSpace(b)
+	}
+	var eps []notify.Endpoint
+	for i, v := range vals {
+		format, rawURL := notify.Generic, v
+		if f, rest, ok := strings.Cut(v, ":"); ok && (f == "generic" || f == "slack" || f == "pagerduty") {
+			format, rawURL = notify.Format(f), rest
+		}
+		u, err := url.Parse(rawURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("--webhook %q: want [generic:|slack:|pagerduty:]http(s)://host/path", v)
+		}
+		eps = append(eps, notify.Endpoint{Name: fmt.Sprintf("webhook-%d", i+1), URL: rawURL, Format: format, Secret: secret})
+	}
+	return eps, nil
 }

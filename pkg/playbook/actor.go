@@ -60,6 +60,7 @@ type Notification struct {
 	Reason   string
 	D        float64
 	Deadline time.Time // approval deadline, when one is pending
+	Onset    time.Time // start of the episode: groups notifications into one incident
 }
 
 // Notifier tells people.
@@ -130,7 +131,7 @@ func (a *Actor) do(ctx context.Context, h *Host, action, target, detail string, 
 
 func (a *Actor) notify(ctx context.Context, h *Host) {
 	if a.Notify != nil {
-		n := Notification{Host: h.Name, State: h.State, Reason: h.Reason, D: h.LastD}
+		n := Notification{Host: h.Name, State: h.State, Reason: h.Reason, D: h.LastD, Onset: h.Onset}
 		if h.State == AwaitingApproval {
 			n.Deadline = h.ApprovalDeadline
 		}

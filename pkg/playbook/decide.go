@@ -183,8 +183,11 @@ func track(cfg Config, h *Host, v *signals.Verdict, now time.Time) {
 	over(&h.OverCritSince, v.D >= cfg.DCrit)
 	over(&h.UnderWarnSince, v.D < cfg.DWarn-cfg.Hysteresis && v.Level == signals.LevelNormal)
 	over(&h.UnderCritSince, v.D < cfg.DCrit-cfg.Hysteresis && v.Level < signals.LevelCritical)
-	if h.Onset.IsZero() && !h.OverWarnSince.IsZero() {
+	switch {
+	case h.Onset.IsZero() && !h.OverWarnSince.IsZero():
 		h.Onset = now
+	case h.State == Normal && h.OverWarnSince.IsZero():
+		h.Onset = time.Time{} // the episode is over
 	}
 }
 
@@ -319,7 +322,8 @@ func enter(cfg Config, h Host, to State, ev Event, reason string, now time.Time)
 	case Rebooting:
 		h.LastPowerCycle = now
 	case Normal:
-		h.Onset = time.Time{}
+		// Onset stays until the next calm tick, so the "back to normal"
+		// notification still belongs to its incident
 		h.ApprovalDeadline = time.Time{}
 		if ev == EvAbort {
 			h.CooldownUntil = now.Add(cfg.AbortCooldown)

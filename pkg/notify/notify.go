@@ -1,0 +1,357 @@
+// Package notify delivers on-call webhooks: generic JSON, Slack-compatible
+// and PagerDuty Events v2 payloads, signed with HMAC-SHA256, retried with
+// backoff inside a deadline, deduplicated and grouped per incident, and
+// recorded. Notify never blocks the playbook: deliveries queue up and a full
+// queue drops (and counts) rather than waits.
+package notify
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/fencedhq/fenced/pkg/clock"
+	"github.com/fencedhq/fenced/pkg/playbook"
+)
+
+// Format of an endpoint's payload.
+type Format string
+
+// Formats.
+const (
+	Generic   Format = "generic"
+	Slack     Format = "slack"
+	PagerDuty Format = "pagerduty"
+)
+
+// Endpoint is one webhook receiver.
+type Endpoint struct {
+	Name       string
+	URL        string
+	Format     Format
+	Secret     []byte // HMAC key; empty: unsigned
+	RoutingKey string // PagerDuty integration key
+	// States to send; empty: every state but normal.
+	States []playbook.State
+}
+
+// Delivery is the record of one webhook sent (or given up).
+type Delivery struct {
+	At       time.Time `json:"t"`
+	Endpoint string    `json:"endpoint"`
+	Host     string    `json:"host"`
+	State    string    `json:"state"`
+	Incident string    `json:"incident"`
+	Attempts int       `json:"attempts"`
+	Status   int       `json:"status"`
+	Outcome  string    `json:"outcome"` // sent, failed, deduplicated, dropped
+	Error    string    `json:"error,omitempty"`
+}
+
+// Recorder keeps what was sent (the audit log in the daemon).
+type Recorder interface {
+	Delivered(ctx context.Context, d Delivery)
+}
+
+// Config of a Notifier.
+type Config struct {
+	Endpoints   []Endpoint
+	Client      *http.Client  // default: 10 s timeout
+	Attempt     time.Duration // per-attempt timeout, default 5 s
+	Deadline    time.Duration // all attempts of one delivery, default 2 min
+	Backoff     time.Duration // first retry delay, doubling, default 1 s
+	DedupWindow time.Duration // same endpoint, incident and state within this window is sent once; default 30 min
+	Queue       int           // default 256
+	Clock       clock.Clock
+	Log         zerolog.Logger
+	Recorder    Recorder
+}
+
+// Stats counts outcomes.
+type Stats struct {
+	Sent, Failed, Deduplicated, Dropped, Retries int64
+}
+
+type job struct {
+	ep  Endpoint
+	n   playbook.Notification
+	key string
+}
+
+// Notifier implements playbook.Notifier.
+type Notifier struct {
+	cfg   Config
+	queue chan job
+	mu    sync.Mutex
+	seen  map[string]time.Time
+	stats Stats
+	wg    sync.WaitGroup
+}
+
+// New starts a notifier; it stops when ctx ends (after the queue drains or
+// the deadline of the job in flight passes).
+func New(ctx context.Context, cfg Config) *Notifier {
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.Attempt <= 0 {
+		cfg.Attempt = 5 * time.Second
+	}
+	if cfg.Deadline <= 0 {
+		cfg.Deadline = 2 * time.Minute
+	}
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = time.Second
+	}
+	if cfg.DedupWindow <= 0 {
+		cfg.DedupWindow = 30 * time.Minute
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 256
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	n := &Notifier{cfg: cfg, queue: make(chan job, cfg.Queue), seen: map[string]time.Time{}}
+	n.wg.Add(1)
+	go n.run(ctx)
+	return n
+}
+
+// Wait blocks until the worker has stopped (after ctx ended).
+func (n *Notifier) Wait() { n.wg.Wait() }
+
+// Stats returns the counters.
+func (n *Notifier) Stats() Stats {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.stats
+}
+
+// Incident names the episode a notification belongs to: host and onset.
+func Incident(n playbook.Notification) string {
+	if n.Onset.IsZero() {
+		return n.Host
+	}
+	return n.Host + "@" + n.Onset.UTC().Format("20060102T150405Z")
+}
+
+func wants(ep Endpoint, s playbook.State) bool {
+	if len(ep.States) == 0 {
+		return s != playbook.Normal
+	}
+	for _, w := range ep.States {
+		if w == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Notify queues the notification for every endpoint that wants it. It never blocks.
+func (n *Notifier) Notify(ctx context.Context, note playbook.Notification) {
+	now := n.cfg.Clock.Now()
+	for _, ep := range n.cfg.Endpoints {
+		if !wants(ep, note.State) {
+			continue
+		}
+		key := ep.Name + "|" + Incident(note) + "|" + string(note.State)
+		n.mu.Lock()
+		last, dup := n.seen[key]
+		if dup && now.Sub(last) < n.cfg.DedupWindow {
+			n.stats.Deduplicated++
+			n.mu.Unlock()
+			n.record(ctx, Delivery{At: now, Endpoint: ep.Name, Host: note.Host, State: string(note.State), Incident: Incident(note), Outcome: "deduplicated"})
+			continue
+		}
+		n.seen[key] = now
+		n.mu.Unlock()
+		select {
+		case n.queue <- job{ep: ep, n: note, key: key}:
+		default:
+			n.mu.Lock()
+			n.stats.Dropped++
+			n.mu.Unlock()
+			n.cfg.Log.Error().Str("host", note.Host).Str("action", "webhook").Str("outcome", "dropped").Str("endpoint", ep.Name).Msg("webhook queue full")
+			n.record(ctx, Delivery{At: now, Endpoint: ep.Name, Host: note.Host, State: string(note.State), Incident: Incident(note), Outcome: "dropped"})
+		}
+	}
+}
+
+func (n *Notifier) record(ctx context.Context, d Delivery) {
+	if n.cfg.Recorder != nil {
+		n.cfg.Recorder.Delivered(ctx, d)
+	}
+}
+
+func (n *Notifier) run(ctx context.Context) {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-n.queue:
+			n.deliver(ctx, j)
+		}
+	}
+}
+
+// Payload builds the body for an endpoint's format.
+func Payload(ep Endpoint, note playbook.Notification, at time.Time) ([]byte, error) {
+	summary := fmt.Sprintf("fenced: %s is %s (d=%.2f): %s", note.Host, note.State, note.D, note.Reason)
+	if !note.Deadline.IsZero() {
+		summary += fmt.Sprintf(" — approve before %s: fenced approve %s --reason …", note.Deadline.UTC().Format(time.RFC3339), note.Host)
+	}
+	var v any
+	switch ep.Format {
+	case Slack:
+		v = map[string]any{"text": summary}
+	case PagerDuty:
+		action, severity := "trigger", "warning"
+		switch note.State {
+		case playbook.Critical, playbook.AwaitingApproval, playbook.Fenced, playbook.Rebooting, playbook.NeedsHuman:
+			severity = "critical"
+		case playbook.Normal, playbook.Restored:
+			action, severity = "resolve", "info"
+		}
+		v = map[string]any{
+			"routing_key": ep.RoutingKey, "event_action": action, "dedup_key": "fenced-" + Incident(note),
+			"payload": map[string]any{"summary": summary, "source": note.Host, "severity": severity,
+				"component": "nova-compute", "group": "fenced", "class": string(note.State), "timestamp": at.UTC().Format(time.RFC3339),
+				"custom_details": map[string]any{"d": note.D, "reason": note.Reason, "state": note.State}},
+		}
+	default:
+		v = map[string]any{"host": note.Host, "state": note.State, "d": note.D, "reason": note.Reason,
+			"incident": Incident(note), "approval_deadline": note.Deadline, "t": at.UTC()}
+	}
+	return json.Marshal(v)
+}
+
+// Sign returns the signature header value for body: "sha256=<hex>" over
+// "<timestamp>.<body>".
+func Sign(secret []byte, ts string, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(ts))
+	m.Write([]byte("."))
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// Headers carrying the signature.
+const (
+	HeaderSignature = "X-Fenced-Signature"
+	HeaderTimestamp = "X-Fenced-Timestamp"
+)
+
+func (n *Notifier) deliver(ctx context.Context, j job) {
+	start := n.cfg.Clock.Now()
+	d := Delivery{At: start, Endpoint: j.ep.Name, Host: j.n.Host, State: string(j.n.State), Incident: Incident(j.n)}
+	body, err := Payload(j.ep, j.n, start)
+	if err != nil {
+		d.Outcome, d.Error = "failed", err.Error()
+		n.finish(ctx, d)
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, n.cfg.Deadline)
+	defer cancel()
+	wait := n.cfg.Backoff
+	for {
+		d.Attempts++
+		status, retry, err := n.attempt(dctx, j.ep, body)
+		d.Status = status
+		if err == nil {
+			d.Outcome, d.Error = "sent", ""
+			n.finish(ctx, d)
+			return
+		}
+		d.Error = err.Error()
+		if !retry {
+			break
+		}
+		select {
+		case <-dctx.Done():
+		case <-n.cfg.Clock.After(wait):
+			n.mu.Lock()
+			n.stats.Retries++
+			n.mu.Unlock()
+			wait *= 2
+			continue
+		}
+		break
+	}
+	d.Outcome = "failed"
+	// a failed delivery may be tried again on the next notification
+	n.mu.Lock()
+	delete(n.seen, j.key)
+	n.mu.Unlock()
+	n.finish(ctx, d)
+}
+
+func (n *Notifier) finish(ctx context.Context, d Delivery) {
+	n.mu.Lock()
+	if d.Outcome == "sent" {
+		n.stats.Sent++
+	} else {
+		n.stats.Failed++
+	}
+	n.mu.Unlock()
+	ev := n.cfg.Log.Info()
+	if d.Outcome != "sent" {
+		ev = n.cfg.Log.Warn()
+	}
+	ev.Str("host", d.Host).Str("action", "webhook").Str("outcome", d.Outcome).Str("endpoint", d.Endpoint).
+		Int("attempts", d.Attempts).Int("status", d.Status).Str("error", d.Error).Msg("webhook delivery")
+	n.record(ctx, d)
+}
+
+// attempt sends once; retry says whether another attempt could help.
+func (n *Notifier) attempt(ctx context.Context, ep Endpoint, body []byte) (int, bool, error) {
+	actx, cancel := context.WithTimeout(ctx, n.cfg.Attempt)
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, ep.URL, bytes.NewReader(body))
+	if err != nil {
+		return 0, false, fmt.Errorf("notify: %s: %w", ep.Name, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "fenced-webhook/1")
+	if len(ep.Secret) > 0 {
+		ts := strconv.FormatInt(n.cfg.Clock.Now().Unix(), 10)
+		req.Header.Set(HeaderTimestamp, ts)
+		req.Header.Set(HeaderSignature, Sign(ep.Secret, ts, body))
+	}
+	resp, err := n.cfg.Client.Do(req)
+	if err != nil {
+		return 0, true, fmt.Errorf("notify: %s: %w", ep.Name, err)
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode/100 == 2:
+		return resp.StatusCode, false, nil
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return resp.StatusCode, true, fmt.Errorf("notify: %s: HTTP %d", ep.Name, resp.StatusCode)
+	default:
+		return resp.StatusCode, false, fmt.Errorf("notify: %s: HTTP %d (not retried)", ep.Name, resp.StatusCode)
+	}
+}
+
+// Fanout sends every notification to several notifiers.
+type Fanout []playbook.Notifier
+
+// Notify calls each notifier.
+func (f Fanout) Notify(ctx context.Context, n playbook.Notification) {
+	for _, x := range f {
+		x.Notify(ctx, n)
+	}
+}

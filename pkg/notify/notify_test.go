@@ -1,0 +1,188 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/fencedhq/fenced/pkg/playbook"
+)
+
+// receiver verifies signatures and counts deliveries; fail makes the first
+// n requests answer 503.
+type receiver struct {
+	secret   []byte
+	fail     atomic.Int32
+	hang     chan struct{}
+	got      atomic.Int32
+	badSig   atomic.Int32
+	mu       sync.Mutex
+	payloads []map[string]any
+}
+
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if r.hang != nil {
+		<-r.hang
+	}
+	body, _ := io.ReadAll(req.Body)
+	if Sign(r.secret, req.Header.Get(HeaderTimestamp), body) != req.Header.Get(HeaderSignature) {
+		r.badSig.Add(1)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	if r.fail.Add(-1) >= 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	var m map[string]any
+	_ = json.Unmarshal(body, &m)
+	r.mu.Lock()
+	r.payloads = append(r.payloads, m)
+	r.mu.Unlock()
+	r.got.Add(1)
+}
+
+type recorder struct {
+	mu sync.Mutex
+	ds []Delivery
+}
+
+func (r *recorder) Delivered(_ context.Context, d Delivery) {
+	r.mu.Lock()
+	r.ds = append(r.ds, d)
+	r.mu.Unlock()
+}
+
+func (r *recorder) outcomes() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, d := range r.ds {
+		out = append(out, d.Outcome)
+	}
+	return out
+}
+
+var onset = time.Date(2026, 1, 15, 1, 14, 0, 0, time.UTC)
+
+func note(state playbook.State) playbook.Notification {
+	return playbook.Notification{Host: "cmp-017", State: state, D: 0.81, Reason: "heartbeat lag", Onset: onset}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestRetriesSignaturesAndDedup(t *testing.T) {
+	rcv := &receiver{secret: []byte("s3cret")}
+	rcv.fail.Store(2)
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	rec := &recorder{}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := New(ctx, Config{Endpoints: []Endpoint{{Name: "oncall", URL: srv.URL, Format: Generic, Secret: rcv.secret}},
+		Backoff: time.Millisecond, Recorder: rec, Log: zerolog.Nop()})
+	n.Notify(ctx, note(playbook.Critical))
+	n.Notify(ctx, note(playbook.Critical)) // same incident and state: sent once
+	waitFor(t, func() bool { return n.Stats().Sent == 1 })
+	if rcv.got.Load() != 1 || rcv.badSig.Load() != 0 {
+		t.Fatalf("received %d, bad signatures %d", rcv.got.Load(), rcv.badSig.Load())
+	}
+	st := n.Stats()
+	if st.Retries != 2 || st.Deduplicated != 1 {
+		t.Fatalf("stats %+v: want 2 retries after two 503s, 1 deduplicated", st)
+	}
+	n.Notify(ctx, note(playbook.AwaitingApproval)) // a new state of the same incident is sent
+	waitFor(t, func() bool { return n.Stats().Sent == 2 })
+	rcv.mu.Lock()
+	if rcv.payloads[1]["incident"] != "cmp-017@20260115T011400Z" || rcv.payloads[1]["state"] != "awaiting_approval" {
+		t.Fatalf("payload %v", rcv.payloads[1])
+	}
+	rcv.mu.Unlock()
+	cancel()
+	n.Wait()
+	if got := strings.Join(rec.outcomes(), ","); got != "deduplicated,sent,sent" {
+		t.Fatalf("recorded %s", got)
+	}
+}
+
+func TestFailingWebhookNeverBlocks(t *testing.T) {
+	rcv := &receiver{secret: []byte("k"), hang: make(chan struct{})}
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	defer close(rcv.hang)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := New(ctx, Config{Endpoints: []Endpoint{{Name: "slow", URL: srv.URL, Secret: rcv.secret}},
+		Attempt: 50 * time.Millisecond, Deadline: 200 * time.Millisecond, Backoff: 10 * time.Millisecond, Queue: 2, Log: zerolog.Nop()})
+	done := make(chan struct{})
+	go func() {
+		for i := 0; i < 50; i++ {
+			nt := note(playbook.Critical)
+			nt.Host = "h" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+			n.Notify(ctx, nt)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Notify blocked on a hanging receiver")
+	}
+	waitFor(t, func() bool { return n.Stats().Failed >= 1 })
+	if st := n.Stats(); st.Dropped == 0 {
+		t.Fatalf("a full queue must drop and count: %+v", st)
+	}
+}
+
+func TestPermanentErrorIsNotRetried(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadRequest) }))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := New(ctx, Config{Endpoints: []Endpoint{{Name: "x", URL: srv.URL}}, Backoff: time.Millisecond, Log: zerolog.Nop()})
+	n.Notify(ctx, note(playbook.Warn))
+	waitFor(t, func() bool { return n.Stats().Failed == 1 })
+	if n.Stats().Retries != 0 {
+		t.Fatal("a 400 was retried")
+	}
+}
+
+func TestPayloadFormats(t *testing.T) {
+	nt := note(playbook.AwaitingApproval)
+	nt.Deadline = onset.Add(20 * time.Minute)
+	b, _ := Payload(Endpoint{Format: Slack}, nt, onset)
+	if !strings.Contains(string(b), `"text":"fenced: cmp-017 is awaiting_approval`) || !strings.Contains(string(b), "fenced approve cmp-017") {
+		t.Fatalf("slack: %s", b)
+	}
+	b, _ = Payload(Endpoint{Format: PagerDuty, RoutingKey: "R"}, nt, onset)
+	var pd map[string]any
+	_ = json.Unmarshal(b, &pd)
+	if pd["routing_key"] != "R" || pd["event_action"] != "trigger" || pd["dedup_key"] != "fenced-cmp-017@20260115T011400Z" {
+		t.Fatalf("pagerduty: %s", b)
+	}
+	p := pd["payload"].(map[string]any)
+	if p["severity"] != "critical" || p["source"] != "cmp-017" || p["summary"] == "" {
+		t.Fatalf("pagerduty payload: %v", p)
+	}
+	b, _ = Payload(Endpoint{Format: PagerDuty}, note(playbook.Normal), onset)
+	if !strings.Contains(string(b), `"event_action":"resolve"`) {
+		t.Fatalf("back to normal must resolve the PagerDuty incident: %s", b)
+	}
+}
