@@ -125,7 +125,11 @@ the API cannot be reached or answers an error.`,
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\n", h.Host, state, ago(h.Since), h.D, strings.Join(h.Top, " "), inc, dl)
 			}
 			tw.Flush()
-			fmt.Fprintf(cmd.OutOrStdout(), "\n%d hosts, mode %s, %d at warn or worse, %d fenced\n", len(rep.Hosts), rep.Mode, rep.Counts.AtWarnOrWorse, rep.Counts.Fencing)
+			paused := ""
+			if rep.Paused {
+				paused = "; FENCING PAUSED fleet-wide"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "\n%d hosts, mode %s, %d at warn or worse, %d fenced%s\n", len(rep.Hosts), rep.Mode, rep.Counts.AtWarnOrWorse, rep.Counts.Fencing, paused)
 			return nil
 		},
 	}
@@ -235,6 +239,43 @@ func newOperateCmd(action string) *cobra.Command {
 			for _, c := range rep.Changes {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s → %s  %s\n", args[0], c.From, c.To, c.Reason)
 			}
+			return nil
+		},
+	}
+	o.flags(cmd)
+	user := os.Getenv("USER")
+	if user == "" {
+		user = "unknown"
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required; written to the audit log)")
+	cmd.Flags().StringVar(&operator, "operator", user, "who is acting")
+	return cmd
+}
+
+func newPauseCmd(pause bool) *cobra.Command {
+	o := &clientOpts{}
+	var reason, operator string
+	name, short := "resume", "Resume automatic fencing fleet-wide"
+	if pause {
+		name, short = "pause", "Pause fencing fleet-wide: hosts are still classified and on-call notified, nothing is acted on"
+	}
+	cmd := &cobra.Command{
+		Use:     name + " --reason TEXT",
+		Short:   short,
+		Example: fmt.Sprintf("  fenced %s --reason \"storage maintenance, CHG-1234\"", name),
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if strings.TrimSpace(reason) == "" {
+				return fmt.Errorf("--reason is required: it goes into the audit log")
+			}
+			var rep map[string]bool
+			if err := o.call(cmd.Context(), "POST", "/api/v1/"+name, api.OperateRequest{Operator: operator, Reason: reason}, &rep); err != nil {
+				return err
+			}
+			if o.asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(rep)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "fencing %sd fleet-wide\n", name)
 			return nil
 		},
 	}

@@ -105,6 +105,7 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		return err
 	}
 	world.SetViews(d.Fleet())
+	actor.Paused = d.Fleet().Paused
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {

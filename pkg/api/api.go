@@ -5,6 +5,7 @@
 //	POST /api/v1/hosts/{host}/approve    body {"operator":"…","reason":"…"}
 //	POST /api/v1/hosts/{host}/abort      (same body)
 //	POST /api/v1/hosts/{host}/unfence    (same body)
+//	POST /api/v1/pause, /api/v1/resume   fleet-wide (same body)
 //	GET  /api/v1/audit?host=H&since=RFC3339   audit records (JSON Lines)
 //	GET  /api/v1/audit/verify            check the hash chain
 //	GET  /metrics                        Prometheus text format
@@ -37,6 +38,7 @@ type Backend interface {
 	Operate(ctx context.Context, host string, ev playbook.Event, operator, reason string) ([]playbook.Change, error)
 	AuditRecords(ctx context.Context, host string, since time.Time) ([]audit.Record, error)
 	VerifyAudit(ctx context.Context) (int, error)
+	SetPaused(ctx context.Context, paused bool, operator, reason string) error
 }
 
 // Role is what a token may do.
@@ -62,6 +64,8 @@ func New(b Backend, tokens map[string]Role) *Server {
 	s.mux.HandleFunc("GET /api/v1/hosts", s.auth(Viewer, s.hosts))
 	s.mux.HandleFunc("GET /api/v1/hosts/{host}", s.auth(Viewer, s.host))
 	s.mux.HandleFunc("POST /api/v1/hosts/{host}/{action}", s.auth(Operator, s.operate))
+	s.mux.HandleFunc("POST /api/v1/pause", s.auth(Operator, s.pause(true)))
+	s.mux.HandleFunc("POST /api/v1/resume", s.auth(Operator, s.pause(false)))
 	s.mux.HandleFunc("GET /api/v1/audit", s.auth(Viewer, s.audit))
 	s.mux.HandleFunc("GET /api/v1/audit/verify", s.auth(Viewer, s.verify))
 	s.mux.HandleFunc("GET /metrics", s.metrics)
@@ -122,13 +126,14 @@ type HostSummary struct {
 type HostsReply struct {
 	At            time.Time      `json:"t"`
 	Mode          string         `json:"mode"`
+	Paused        bool           `json:"paused"`
 	PolicyVersion string         `json:"policy_version"`
 	Counts        playbook.Fleet `json:"counts"`
 	Hosts         []HostSummary  `json:"hosts"`
 }
 
 func summarize(snap daemon.Snapshot) HostsReply {
-	out := HostsReply{At: snap.At, Mode: string(snap.Mode), PolicyVersion: snap.PolicyVersion, Counts: snap.Counts, Hosts: []HostSummary{}}
+	out := HostsReply{At: snap.At, Mode: string(snap.Mode), Paused: snap.Paused, PolicyVersion: snap.PolicyVersion, Counts: snap.Counts, Hosts: []HostSummary{}}
 	for _, v := range snap.Hosts {
 		hs := HostSummary{Host: v.Host.Name, State: string(v.Host.State), Since: v.Host.Since, D: v.Verdict.D,
 			Blind: v.Verdict.Blind, Incoherent: v.Verdict.Incoherent, Incoherence: v.Verdict.Incoherence, Reason: v.Host.Reason, Top: []string{}}
@@ -180,6 +185,40 @@ type OperateRequest struct {
 	Reason   string `json:"reason"`
 }
 
+// readOperate decodes and checks a write's body, answering 400 itself.
+func readOperate(w http.ResponseWriter, r *http.Request) (OperateRequest, bool) {
+	var req OperateRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, Error{Error: "body must be JSON {\"operator\":…,\"reason\":…}: " + err.Error()})
+		return req, false
+	}
+	for _, f := range []struct{ name, v string }{{"operator", req.Operator}, {"reason", req.Reason}} {
+		if strings.TrimSpace(f.v) == "" {
+			writeJSON(w, http.StatusBadRequest, Error{Error: f.name + " is required", Field: f.name})
+			return req, false
+		}
+	}
+	return req, true
+}
+
+func (s *Server) pause(p bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		req, ok := readOperate(w, r)
+		if !ok {
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+		defer cancel()
+		if err := s.b.SetPaused(ctx, p, req.Operator, req.Reason); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, Error{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]bool{"paused": p})
+	}
+}
+
 var actions = map[string]playbook.Event{"approve": playbook.EvApprove, "abort": playbook.EvAbort, "unfence": playbook.EvUnfence}
 
 func (s *Server) operate(w http.ResponseWriter, r *http.Request) {
@@ -188,18 +227,9 @@ func (s *Server) operate(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("unknown action %q (want approve, abort or unfence)", r.PathValue("action"))})
 		return
 	}
-	var req OperateRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeJSON(w, http.StatusBadRequest, Error{Error: "body must be JSON {\"operator\":…,\"reason\":…}: " + err.Error()})
+	req, ok := readOperate(w, r)
+	if !ok {
 		return
-	}
-	for field, v := range map[string]string{"operator": req.Operator, "reason": req.Reason} {
-		if strings.TrimSpace(v) == "" {
-			writeJSON(w, http.StatusBadRequest, Error{Error: field + " is required", Field: field})
-			return
-		}
 	}
 	name := r.PathValue("host")
 	known := false

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -35,6 +36,10 @@ func (f *fakeBackend) AuditRecords(context.Context, string, time.Time) ([]audit.
 	return []audit.Record{{Seq: 0, HostID: "cmp-017", Action: "approve", Operator: "alice", Outcome: "ok"}}, nil
 }
 func (f *fakeBackend) VerifyAudit(context.Context) (int, error) { return 1, nil }
+func (f *fakeBackend) SetPaused(_ context.Context, p bool, op, reason string) error {
+	f.ops = append(f.ops, fmt.Sprintf("pause=%v %s %s", p, op, reason))
+	return nil
+}
 
 func backend() *fakeBackend {
 	t := time.Date(2026, 1, 15, 1, 20, 0, 0, time.UTC)
@@ -141,5 +146,25 @@ func TestAuditEndpoints(t *testing.T) {
 	}
 	if code, body := do(t, s, "GET", "/api/v1/audit/verify", "", ""); code != 200 || !strings.Contains(body, `"ok": true`) {
 		t.Fatalf("%d %s", code, body)
+	}
+}
+
+func TestPauseResume(t *testing.T) {
+	b := backend()
+	s := New(b, map[string]Role{"v": Viewer, "o": Operator})
+	if code, _ := do(t, s, "POST", "/api/v1/pause", "v", `{"operator":"a","reason":"maintenance"}`); code != 403 {
+		t.Fatalf("viewer paused the fleet: %d", code)
+	}
+	if code, body := do(t, s, "POST", "/api/v1/pause", "o", `{"operator":"a"}`); code != 400 || !strings.Contains(body, "reason") {
+		t.Fatalf("%d %s", code, body)
+	}
+	if code, _ := do(t, s, "POST", "/api/v1/pause", "o", `{"operator":"a","reason":"maintenance"}`); code != 200 {
+		t.Fatal(code)
+	}
+	if code, _ := do(t, s, "POST", "/api/v1/resume", "o", `{"operator":"a","reason":"done"}`); code != 200 {
+		t.Fatal(code)
+	}
+	if strings.Join(b.ops, "|") != "pause=true a maintenance|pause=false a done" {
+		t.Fatalf("%v", b.ops)
 	}
 }

@@ -54,6 +54,7 @@ type Snapshot struct {
 	Transitions   map[string]int64  `json:"transitions"` // by target state
 	Counts        playbook.Fleet    `json:"counts"`
 	SampleErrors  int64             `json:"sample_errors"`
+	Paused        bool              `json:"paused"`
 }
 
 type op struct {
@@ -135,6 +136,22 @@ func (d *Daemon) Operate(ctx context.Context, host string, ev playbook.Event, op
 	}
 }
 
+// Fleet-wide operator events.
+const (
+	evPause  playbook.Event = "pause"
+	evResume playbook.Event = "resume"
+)
+
+// SetPaused pauses or resumes fencing fleet-wide.
+func (d *Daemon) SetPaused(ctx context.Context, paused bool, operator, reason string) error {
+	ev := evResume
+	if paused {
+		ev = evPause
+	}
+	_, err := d.Operate(ctx, "", ev, operator, reason)
+	return err
+}
+
 // Run ticks until ctx ends.
 func (d *Daemon) Run(ctx context.Context) error {
 	log := d.cfg.Log
@@ -146,7 +163,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return nil
 		case o := <-d.ops:
 			now := d.cfg.Clock.Now()
-			ch, err := d.fleet.Operate(ctx, now, o.host, o.ev, o.operator+": "+o.reason)
+			var ch []playbook.Change
+			var err error
+			switch o.ev {
+			case evPause, evResume:
+				d.fleet.SetPaused(o.ev == evPause)
+			default:
+				ch, err = d.fleet.Operate(ctx, now, o.host, o.ev, o.operator+": "+o.reason)
+			}
 			log.Info().Str("host", o.host).Str("action", string(o.ev)).Str("operator", o.operator).
 				Str("outcome", outcome(err)).Msg("operator command")
 			rec := audit.Record{Timestamp: now, Component: "api", HostID: o.host, Action: string(o.ev), Operator: o.operator,
@@ -262,7 +286,7 @@ func (d *Daemon) publish(now time.Time, ch []playbook.Change, bad int64, ticked 
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := &d.snap
-	s.At, s.Hosts, s.Counts = now, views, d.fleet.Counts()
+	s.At, s.Hosts, s.Counts, s.Paused = now, views, d.fleet.Counts(), d.fleet.Paused()
 	s.SampleErrors += bad
 	if len(ch) > 0 {
 		tr := make(map[string]int64, len(s.Transitions)+1)

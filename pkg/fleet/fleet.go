@@ -44,7 +44,15 @@ type Fleet struct {
 	order  []string
 	hosts  map[string]*entry
 	counts playbook.Fleet
+	paused bool
 }
+
+// SetPaused pauses (or resumes) fencing fleet-wide: hosts are still
+// classified and on-call notified, but nothing is acted on.
+func (f *Fleet) SetPaused(p bool) { f.paused = p }
+
+// Paused reports the fleet-wide pause.
+func (f *Fleet) Paused() bool { return f.paused }
 
 // New builds a fleet from the evaluator's and the playbook's configuration.
 func New(sc signals.Config, pc playbook.Config, actor *playbook.Actor, hooks Hooks) (*Fleet, error) {
@@ -138,7 +146,7 @@ func (f *Fleet) Operate(ctx context.Context, now time.Time, host string, ev play
 func (f *Fleet) step(ctx context.Context, e *entry, in playbook.Input) ([]playbook.Change, error) {
 	before := e.m.Host().State
 	f.count(before, -1)
-	in.Fleet = f.counts
+	in.Fleet, in.Paused = f.counts, f.paused
 	if before.Rank() >= 1 {
 		in.Fleet.AtWarnOrWorse++ // the host itself counts towards saturation
 	}

@@ -98,6 +98,9 @@ type Actor struct {
 	Log     zerolog.Logger
 	// ActionTimeout bounds each external call; 0 means 2 minutes.
 	ActionTimeout time.Duration
+	// Paused reports an operator's fleet-wide pause: entry actions then
+	// change nothing, as in observe mode (nil: never paused).
+	Paused func() bool
 }
 
 // do journals and runs one action.
@@ -154,7 +157,7 @@ func (a *Actor) unfence(ctx context.Context, h *Host) error {
 // event its outcome implies (and why), or "" to wait for the next tick.
 func (a *Actor) Enter(ctx context.Context, h *Host, from State) (Event, string) {
 	a.notify(ctx, h)
-	observe := a.Mode == ModeObserve
+	observe := a.Mode == ModeObserve || (a.Paused != nil && a.Paused() && h.State != Normal && h.State != Restored)
 	switch h.State {
 	case Warn:
 		if observe || from != Normal {

@@ -135,6 +135,7 @@ type Input struct {
 	Fleet   Fleet
 	Event   Event  // operator or action outcome; empty on a verdict tick
 	Reason  string // why the event happened (operator's reason, error text)
+	Paused  bool   // an operator paused fencing fleet-wide: classify, notify, act on nothing
 }
 
 // Decision is what Decide concluded. Event is empty when nothing changes.
@@ -259,6 +260,9 @@ func choose(cfg Config, h *Host, in Input) (Event, string) {
 		if h.State == AwaitingApproval {
 			return "", "waiting for approval until " + h.ApprovalDeadline.Format(time.RFC3339)
 		}
+		if in.Paused {
+			return "", "fencing paused fleet-wide by an operator"
+		}
 		switch cfg.Mode {
 		case ModeObserve:
 			return "", "observe mode: no fencing"
@@ -298,6 +302,9 @@ func operatorOrOutcome(cfg Config, h *Host, in Input) (Event, string) {
 	reason := in.Reason
 	switch in.Event {
 	case EvApprove:
+		if in.Paused {
+			return "", "fencing is paused fleet-wide: resume first"
+		}
 		if f := in.Fleet; f.Total > 0 && f.Fencing >= cfg.Storm.MaxConcurrent {
 			return "", fmt.Sprintf("approval held by the storm guard: %d hosts already fenced (max %d)", f.Fencing, cfg.Storm.MaxConcurrent)
 		}

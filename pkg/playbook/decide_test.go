@@ -155,6 +155,10 @@ func TestTransitionsTable(t *testing.T) {
 		{"unfence from needs_human", ModeAuto, Host{State: NeedsHuman}, []step{
 			{at: 0, event: EvUnfence, want: Normal, wantWhy: "unfenced"},
 		}},
+		{"a fleet-wide pause holds fencing and approvals", ModeAuto, Host{State: Critical}, []step{
+			{at: 0, d: 0.9, trigger: true, want: Critical, wantWhy: "paused"},
+			{at: 10 * time.Second, event: EvApprove, want: Critical, wantWhy: "paused"},
+		}},
 		{"abort refused once irreversible actions run", ModeAuto, Host{State: Rebooting, Since: t0}, []step{
 			{at: 0, event: EvAbort, want: Rebooting, wantWhy: "not allowed"},
 		}},
@@ -165,7 +169,7 @@ func TestTransitionsTable(t *testing.T) {
 			h := tc.start
 			h.Name = "cmp-017"
 			for i, s := range tc.steps {
-				in := Input{Now: t0.Add(s.at), Fleet: calmFleet, Event: s.event, Reason: "test"}
+				in := Input{Now: t0.Add(s.at), Fleet: calmFleet, Event: s.event, Reason: "test", Paused: strings.Contains(tc.name, "pause")}
 				if s.fleet != nil {
 					in.Fleet = *s.fleet
 				}
