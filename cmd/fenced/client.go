@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fencedhq/fenced/pkg/api"
+	"github.com/fencedhq/fenced/pkg/report"
 )
 
 type clientOpts struct {
@@ -286,5 +287,57 @@ func newPauseCmd(pause bool) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required; written to the audit log)")
 	cmd.Flags().StringVar(&operator, "operator", user, "who is acting")
+	return cmd
+}
+
+func newReportCmd() *cobra.Command {
+	o := &clientOpts{}
+	cmd := &cobra.Command{
+		Use:     "report HOST",
+		Short:   "Postmortem of a host: timeline, actions, signals, r1, r2, r_eff and a recommendation (paper section 6.3)",
+		Example: "  fenced report cmp-017\n  fenced report cmp-017 --json > cmp-017-postmortem.json",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var raw json.RawMessage
+			if err := o.call(cmd.Context(), "GET", "/api/v1/hosts/"+args[0]+"/report", nil, &raw); err != nil {
+				return err
+			}
+			if o.asJSON {
+				_, err := cmd.OutOrStdout().Write(raw)
+				return err
+			}
+			var rep report.Report
+			if err := json.Unmarshal(raw, &rep); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "postmortem of %s (now %s)\n", rep.Host, rep.State)
+			if !rep.Onset.IsZero() {
+				fmt.Fprintf(out, "onset: %s\n", rep.Onset.Local().Format(time.RFC3339))
+			}
+			fmt.Fprintln(out, "\ntimeline:")
+			for _, r := range rep.Timeline {
+				who := ""
+				if r.Operator != "" {
+					who = " by " + r.Operator
+				}
+				detail := r.Verdict
+				if detail == "" {
+					detail = r.Detail
+				}
+				fmt.Fprintf(out, "  %s  %s%s  %s\n", r.Timestamp.Local().Format("15:04:05"), r.Action, who, detail)
+			}
+			fmt.Fprintln(out, "\nactions (intent → outcome):")
+			for _, r := range rep.Actions {
+				fmt.Fprintf(out, "  %s  %-14s %-7s token %d %s %s\n", r.Timestamp.Local().Format("15:04:05"), r.Action, r.Outcome, r.FenceToken, r.RequestID, r.Detail)
+			}
+			if rep.R1 > 0 {
+				fmt.Fprintf(out, "\noversubscription: r1 = V/C = %.2f, r2 = P/v = %.2f, r_eff ≈ %.2f\n", rep.R1, rep.R2, rep.REff)
+			}
+			fmt.Fprintf(out, "recommendation: %s\n", rep.Recommendation)
+			return nil
+		},
+	}
+	o.flags(cmd)
 	return cmd
 }

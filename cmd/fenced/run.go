@@ -21,6 +21,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/lab"
 	"github.com/fencedhq/fenced/pkg/notify"
 	"github.com/fencedhq/fenced/pkg/playbook"
+	"github.com/fencedhq/fenced/pkg/report"
 )
 
 type runOpts struct {
@@ -100,7 +101,11 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		Notify: notifier, Journal: &audit.Journal{Log: auditLog, PolicyVersion: p.Version()},
 		Clock: clk, Log: logger, ActionTimeout: time.Minute}
 	d, err := daemon.New(daemon.Config{Policy: p, Tick: o.tick, Clock: clk, Log: logger, Audit: auditLog,
-		Source: lab.Source{Gen: gen, World: world}, Actor: actor, Control: world.Control, Hosts: gen.Hosts})
+		Source: lab.Source{Gen: gen, World: world}, Actor: actor, Control: world.Control, Hosts: gen.Hosts,
+		Capacity: func(h string) report.Capacity {
+			c, v, r2 := world.Capacity(h)
+			return report.Capacity{Cores: c, VCPUs: v, R2: r2, Known: true}
+		}})
 	if err != nil {
 		return err
 	}

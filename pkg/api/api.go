@@ -2,6 +2,7 @@
 //
 //	GET  /api/v1/hosts                   every host: state, since, d, top signals, incoherence, pending approval
 //	GET  /api/v1/hosts/{host}            one host with its verdict and recent state changes
+//	GET  /api/v1/hosts/{host}/report     postmortem: timeline, actions, r1, r2, r_eff, recommendation
 //	POST /api/v1/hosts/{host}/approve    body {"operator":"…","reason":"…"}
 //	POST /api/v1/hosts/{host}/abort      (same body)
 //	POST /api/v1/hosts/{host}/unfence    (same body)
@@ -30,6 +31,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/playbook"
+	"github.com/fencedhq/fenced/pkg/report"
 )
 
 // Backend is what the API needs from the daemon.
@@ -39,6 +41,7 @@ type Backend interface {
 	AuditRecords(ctx context.Context, host string, since time.Time) ([]audit.Record, error)
 	VerifyAudit(ctx context.Context) (int, error)
 	SetPaused(ctx context.Context, paused bool, operator, reason string) error
+	Report(ctx context.Context, host string) (report.Report, error)
 }
 
 // Role is what a token may do.
@@ -63,6 +66,7 @@ func New(b Backend, tokens map[string]Role) *Server {
 	s := &Server{b: b, tokens: tokens, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /api/v1/hosts", s.auth(Viewer, s.hosts))
 	s.mux.HandleFunc("GET /api/v1/hosts/{host}", s.auth(Viewer, s.host))
+	s.mux.HandleFunc("GET /api/v1/hosts/{host}/report", s.auth(Viewer, s.report))
 	s.mux.HandleFunc("POST /api/v1/hosts/{host}/{action}", s.auth(Operator, s.operate))
 	s.mux.HandleFunc("POST /api/v1/pause", s.auth(Operator, s.pause(true)))
 	s.mux.HandleFunc("POST /api/v1/resume", s.auth(Operator, s.pause(false)))
@@ -177,6 +181,15 @@ func (s *Server) host(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("unknown host %q", name)})
+}
+
+func (s *Server) report(w http.ResponseWriter, r *http.Request) {
+	rep, err := s.b.Report(r.Context(), r.PathValue("host"))
+	if err != nil {
+		writeJSON(w, http.StatusNotFound, Error{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
 }
 
 // OperateRequest is the body of the write endpoints.

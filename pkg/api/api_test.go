@@ -15,6 +15,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/fleet"
 	"github.com/fencedhq/fenced/pkg/playbook"
+	"github.com/fencedhq/fenced/pkg/report"
 	"github.com/fencedhq/fenced/pkg/signals"
 )
 
@@ -39,6 +40,13 @@ func (f *fakeBackend) VerifyAudit(context.Context) (int, error) { return 1, nil 
 func (f *fakeBackend) SetPaused(_ context.Context, p bool, op, reason string) error {
 	f.ops = append(f.ops, fmt.Sprintf("pause=%v %s %s", p, op, reason))
 	return nil
+}
+
+func (f *fakeBackend) Report(_ context.Context, host string) (report.Report, error) {
+	if host != "cmp-017" {
+		return report.Report{}, errors.New("unknown host")
+	}
+	return report.Report{Host: host, R1: 1.75, R2: 1.5, REff: 2.625, Recommendation: "lower"}, nil
 }
 
 func backend() *fakeBackend {
@@ -143,6 +151,12 @@ func TestAuditEndpoints(t *testing.T) {
 	}
 	if code, body := do(t, s, "GET", "/api/v1/audit?since=yesterday", "", ""); code != 400 || !strings.Contains(body, `"field": "since"`) {
 		t.Fatalf("%d %s", code, body)
+	}
+	if code, body := do(t, s, "GET", "/api/v1/hosts/cmp-017/report", "", ""); code != 200 || !strings.Contains(body, `"r_eff": 2.625`) {
+		t.Fatalf("report: %d %s", code, body)
+	}
+	if code, _ := do(t, s, "GET", "/api/v1/hosts/nope/report", "", ""); code != 404 {
+		t.Fatal("report of an unknown host")
 	}
 	if code, body := do(t, s, "GET", "/api/v1/audit/verify", "", ""); code != 200 || !strings.Contains(body, `"ok": true`) {
 		t.Fatalf("%d %s", code, body)

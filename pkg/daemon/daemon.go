@@ -18,6 +18,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/fleet"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/policy"
+	"github.com/fencedhq/fenced/pkg/report"
 	"github.com/fencedhq/fenced/pkg/signals"
 )
 
@@ -40,6 +41,8 @@ type Config struct {
 	History int
 	// Audit receives every decision and operator command (nil: none).
 	Audit *audit.Log
+	// Capacity tells a host's cores, vCPUs and inner ratio for reports (nil: unknown).
+	Capacity func(host string) report.Capacity
 }
 
 // Snapshot is what readers see: every host, recent changes, counters.
@@ -238,6 +241,29 @@ func (d *Daemon) AuditRecords(ctx context.Context, host string, since time.Time)
 	return d.cfg.Audit.Records(ctx, func(r audit.Record) bool {
 		return (host == "" || r.HostID == host) && !r.Timestamp.Before(since)
 	})
+}
+
+// Report builds the postmortem of a host.
+func (d *Daemon) Report(ctx context.Context, host string) (report.Report, error) {
+	var view *fleet.View
+	snap := d.Snapshot()
+	for i := range snap.Hosts {
+		if snap.Hosts[i].Host.Name == host {
+			view = &snap.Hosts[i]
+		}
+	}
+	if view == nil {
+		return report.Report{}, fmt.Errorf("daemon: unknown host %q", host)
+	}
+	recs, err := d.AuditRecords(ctx, host, time.Time{})
+	if err != nil {
+		return report.Report{}, err
+	}
+	var c report.Capacity
+	if d.cfg.Capacity != nil {
+		c = d.cfg.Capacity(host)
+	}
+	return report.Build(*view, recs, c), nil
 }
 
 // VerifyAudit checks the audit chain.

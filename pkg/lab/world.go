@@ -250,6 +250,16 @@ func (w *World) SetService(host string, up bool) { w.host(host).serviceUp = up }
 // SetServers sets how many servers are ACTIVE on a host.
 func (w *World) SetServers(host string, n int) { w.host(host).servers = n }
 
+// VCPUsPerServer is the size of every lab server.
+const VCPUsPerServer = 4
+
+// Capacity reports the host's cores and the vCPUs of its servers; the lab's
+// VMs run Kubernetes with pods requesting 1.5× their vCPUs (r2 = 1.5).
+func (w *World) Capacity(host string) (cores, vcpus int, r2 float64) {
+	h := w.host(host)
+	return h.cores, h.servers * VCPUsPerServer, 1.5
+}
+
 // SetCores sets a host's physical cores.
 func (w *World) SetCores(host string, n int) { w.host(host).cores = n }
 
