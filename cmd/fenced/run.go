@@ -35,6 +35,7 @@ type runOpts struct {
 	rebootTime  time.Duration
 	webhooks    []string
 	secretFile  string
+	speed       float64
 }
 
 func newRunCmd() *cobra.Command {
@@ -70,6 +71,7 @@ power cycle and the restoration. Ctrl-C stops it and leaves nothing behind.`,
 	f.IntVar(&o.hosts, "hosts", 20, "lab fleet size (--dev)")
 	f.DurationVar(&o.starveAfter, "starve-after", time.Minute, "when the lab's victim host starts starving (--dev)")
 	f.DurationVar(&o.rebootTime, "reboot-time", 30*time.Second, "how long a power-cycled lab host takes to come back (--dev)")
+	f.Float64Var(&o.speed, "speed", 1, "run the lab's clock this many times faster than real time (--dev; demos and tests)")
 	f.StringArrayVar(&o.webhooks, "webhook", nil, "send on-call webhooks to URL; FORMAT:URL picks generic, slack or pagerduty (repeatable)")
 	f.StringVar(&o.secretFile, "webhook-secret-file", "", "file holding the HMAC-SHA256 key that signs webhooks")
 	return cmd
@@ -83,7 +85,13 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	if o.hosts < 2 {
 		return fmt.Errorf("--hosts: need at least 2")
 	}
-	clk := clock.Real{}
+	var clk clock.Clock = clock.Real{}
+	if o.speed != 1 {
+		if o.speed <= 0 || o.speed > 1000 {
+			return fmt.Errorf("--speed: want a factor in (0, 1000], have %g", o.speed)
+		}
+		clk = clock.NewScaled(o.speed)
+	}
 	sc, pc := p.SignalsConfig(), p.PlaybookConfig()
 	world := lab.NewWorld(clk.Now, o.rebootTime, sc)
 	gen := lab.NewGenerator(o.hosts, clk.Now(), o.starveAfter, world)

@@ -83,3 +83,32 @@ func (f *Fake) Set(t time.Time) {
 
 // Advance moves the clock forward by d.
 func (f *Fake) Advance(d time.Duration) { f.Set(f.Now().Add(d)) }
+
+// Scaled is a wall clock that runs Factor times faster from Start: for demos
+// and browser tests that must show minutes of playbook in seconds.
+type Scaled struct {
+	Start  time.Time // the scaled clock reads Start at Origin
+	Origin time.Time // a real instant
+	Factor float64
+}
+
+// NewScaled returns a clock starting now that runs factor times faster.
+func NewScaled(factor float64) *Scaled {
+	now := time.Now()
+	return &Scaled{Start: now, Origin: now, Factor: factor}
+}
+
+// Now is Start + Factor × (real time since Origin).
+func (s *Scaled) Now() time.Time {
+	return s.Start.Add(time.Duration(float64(time.Since(s.Origin)) * s.Factor))
+}
+
+// After waits d of scaled time.
+func (s *Scaled) After(d time.Duration) <-chan time.Time {
+	out := make(chan time.Time, 1)
+	go func() {
+		<-time.After(time.Duration(float64(d) / s.Factor))
+		out <- s.Now()
+	}()
+	return out
+}

@@ -37,3 +37,10 @@ func TestFakeAfterFiresOnlyWhenDue(t *testing.T) {
 		t.Fatal("Since")
 	}
 }
+
+func TestScaledRunsFaster(t *testing.T) {
+	s := &Scaled{Start: time.Unix(0, 0), Origin: time.Now().Add(-time.Second), Factor: 60}
+	if got := s.Now().Sub(time.Unix(0, 0)); got < 59*time.Second || got > 70*time.Second {
+		t.Fatalf("one real second read as %s at ×60", got)
+	}
+}
