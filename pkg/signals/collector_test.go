@@ -1,0 +1,70 @@
+package signals
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+type fakeCollector struct {
+	name  string
+	block chan struct{} // when set, Collect waits for it (or its ctx)
+	err   error
+	calls int
+}
+
+func (f *fakeCollector) Name() string { return f.name }
+func (f *fakeCollector) Collect(ctx context.Context, now time.Time) ([]Sample, error) {
+	f.calls++
+	if f.block != nil {
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			<-f.block // a call that ignores its deadline: keeps running
+		}
+	}
+	if f.err != nil {
+		return nil, f.err
+	}
+	return []Sample{{Host: "h", Signal: CPUSteal, Value: 1, At: now}}, nil
+}
+
+func TestRegistryBoundsAndIsolatesCollectors(t *testing.T) {
+	ok := &fakeCollector{name: "ok"}
+	bad := &fakeCollector{name: "bad", err: errors.New("prometheus down")}
+	hang := &fakeCollector{name: "hang", block: make(chan struct{})}
+	r := &Registry{Timeout: 50 * time.Millisecond}
+	for _, c := range []Collector{ok, bad, hang} {
+		if err := r.Register(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Register(&fakeCollector{name: "ok"}); err == nil {
+		t.Fatal("duplicate collector name accepted")
+	}
+	start := time.Now()
+	smp, err := r.Collect(context.Background(), t0)
+	if elapsed := time.Since(start); elapsed > 2*time.Second {
+		t.Fatalf("a hanging collector held the tick for %s", elapsed)
+	}
+	if len(smp) != 1 || err == nil || !strings.Contains(err.Error(), "prometheus down") || !strings.Contains(err.Error(), "hang: no answer") {
+		t.Fatalf("samples %d err %v", len(smp), err)
+	}
+	// the hanging call is still in flight: the next tick skips it instead of piling up
+	if _, err := r.Collect(context.Background(), t0.Add(10*time.Second)); err == nil {
+		t.Fatal("expected the failing collector's error again")
+	}
+	if hang.calls != 1 {
+		t.Fatalf("hanging collector called %d times while in flight", hang.calls)
+	}
+	st := r.Status()
+	if st[2].Skipped != 1 || st[1].Failures != 2 || st[0].LastSuccess != t0.Add(10*time.Second) {
+		t.Fatalf("status %+v", st)
+	}
+	close(hang.block)
+	if ages := r.SignalAges(); ages[CPUSteal] != 0 {
+		t.Fatalf("scrape age %v", ages)
+	}
+}
