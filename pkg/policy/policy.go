@@ -18,6 +18,7 @@ import (
 
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/signals"
+	"github.com/fencedhq/fenced/pkg/yamlfile"
 	"github.com/fencedhq/fenced/policies"
 )
 
@@ -81,25 +82,7 @@ type Policy struct {
 }
 
 // Error is a policy error with its place in the file.
-type Error struct {
-	File  string
-	Line  int // 0 when unknown
-	Field string
-	Err   error
-}
-
-func (e *Error) Error() string {
-	loc := e.File
-	if e.Line > 0 {
-		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
-	}
-	if e.Field != "" {
-		return fmt.Sprintf("%s: %s: %v", loc, e.Field, e.Err)
-	}
-	return fmt.Sprintf("%s: %v", loc, e.Err)
-}
-
-func (e *Error) Unwrap() error { return e.Err }
+type Error = yamlfile.Error
 
 // Load reads and validates a policy file.
 func Load(path string) (*Policy, error) {
@@ -121,23 +104,18 @@ func Default() *Policy {
 
 // Parse decodes and validates policy data; name is used in errors.
 func Parse(name string, data []byte) (*Policy, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, &Error{File: name, Err: err}
-	}
-	if len(root.Content) == 0 {
+	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, &Error{File: name, Err: errors.New("empty policy")}
 	}
 	var p Policy
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&p); err != nil {
-		return nil, &Error{File: name, Err: errors.New(strings.TrimPrefix(err.Error(), "yaml: "))}
+	doc, err := yamlfile.Decode(name, data, &p)
+	if err != nil {
+		return nil, err
 	}
 	p.source = name
 	sum := sha256.Sum256(data)
 	p.digest = hex.EncodeToString(sum[:])[:12]
-	if err := p.validate(root.Content[0]); err != nil {
+	if err := p.validate(doc); err != nil {
 		return nil, err
 	}
 	return &p, nil
@@ -160,61 +138,28 @@ func (p *Policy) WithMode(mode string) (*Policy, error) {
 	return &c, nil
 }
 
-// lineOf finds the line of a dotted path in the document, or of its nearest parent.
-func lineOf(doc *yaml.Node, path string) int {
-	n, line := doc, doc.Line
-	for _, key := range strings.Split(path, ".") {
-		if n.Kind != yaml.MappingNode {
-			break
-		}
-		found := false
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == key {
-				line, n, found = n.Content[i].Line, n.Content[i+1], true
-				break
-			}
-		}
-		if !found {
-			break
-		}
-	}
-	return line
-}
-
-// fieldErr maps an error from a package's Validate ("field: message") to a
-// policy Error with the field's line.
-func (p *Policy) fieldErr(doc *yaml.Node, err error) error {
-	msg := err.Error()
-	field, rest, ok := strings.Cut(msg, ": ")
-	if !ok || strings.Contains(field, " ") {
-		return &Error{File: p.source, Err: err}
-	}
-	return &Error{File: p.source, Line: lineOf(doc, field), Field: field, Err: errors.New(rest)}
-}
-
-func (p *Policy) validate(doc *yaml.Node) error {
+func (p *Policy) validate(doc *yamlfile.Doc) error {
 	if p.Schema != 1 {
-		return &Error{File: p.source, Line: lineOf(doc, "version"), Field: "version", Err: fmt.Errorf("unsupported version %d (this fenced reads 1)", p.Schema)}
+		return doc.Errorf("version", "unsupported version %d (this fenced reads 1)", p.Schema)
 	}
 	for name, s := range p.Signals {
 		if !signals.Name(name).Valid() {
-			return &Error{File: p.source, Line: lineOf(doc, "signals."+name), Field: "signals." + name,
-				Err: fmt.Errorf("unknown signal (known: %v)", signals.All)}
+			return doc.Errorf("signals."+name, "unknown signal (known: %v)", signals.All)
 		}
 		if _, err := signals.ParseAgg(s.Agg); err != nil {
-			return &Error{File: p.source, Line: lineOf(doc, "signals."+name+".agg"), Field: "signals." + name + ".agg", Err: err}
+			return doc.Errorf("signals."+name+".agg", "%v", err)
 		}
 	}
 	sc := p.SignalsConfig()
 	if err := sc.Validate(); err != nil {
 		if strings.HasPrefix(err.Error(), "thresholds") {
-			return &Error{File: p.source, Line: lineOf(doc, "thresholds"), Field: "thresholds", Err: err}
+			return doc.Errorf("thresholds", "%v", err)
 		}
-		return p.fieldErr(doc, err)
+		return doc.Wrap(err)
 	}
 	pc := p.PlaybookConfig()
 	if err := pc.Validate(); err != nil {
-		return p.fieldErr(doc, err)
+		return doc.Wrap(err)
 	}
 	return nil
 }

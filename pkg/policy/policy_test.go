@@ -51,7 +51,7 @@ func TestBadFilesNameFileLineAndField(t *testing.T) {
 		file string
 		want []string
 	}{
-		{"testdata/unknown-key.yaml", []string{"testdata/unknown-key.yaml", "line 6", "hysterisis"}},
+		{"testdata/unknown-key.yaml", []string{"testdata/unknown-key.yaml:6", "field hysterisis not found"}},
 		{"testdata/warn-over-crit.yaml", []string{"testdata/warn-over-crit.yaml:3", "thresholds", "d_warn < d_crit"}},
 	}
 	for _, c := range cases {
@@ -86,7 +86,7 @@ func TestValidationErrors(t *testing.T) {
 		{"hysteresis: 0.1", "hysteresis: 0.5", "thresholds.hysteresis"},
 		{"max_concurrent: 2", "max_concurrent: 0", "storm_guard.max_concurrent"},
 		{"saturation_fraction: 0.3", "saturation_fraction: 3", "storm_guard.saturation_fraction"},
-		{"timeout: 15m", "timeout: soon", "line"},
+		{"timeout: 15m", "timeout: soon", `"soon" is not a duration`},
 		{"cpu_steal_pct:              {warn: 10,  crit: 25,", "cpu_steal_pct:              {warn: 30,  crit: 25,", "signals.cpu_steal_pct"},
 		{"agg: p99}", "agg: p42}", "signals.io_latency_p99_ms.agg"},
 		{"  mgmt_cpu_share_pct:", "  mgmt_cpu_shares_pct:", "signals.mgmt_cpu_shares_pct"},

@@ -1,0 +1,126 @@
+// Package yamlfile decodes configuration files strictly (unknown keys are
+// errors) and reports problems with the file, line and field they are at.
+// The policy and the run configuration both use it.
+package yamlfile
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Error is a problem at a place in a file.
+type Error struct {
+	File  string
+	Line  int // 0 when unknown
+	Field string
+	Err   error
+}
+
+func (e *Error) Error() string {
+	loc := e.File
+	if e.Line > 0 {
+		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
+	}
+	if e.Field != "" {
+		return fmt.Sprintf("%s: %s: %v", loc, e.Field, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", loc, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+var lineMsg = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// Doc is a decoded file, kept to find the lines of fields.
+type Doc struct {
+	Name string
+	root *yaml.Node
+}
+
+// Decode decodes data into v strictly. An empty file leaves v as it is.
+func Decode(name string, data []byte, v any) (*Doc, error) {
+	d := &Doc{Name: name}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, d.fromYAML(err)
+	}
+	if len(root.Content) > 0 {
+		d.root = root.Content[0]
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return nil, d.fromYAML(err)
+	}
+	return d, nil
+}
+
+func (d *Doc) fromYAML(err error) error {
+	var te *yaml.TypeError
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg = te.Errors[0]
+	}
+	if m := lineMsg.FindStringSubmatch(msg); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		text, _, _ := strings.Cut(m[2], " in type ") // "field x not found in type struct {…}"
+		return &Error{File: d.Name, Line: n, Err: errors.New(text)}
+	}
+	return &Error{File: d.Name, Err: errors.New(msg)}
+}
+
+// Errorf returns an Error at a dotted field path ("storm_guard.max_fraction",
+// "webhooks[1]"), with the line of the field or of its nearest parent.
+func (d *Doc) Errorf(field string, format string, a ...any) error {
+	return &Error{File: d.Name, Line: d.Line(field), Field: field, Err: fmt.Errorf(format, a...)}
+}
+
+// Wrap turns an error of the form "field: message" (as the packages'
+// Validate methods write them) into an Error at that field.
+func (d *Doc) Wrap(err error) error {
+	field, rest, ok := strings.Cut(err.Error(), ": ")
+	if !ok || strings.Contains(field, " ") {
+		return &Error{File: d.Name, Err: err}
+	}
+	return &Error{File: d.Name, Line: d.Line(field), Field: field, Err: errors.New(rest)}
+}
+
+// Line finds the line of a dotted path, or of its nearest parent.
+func (d *Doc) Line(path string) int {
+	if d.root == nil {
+		return 0
+	}
+	n, line := d.root, d.root.Line
+	for _, key := range strings.Split(path, ".") {
+		idx := -1
+		if k, rest, ok := strings.Cut(key, "["); ok {
+			key = k
+			idx, _ = strconv.Atoi(strings.TrimSuffix(rest, "]"))
+		}
+		if n.Kind != yaml.MappingNode {
+			break
+		}
+		found := false
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				line, n, found = n.Content[i].Line, n.Content[i+1], true
+				break
+			}
+		}
+		if !found {
+			break
+		}
+		if idx >= 0 && n.Kind == yaml.SequenceNode && idx < len(n.Content) {
+			n = n.Content[idx]
+			line = n.Line
+		}
+	}
+	return line
+}
