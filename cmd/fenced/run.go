@@ -26,6 +26,7 @@ import (
 
 type runOpts struct {
 	dev         bool
+	configPath  string
 	listen      string
 	policyPath  string
 	mode        string
@@ -41,7 +42,7 @@ type runOpts struct {
 func newRunCmd() *cobra.Command {
 	o := &runOpts{}
 	cmd := &cobra.Command{
-		Use:   "run --dev",
+		Use:   "run --dev | --config FILE",
 		Short: "Run the orchestrator (--dev: a simulated lab fleet on this machine)",
 		Long: `run evaluates every host each tick, drives the playbooks and serves the HTTP
 API, /metrics and the status page.
@@ -51,19 +52,29 @@ live-migration gate and out-of-band power, a signal generator), one host of
 which starves like the paper's incident a minute after start, and the status
 page on loopback. Watch it go warn → critical; in approve mode (the default)
 approve it from the page or with 'fenced approve HOST --reason …' and watch the
-power cycle and the restoration. Ctrl-C stops it and leaves nothing behind.`,
+power cycle and the restoration. Ctrl-C stops it and leaves nothing behind.
+
+--config FILE reads real signals (Prometheus) and serves the same API. This
+build has no Nova adapter, BMC inventory or etcd wiring yet, so --config runs
+in observe mode only: it classifies hosts and notifies, and changes nothing.`,
 		Example: `  fenced run --dev
   fenced run --dev --mode auto --listen 127.0.0.1:9000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !o.dev {
-				return errors.New("only --dev is available in this build: production wiring (etcd, clouds.yaml, Prometheus, BMC inventory) is not there yet")
+			switch {
+			case o.dev && o.configPath != "":
+				return errors.New("--dev and --config exclude each other")
+			case o.dev:
+				return runDev(cmd.Context(), cmd, o)
+			case o.configPath != "":
+				return runConfig(cmd.Context(), cmd, o)
 			}
-			return runDev(cmd.Context(), cmd, o)
+			return errors.New("say --dev (a simulated lab on this machine) or --config FILE")
 		},
 	}
 	f := cmd.Flags()
 	f.BoolVar(&o.dev, "dev", false, "run a simulated lab fleet on this machine")
+	f.StringVar(&o.configPath, "config", "", "run against real sources described in this file (see docs/run.md)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8480", "address of the HTTP API and status page")
 	f.StringVar(&o.policyPath, "policy", "", "policy file (default: the built-in policies/default.yaml)")
 	f.StringVar(&o.mode, "mode", "", "override the policy's mode: auto, approve or observe")
@@ -120,19 +131,24 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	world.SetViews(d.Fleet())
 	actor.Paused = d.Fleet().Paused
 
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", o.listen, err)
-	}
-	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
-		ln.Close()
-		return fmt.Errorf("--listen %s: the dev API has no authentication and must stay on loopback", o.listen)
-	}
-	srv := &http.Server{Handler: api.New(d, nil), ReadHeaderTimeout: 5 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run --dev: %d lab hosts, mode %s, tick %s; %s starts starving in %s\n",
 		o.hosts, pc.Mode, o.tick, gen.Victim, o.starveAfter)
+	return serve(ctx, cmd, d, o.listen, nil)
+}
+
+// serve runs the daemon and its HTTP API until ctx ends.
+func serve(ctx context.Context, cmd *cobra.Command, d *daemon.Daemon, listen string, tokens map[string]api.Role) error {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", listen, err)
+	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && tokens == nil {
+		ln.Close()
+		return fmt.Errorf("listen %s: an API without tokens must stay on loopback", listen)
+	}
+	srv := &http.Server{Handler: api.New(d, tokens), ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(cmd.ErrOrStderr(), "status page: http://%s/   API: http://%s/api/v1/hosts   metrics: http://%s/metrics\n",
 		ln.Addr(), ln.Addr(), ln.Addr())
 

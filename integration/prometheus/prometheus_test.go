@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -211,3 +212,49 @@ func countCPU() int {
 	}
 	return max(n, 1)
 }
+
+func TestRunWithConfigShowsRealVerdicts(t *testing.T) {
+	st := startStack(t)
+	st.exp.set(0.3, 0)
+	dir := t.TempDir()
+	port := harness.FreePort(t)
+	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
+tick: 1s
+prometheus:
+  url: %s
+  host_label: host
+  queries:
+    cpu_steal_pct: '100 * avg by (host) (rate(node_cpu_seconds_total{mode="steal"}[5s]))'
+    runqueue_per_core: 'max_over_time(node_procs_running[3s]) / on (host) count by (host) (node_cpu_seconds_total{mode="idle"})'
+`, port, st.promURL)
+	path := filepath.Join(dir, "fenced.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := harness.Fenced(t)
+	harness.Start(t, bin, "run", "--config", path, "--log-json")
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	harness.WaitHTTP(t, base+"/healthz", 20*time.Second)
+
+	deadline := time.Now().Add(40 * time.Second)
+	var out []byte
+	for time.Now().Before(deadline) {
+		out, _ = exec.Command(bin, "hosts", "--server", base).CombinedOutput()
+		if bytesContain(out, "cmp-002") && bytesContain(out, "cpu_steal_pct=") && bytesContain(out, "cmp-001") && bytesContain(out, "runqueue_per_core=") {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if !bytesContain(out, "cpu_steal_pct=") || !bytesContain(out, "runqueue_per_core=") {
+		t.Fatalf("fenced hosts shows no real verdicts:\n%s", out)
+	}
+	t.Logf("fenced hosts:\n%s", out)
+	// a config that asks to act is refused: there is nothing to act with yet
+	bad := filepath.Join(dir, "act.yaml")
+	_ = os.WriteFile(bad, []byte(cfg), 0o644)
+	if out, err := exec.Command(bin, "run", "--config", bad, "--mode", "auto").CombinedOutput(); err == nil || !bytesContain(out, "observe") {
+		t.Fatalf("run --mode auto without Nova/BMC: %v %s", err, out)
+	}
+}
+
+func bytesContain(b []byte, s string) bool { return strings.Contains(string(b), s) }
