@@ -1,0 +1,273 @@
+package lease
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/fencedhq/fenced/pkg/audit"
+)
+
+// SchemaVersion of the records this build writes.
+const SchemaVersion = 1
+
+// Store keeps fenced's durable state in etcd under a prefix.
+type Store struct {
+	Client *clientv3.Client
+	Prefix string        // e.g. "/fenced/"
+	Op     time.Duration // per-call timeout; default 3 s
+}
+
+func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := s.Op
+	if d <= 0 {
+		d = 3 * time.Second
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+func (s *Store) key(parts ...string) string { return s.Prefix + strings.Join(parts, "/") }
+
+// guarded commits ops only while l is still the leader.
+func (s *Store) guarded(ctx context.Context, l Leadership, ops ...clientv3.Op) error {
+	cctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.Client.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(l.Key), "=", l.Token)).Then(ops...).Commit()
+	if err != nil {
+		return fmt.Errorf("lease: guarded write: %w", err)
+	}
+	if !resp.Succeeded {
+		return ErrNotLeader
+	}
+	return nil
+}
+
+// Check confirms that l is still the leader: the last look before an
+// irreversible action.
+func (s *Store) Check(ctx context.Context, l Leadership) error {
+	if err := l.Ctx.Err(); err != nil {
+		return fmt.Errorf("%w: session lost", ErrNotLeader)
+	}
+	return s.guarded(ctx, l)
+}
+
+// Envelope wraps every stored record with its schema version.
+type Envelope struct {
+	Schema  int             `json:"schema"`
+	Token   int64           `json:"fence_token"`
+	Updated time.Time       `json:"updated"`
+	Data    json.RawMessage `json:"data"`
+}
+
+func wrap(token int64, v any) (string, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	b, err := json.Marshal(Envelope{Schema: SchemaVersion, Token: token, Updated: time.Now().UTC(), Data: data})
+	return string(b), err
+}
+
+func unwrap(key string, b []byte, v any) error {
+	var e Envelope
+	if err := json.Unmarshal(b, &e); err != nil {
+		return fmt.Errorf("lease: %s: not a record: %w", key, err)
+	}
+	if e.Schema != SchemaVersion {
+		return fmt.Errorf("lease: %s: schema %d, this build reads %d", key, e.Schema, SchemaVersion)
+	}
+	if err := json.Unmarshal(e.Data, v); err != nil {
+		return fmt.Errorf("lease: %s: %w", key, err)
+	}
+	return nil
+}
+
+// PutHost stores a host's record (any JSON value) under the leader guard.
+func (s *Store) PutHost(ctx context.Context, l Leadership, host string, rec any) error {
+	v, err := wrap(l.Token, rec)
+	if err != nil {
+		return err
+	}
+	return s.guarded(ctx, l, clientv3.OpPut(s.key("hosts", host), v))
+}
+
+// Hosts reads every host record into fresh values made by newRec.
+func Hosts[T any](ctx context.Context, s *Store) (map[string]T, error) {
+	cctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.Client.Get(cctx, s.key("hosts")+"/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("lease: read hosts: %w", err)
+	}
+	out := map[string]T{}
+	for _, kv := range resp.Kvs {
+		var v T
+		if err := unwrap(string(kv.Key), kv.Value, &v); err != nil {
+			return nil, err
+		}
+		out[strings.TrimPrefix(string(kv.Key), s.key("hosts")+"/")] = v
+	}
+	return out, nil
+}
+
+// Intent is an irreversible action about to be taken.
+type Intent struct {
+	ID     string    `json:"request_id"`
+	Host   string    `json:"host"`
+	Action string    `json:"action"`
+	Target string    `json:"target,omitempty"`
+	Token  int64     `json:"fence_token"`
+	At     time.Time `json:"at"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// Outcome is what came of an intent.
+type Outcome struct {
+	ID    string    `json:"request_id"`
+	OK    bool      `json:"ok"`
+	Error string    `json:"error,omitempty"`
+	At    time.Time `json:"at"`
+	Token int64     `json:"fence_token"`
+}
+
+// WriteIntent records an intent under the guard; ErrNotLeader means the
+// action must not run.
+func (s *Store) WriteIntent(ctx context.Context, l Leadership, in Intent) error {
+	in.Token = l.Token
+	v, err := wrap(l.Token, in)
+	if err != nil {
+		return err
+	}
+	return s.guarded(ctx, l, clientv3.OpPut(s.key("intents", in.ID), v))
+}
+
+// WriteOutcome records an intent's outcome under the guard.
+func (s *Store) WriteOutcome(ctx context.Context, l Leadership, o Outcome) error {
+	o.Token = l.Token
+	v, err := wrap(l.Token, o)
+	if err != nil {
+		return err
+	}
+	return s.guarded(ctx, l, clientv3.OpPut(s.key("outcomes", o.ID), v))
+}
+
+// Pending lists intents without an outcome, oldest first.
+func (s *Store) Pending(ctx context.Context) ([]Intent, error) {
+	cctx, cancel := s.ctx(ctx)
+	defer cancel()
+	ins, err := s.Client.Get(cctx, s.key("intents")+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+	if err != nil {
+		return nil, fmt.Errorf("lease: read intents: %w", err)
+	}
+	outs, err := s.Client.Get(cctx, s.key("outcomes")+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("lease: read outcomes: %w", err)
+	}
+	done := map[string]bool{}
+	for _, kv := range outs.Kvs {
+		done[strings.TrimPrefix(string(kv.Key), s.key("outcomes")+"/")] = true
+	}
+	var out []Intent
+	for _, kv := range ins.Kvs {
+		var in Intent
+		if err := unwrap(string(kv.Key), kv.Value, &in); err != nil {
+			return nil, err
+		}
+		if !done[in.ID] {
+			out = append(out, in)
+		}
+	}
+	return out, nil
+}
+
+// AuditStore keeps the audit chain in etcd: create-only records and a head
+// moved in the same transaction.
+type AuditStore struct{ S *Store }
+
+var _ audit.Store = AuditStore{}
+
+func (a AuditStore) recKey(seq uint64) string { return a.S.key("audit", "rec", fmt.Sprintf("%020d", seq)) }
+
+// Append writes record seq unless it exists or the head is not seq-1.
+func (a AuditStore) Append(ctx context.Context, seq uint64, hash string, data []byte) error {
+	cctx, cancel := a.S.ctx(ctx)
+	defer cancel()
+	head := a.S.key("audit", "head")
+	headCmp := clientv3.Compare(clientv3.Version(head), "=", 0)
+	if seq > 0 {
+		prev, err := a.S.Client.Get(cctx, a.recKey(seq-1))
+		if err != nil {
+			return fmt.Errorf("lease: audit: %w", err)
+		}
+		if len(prev.Kvs) == 0 {
+			return audit.ErrConflict
+		}
+		h, err := a.S.Client.Get(cctx, head)
+		if err != nil {
+			return fmt.Errorf("lease: audit head: %w", err)
+		}
+		if len(h.Kvs) == 0 {
+			return audit.ErrConflict
+		}
+		headCmp = clientv3.Compare(clientv3.ModRevision(head), "=", h.Kvs[0].ModRevision)
+		var hd struct{ Seq uint64 }
+		if json.Unmarshal(h.Kvs[0].Value, &hd) != nil || hd.Seq != seq-1 {
+			return audit.ErrConflict
+		}
+	}
+	hv, _ := json.Marshal(struct {
+		Seq  uint64 `json:"seq"`
+		Hash string `json:"hash"`
+	}{seq, hash})
+	resp, err := a.S.Client.Txn(cctx).
+		If(clientv3.Compare(clientv3.Version(a.recKey(seq)), "=", 0), headCmp).
+		Then(clientv3.OpPut(a.recKey(seq), string(data)), clientv3.OpPut(head, string(hv))).Commit()
+	if err != nil {
+		return fmt.Errorf("lease: audit append: %w", err)
+	}
+	if !resp.Succeeded {
+		return audit.ErrConflict
+	}
+	return nil
+}
+
+// Range returns every record from seq on.
+func (a AuditStore) Range(ctx context.Context, from uint64) ([][]byte, error) {
+	cctx, cancel := a.S.ctx(ctx)
+	defer cancel()
+	resp, err := a.S.Client.Get(cctx, a.recKey(from), clientv3.WithRange(clientv3.GetPrefixRangeEnd(a.S.key("audit", "rec")+"/")))
+	if err != nil {
+		return nil, fmt.Errorf("lease: audit read: %w", err)
+	}
+	out := make([][]byte, len(resp.Kvs))
+	for i, kv := range resp.Kvs {
+		out[i] = kv.Value
+	}
+	return out, nil
+}
+
+// Head returns the last record's seq and hash.
+func (a AuditStore) Head(ctx context.Context) (uint64, string, bool, error) {
+	cctx, cancel := a.S.ctx(ctx)
+	defer cancel()
+	resp, err := a.S.Client.Get(cctx, a.S.key("audit", "head"))
+	if err != nil {
+		return 0, "", false, fmt.Errorf("lease: audit head: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, "", false, nil
+	}
+	var h struct {
+		Seq  uint64 `json:"seq"`
+		Hash string `json:"hash"`
+	}
+	if err := json.Unmarshal(resp.Kvs[0].Value, &h); err != nil {
+		return 0, "", false, errors.New("lease: audit head is not JSON")
+	}
+	return h.Seq, h.Hash, true, nil
+}
