@@ -191,7 +191,9 @@ type AuditStore struct{ S *Store }
 
 var _ audit.Store = AuditStore{}
 
-func (a AuditStore) recKey(seq uint64) string { return a.S.key("audit", "rec", fmt.Sprintf("%020d", seq)) }
+func (a AuditStore) recKey(seq uint64) string {
+	return a.S.key("audit", "rec", fmt.Sprintf("%020d", seq))
+}
 
 // Append writes record seq unless it exists or the head is not seq-1.
 func (a AuditStore) Append(ctx context.Context, seq uint64, hash string, data []byte) error {
