@@ -19,6 +19,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/lab"
+	"github.com/fencedhq/fenced/pkg/lease"
 	"github.com/fencedhq/fenced/pkg/notify"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/report"
@@ -37,6 +38,7 @@ type runOpts struct {
 	webhooks    []string
 	secretFile  string
 	speed       float64
+	dataDir     string
 }
 
 func newRunCmd() *cobra.Command {
@@ -82,6 +84,7 @@ in observe mode only: it classifies hosts and notifies, and changes nothing.`,
 	f.IntVar(&o.hosts, "hosts", 20, "lab fleet size (--dev)")
 	f.DurationVar(&o.starveAfter, "starve-after", time.Minute, "when the lab's victim host starts starving (--dev)")
 	f.DurationVar(&o.rebootTime, "reboot-time", 30*time.Second, "how long a power-cycled lab host takes to come back (--dev)")
+	f.StringVar(&o.dataDir, "data-dir", "", "embedded etcd data directory (--dev; default: a temporary one, removed at exit)")
 	f.Float64Var(&o.speed, "speed", 1, "run the lab's clock this many times faster than real time (--dev; demos and tests)")
 	f.StringArrayVar(&o.webhooks, "webhook", nil, "send on-call webhooks to URL; FORMAT:URL picks generic, slack or pagerduty (repeatable)")
 	f.StringVar(&o.secretFile, "webhook-secret-file", "", "file holding the HMAC-SHA256 key that signs webhooks")
@@ -106,7 +109,30 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	sc, pc := p.SignalsConfig(), p.PlaybookConfig()
 	world := lab.NewWorld(clk.Now, o.rebootTime, sc)
 	gen := lab.NewGenerator(o.hosts, clk.Now(), o.starveAfter, world)
-	auditLog := audit.New(audit.NewMemStore(), clk)
+
+	// embedded etcd: leader election, fencing token, host records, intents, audit
+	dataDir := o.dataDir
+	if dataDir == "" {
+		tmp, err := os.MkdirTemp("", "fenced-dev-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp) // Ctrl-C leaves nothing behind
+		dataDir = tmp
+	}
+	etcd, err := lease.StartEmbedded(ctx, dataDir, "")
+	if err != nil {
+		return err
+	}
+	defer etcd.Close()
+	cli, err := lease.Connect(lease.ClientConfig{Endpoints: etcd.Endpoints})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	const prefix = "/fenced/"
+	store := &lease.Store{Client: cli, Prefix: prefix}
+	auditLog := audit.New(lease.AuditStore{S: store}, clk)
 	var notifier playbook.Notifier = world
 	if len(o.webhooks) > 0 {
 		eps, err := parseWebhooks(o.webhooks, o.secretFile)
@@ -117,9 +143,17 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		notifier = notify.Fanout{world, wh}
 	}
 	actor := &playbook.Actor{Mode: pc.Mode, Nova: world, Gate: world, Power: world, Checker: world,
-		Notify: notifier, Journal: &audit.Journal{Log: auditLog, PolicyVersion: p.Version()},
-		Clock: clk, Log: logger, ActionTimeout: time.Minute}
-	d, err := daemon.New(daemon.Config{Policy: p, Tick: o.tick, Clock: clk, Log: logger, Audit: auditLog,
+		Notify: notifier, Clock: clk, Log: logger, ActionTimeout: time.Minute}
+	host, _ := os.Hostname()
+	ha := &daemon.HA{
+		Elector: &lease.Elector{Client: cli, Prefix: prefix, TTL: 5 * time.Second, ID: fmt.Sprintf("%s/%d", host, os.Getpid())},
+		Store:   store,
+		Settle:  time.Minute,
+		Reconcile: func(_ context.Context, in lease.Intent) (bool, error) {
+			return in.Action == "power_cycle" && !world.RebootedAt(in.Host).Before(in.At), nil
+		},
+	}
+	d, err := daemon.New(daemon.Config{Policy: p, Tick: o.tick, Clock: clk, Log: logger, Audit: auditLog, HA: ha,
 		Source: lab.Source{Gen: gen, World: world}, Actor: actor, Control: world.Control, Hosts: gen.Hosts,
 		Capacity: func(h string) report.Capacity {
 			c, v, r2 := world.Capacity(h)
@@ -130,7 +164,9 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	}
 	world.SetViews(d.Fleet())
 	actor.Paused = d.Fleet().Paused
+	actor.Journal = d.Journal(&audit.Journal{Log: auditLog, PolicyVersion: p.Version()})
 
+	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run --dev: embedded etcd at %s (data %s)\n", etcd.Endpoints[0], dataDir)
 	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run --dev: %d lab hosts, mode %s, tick %s; %s starts starving in %s\n",
 		o.hosts, pc.Mode, o.tick, gen.Victim, o.starveAfter)
 	return serve(ctx, cmd, d, o.listen, nil)

@@ -41,7 +41,11 @@ func (j *Journal) Intent(ctx context.Context, in playbook.Intent) (string, error
 		}
 		tok = t
 	}
-	rec := Record{Timestamp: in.At, Component: "playbook", RequestID: NewRequestID(), HostID: in.Host, VMID: in.Target,
+	id := in.ID
+	if id == "" {
+		id = NewRequestID()
+	}
+	rec := Record{Timestamp: in.At, Component: "playbook", RequestID: id, HostID: in.Host, VMID: in.Target,
 		Action: in.Action, Outcome: OutcomeIntent, Detail: in.Detail, PolicyVersion: j.PolicyVersion, FenceToken: tok}
 	r, err := j.Log.Append(ctx, rec)
 	if err != nil {

@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -43,6 +45,8 @@ type Config struct {
 	Audit *audit.Log
 	// Capacity tells a host's cores, vCPUs and inner ratio for reports (nil: unknown).
 	Capacity func(host string) report.Capacity
+	// HA, when set, makes this daemon one replica of several on etcd.
+	HA *HA
 }
 
 // Snapshot is what readers see: every host, recent changes, counters.
@@ -58,6 +62,10 @@ type Snapshot struct {
 	Counts        playbook.Fleet    `json:"counts"`
 	SampleErrors  int64             `json:"sample_errors"`
 	Paused        bool              `json:"paused"`
+	Leader        bool              `json:"leader"`              // this replica leads
+	LeaderID      string            `json:"leader_id,omitempty"` // who leads
+	Token         int64             `json:"fence_token,omitempty"`
+	EtcdWrites    int64             `json:"etcd_writes"`
 }
 
 type op struct {
@@ -79,6 +87,9 @@ type Daemon struct {
 
 	mu   sync.RWMutex
 	snap Snapshot
+
+	ha     haState
+	writes atomic.Int64
 }
 
 // New validates the configuration and builds the engine.
@@ -125,6 +136,10 @@ func (d *Daemon) Operate(ctx context.Context, host string, ev playbook.Event, op
 	if operator == "" || reason == "" {
 		return nil, errors.New("daemon: an operator name and a reason are required")
 	}
+	if d.cfg.HA != nil && d.ha.get() == nil {
+		snap := d.Snapshot()
+		return nil, fmt.Errorf("%w; send it to the leader (%s)", ErrFollower, snap.LeaderID)
+	}
 	reply := make(chan opResult, 1)
 	select {
 	case d.ops <- op{host: host, ev: ev, operator: operator, reason: reason, reply: reply}:
@@ -155,8 +170,18 @@ func (d *Daemon) SetPaused(ctx context.Context, paused bool, operator, reason st
 	return err
 }
 
-// Run ticks until ctx ends.
+// Run ticks until ctx ends (as a replica when HA is configured).
 func (d *Daemon) Run(ctx context.Context) error {
+	if d.cfg.HA != nil {
+		return d.runHA(ctx)
+	}
+	d.mu.Lock()
+	d.snap.Leader = true
+	d.mu.Unlock()
+	return d.loop(ctx)
+}
+
+func (d *Daemon) loop(ctx context.Context) error {
 	log := d.cfg.Log
 	next := d.cfg.Clock.Now()
 	for {
@@ -183,12 +208,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 			d.record(ctx, rec)
 			d.recordChanges(ctx, ch)
+			perr := d.persist(ctx)
 			d.publish(now, ch, 0, false)
 			o.reply <- opResult{ch, err}
+			if perr != nil {
+				return perr
+			}
 		case <-d.cfg.Clock.After(wait):
 			now := d.cfg.Clock.Now()
 			start := time.Now()
 			if err := d.tick(ctx, now); err != nil {
+				return err
+			}
+			if err := d.persist(ctx); err != nil {
+				log.Error().Err(err).Msg("cannot persist host records; stepping down")
 				return err
 			}
 			next = next.Add(d.cfg.Tick)
@@ -313,6 +346,7 @@ func (d *Daemon) publish(now time.Time, ch []playbook.Change, bad int64, ticked 
 	defer d.mu.Unlock()
 	s := &d.snap
 	s.At, s.Hosts, s.Counts, s.Paused = now, views, d.fleet.Counts(), d.fleet.Paused()
+	s.EtcdWrites = d.writes.Load()
 	s.SampleErrors += bad
 	if len(ch) > 0 {
 		tr := make(map[string]int64, len(s.Transitions)+1)
@@ -332,4 +366,8 @@ func (d *Daemon) publish(now time.Time, ch []playbook.Change, bad int64, ticked 
 	if ticked {
 		s.Ticks++
 	}
+}
+
+func sortViews(v []fleet.View) {
+	sort.Slice(v, func(i, j int) bool { return v[i].Host.Name < v[j].Host.Name })
 }

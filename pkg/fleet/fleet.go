@@ -85,6 +85,23 @@ func (f *Fleet) Resume(h playbook.Host) error {
 	return nil
 }
 
+// Restore replaces a host's record (adding the host if new): a new leader
+// resuming from etcd, or reconciling an action the old leader finished.
+func (f *Fleet) Restore(h playbook.Host) error {
+	e, ok := f.hosts[h.Name]
+	if !ok {
+		return f.Resume(h)
+	}
+	m, err := playbook.NewMachine(f.cfg, h, f.actor)
+	if err != nil {
+		return err
+	}
+	f.count(e.m.Host().State, -1)
+	e.m = m
+	f.count(h.State, +1)
+	return nil
+}
+
 // Add makes sure a host is in the fleet, starting in normal.
 func (f *Fleet) Add(host string) {
 	if _, ok := f.hosts[host]; !ok {

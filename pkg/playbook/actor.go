@@ -70,6 +70,7 @@ type Notifier interface {
 
 // Intent is an action about to be taken.
 type Intent struct {
+	ID     string // request id; a journal assigns one when empty
 	Host   string
 	Action string // disable, force_down, live_migrate, power_cycle, unfence, …
 	Target string // a server id, when the action is about one

@@ -1,0 +1,269 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/fencedhq/fenced/pkg/audit"
+	"github.com/fencedhq/fenced/pkg/fleet"
+	"github.com/fencedhq/fenced/pkg/lease"
+	"github.com/fencedhq/fenced/pkg/playbook"
+	"github.com/fencedhq/fenced/pkg/signals"
+)
+
+// HA makes the daemon one of several replicas: only the leader runs the
+// playbooks; every replica serves reads.
+type HA struct {
+	Elector *lease.Elector
+	Store   *lease.Store
+	// Reconcile tells whether the action of an intent left without an
+	// outcome by a previous leader has happened (for a power cycle: the BMC
+	// reports a reset since the intent). It is called only after Settle has
+	// passed since the intent, so a request still in flight has landed.
+	Reconcile func(ctx context.Context, in lease.Intent) (done bool, err error)
+	Settle    time.Duration // default 30 s
+}
+
+// ErrFollower is returned by writes on a replica that is not the leader.
+var ErrFollower = errors.New("daemon: this replica is not the leader")
+
+// haState is the leader's term, shared with the journal.
+type haState struct {
+	mu        sync.Mutex
+	l         *lease.Leadership
+	persisted map[string]playbook.Host
+}
+
+func (h *haState) get() *lease.Leadership {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.l
+}
+
+func (h *haState) set(l *lease.Leadership) {
+	h.mu.Lock()
+	h.l = l
+	h.mu.Unlock()
+}
+
+// Journal records intents in etcd under the leader's fencing token before
+// an action runs (and outcomes after), and in the audit log. It refuses when
+// this replica is not the leader: the action then does not run.
+type Journal struct {
+	d     *Daemon
+	Audit *audit.Journal
+}
+
+// Journal returns the journal the actor must use when the daemon is HA.
+func (d *Daemon) Journal(a *audit.Journal) *Journal {
+	j := &Journal{d: d, Audit: a}
+	a.Token = func(context.Context) (int64, error) {
+		if l := d.ha.get(); l != nil {
+			return l.Token, nil
+		}
+		return 0, ErrFollower
+	}
+	return j
+}
+
+// Intent implements playbook.Journal.
+func (j *Journal) Intent(ctx context.Context, in playbook.Intent) (string, error) {
+	l := j.d.ha.get()
+	if l == nil {
+		return "", ErrFollower
+	}
+	if in.ID == "" {
+		in.ID = audit.NewRequestID()
+	}
+	if err := j.d.cfg.HA.Store.WriteIntent(ctx, *l, lease.Intent{ID: in.ID, Host: in.Host, Action: in.Action, Target: in.Target, At: in.At, Detail: in.Detail}); err != nil {
+		return "", err
+	}
+	if _, err := j.Audit.Intent(ctx, in); err != nil {
+		return "", err
+	}
+	// the last look before the irreversible step
+	if err := j.d.cfg.HA.Store.Check(ctx, *l); err != nil {
+		return "", err
+	}
+	return in.ID, nil
+}
+
+// Outcome implements playbook.Journal.
+func (j *Journal) Outcome(ctx context.Context, id string, actionErr error) error {
+	l := j.d.ha.get()
+	if l == nil {
+		return ErrFollower
+	}
+	o := lease.Outcome{ID: id, OK: actionErr == nil, At: j.d.cfg.Clock.Now()}
+	if actionErr != nil {
+		o.Error = actionErr.Error()
+	}
+	if err := j.d.cfg.HA.Store.WriteOutcome(ctx, *l, o); err != nil {
+		return err
+	}
+	return j.Audit.Outcome(ctx, id, actionErr)
+}
+
+// runHA campaigns; while leader it runs the loop, otherwise it follows.
+func (d *Daemon) runHA(ctx context.Context) error {
+	fctx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	go d.follow(fctx)
+	return d.cfg.HA.Elector.Run(ctx, d.lead)
+}
+
+func (d *Daemon) lead(l lease.Leadership) error {
+	log := d.cfg.Log.With().Int64("fence_token", l.Token).Logger()
+	log.Info().Str("state", "leader").Msg("elected leader")
+	d.ha.set(&l)
+	defer func() {
+		d.ha.set(nil)
+		log.Warn().Str("state", "follower").Msg("leadership ended; all leader work stopped")
+		d.mu.Lock()
+		d.snap.Leader = false
+		d.mu.Unlock()
+	}()
+	ctx := l.Ctx
+	recs, err := lease.Hosts[playbook.Host](ctx, d.cfg.HA.Store)
+	if err != nil {
+		return err
+	}
+	d.ha.mu.Lock()
+	d.ha.persisted = map[string]playbook.Host{}
+	d.ha.mu.Unlock()
+	for name, h := range recs {
+		h.Name = name
+		if err := d.fleet.Restore(h); err != nil {
+			return fmt.Errorf("daemon: resume %s: %w", name, err)
+		}
+		d.ha.persisted[name] = h
+	}
+	log.Info().Int("hosts", len(recs)).Msg("resumed host records")
+	if err := d.reconcile(ctx, l); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.snap.Leader, d.snap.LeaderID, d.snap.Token = true, l.ID, l.Token
+	d.mu.Unlock()
+	return d.loop(ctx)
+}
+
+// reconcile settles intents a previous leader left without an outcome.
+func (d *Daemon) reconcile(ctx context.Context, l lease.Leadership) error {
+	pending, err := d.cfg.HA.Store.Pending(ctx)
+	if err != nil {
+		return err
+	}
+	settle := d.cfg.HA.Settle
+	if settle <= 0 {
+		settle = 30 * time.Second
+	}
+	for _, in := range pending {
+		log := d.cfg.Log.With().Str("host", in.Host).Str("action", in.Action).Str("request_id", in.ID).Int64("fence_token", l.Token).Logger()
+		if wait := in.At.Add(settle).Sub(d.cfg.Clock.Now()); wait > 0 {
+			log.Info().Dur("wait", wait).Msg("waiting for an in-flight action to settle before reconciling")
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-d.cfg.Clock.After(wait):
+			}
+		}
+		done := false
+		if d.cfg.HA.Reconcile != nil {
+			if done, err = d.cfg.HA.Reconcile(ctx, in); err != nil {
+				return fmt.Errorf("daemon: reconcile %s %s: %w", in.Action, in.ID, err)
+			}
+		}
+		o := lease.Outcome{ID: in.ID, OK: done, At: d.cfg.Clock.Now()}
+		if !done {
+			o.Error = "not executed before the leader changed; the playbook decides again"
+		}
+		if err := d.cfg.HA.Store.WriteOutcome(ctx, l, o); err != nil {
+			return err
+		}
+		d.record(ctx, audit.Record{Component: "lease", RequestID: in.ID, HostID: in.Host, Action: in.Action,
+			Outcome: map[bool]string{true: "reconciled_done", false: "reconciled_not_done"}[done], FenceToken: l.Token})
+		log.Info().Bool("done", done).Msg("reconciled intent")
+		if done && in.Action == "power_cycle" {
+			if v, ok := d.fleet.Get(in.Host); ok {
+				h := v.Host
+				h.State, h.Since, h.LastPowerCycle, h.ControlFenced = playbook.Rebooting, in.At, in.At, true
+				h.Reason = "power cycle " + in.ID + " completed by the previous leader"
+				if err := d.fleet.Restore(h); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return d.persist(ctx)
+}
+
+// durable is the part of a host record worth a write.
+func durable(h playbook.Host) playbook.Host {
+	return playbook.Host{Name: h.Name, State: h.State, Since: h.Since, Onset: h.Onset, ApprovalDeadline: h.ApprovalDeadline,
+		CooldownUntil: h.CooldownUntil, LastPowerCycle: h.LastPowerCycle, ControlFenced: h.ControlFenced, Reason: h.Reason}
+}
+
+// persist writes the host records that changed, under the leader guard.
+// Trackers (dwell runs) and d are not persisted: a new leader restarts
+// dwell times, which only delays escalation.
+func (d *Daemon) persist(ctx context.Context) error {
+	if d.cfg.HA == nil {
+		return nil
+	}
+	l := d.ha.get()
+	if l == nil {
+		return ErrFollower
+	}
+	for _, v := range d.fleet.Views() {
+		rec := durable(v.Host)
+		d.ha.mu.Lock()
+		old, ok := d.ha.persisted[rec.Name]
+		d.ha.mu.Unlock()
+		if ok && old == rec {
+			continue
+		}
+		if err := d.cfg.HA.Store.PutHost(ctx, *l, rec.Name, rec); err != nil {
+			return err
+		}
+		d.ha.mu.Lock()
+		d.ha.persisted[rec.Name] = rec
+		d.ha.mu.Unlock()
+		d.writes.Add(1)
+	}
+	return nil
+}
+
+// follow keeps a follower's snapshot fresh from etcd.
+func (d *Daemon) follow(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.cfg.Clock.After(d.cfg.Tick):
+		}
+		if d.ha.get() != nil {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, d.cfg.Tick)
+		recs, err := lease.Hosts[playbook.Host](rctx, d.cfg.HA.Store)
+		id, tok, _ := d.cfg.HA.Elector.Leader(rctx)
+		cancel()
+		if err != nil {
+			d.cfg.Log.Warn().Err(err).Msg("follower cannot read host records")
+			continue
+		}
+		views := make([]fleet.View, 0, len(recs))
+		for name, h := range recs {
+			h.Name = name
+			views = append(views, fleet.View{Host: h, Verdict: signals.Verdict{Host: name, D: h.LastD}})
+		}
+		sortViews(views)
+		d.mu.Lock()
+		d.snap.At, d.snap.Hosts, d.snap.Leader, d.snap.LeaderID, d.snap.Token = d.cfg.Clock.Now(), views, false, id, tok
+		d.mu.Unlock()
+	}
+}
