@@ -1,0 +1,193 @@
+package daemon_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/fencedhq/fenced/pkg/audit"
+	"github.com/fencedhq/fenced/pkg/clock"
+	"github.com/fencedhq/fenced/pkg/daemon"
+	"github.com/fencedhq/fenced/pkg/lab"
+	"github.com/fencedhq/fenced/pkg/lease"
+	"github.com/fencedhq/fenced/pkg/playbook"
+	"github.com/fencedhq/fenced/pkg/policy"
+)
+
+func startEtcd(t *testing.T) []string {
+	t.Helper()
+	e, err := lease.StartEmbedded(context.Background(), t.TempDir(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e.Endpoints
+}
+
+// replica is one HA daemon on a shared lab world.
+func replica(t *testing.T, endpoints []string, id string, world *lab.World, clk clock.Clock, mode string) *daemon.Daemon {
+	t.Helper()
+	p, _ := policy.Default().WithMode(mode)
+	cli, err := lease.Connect(lease.ClientConfig{Endpoints: endpoints})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	store := &lease.Store{Client: cli, Prefix: "/fenced/"}
+	gen := lab.NewGenerator(12, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), 0, world)
+	gen.Start = clk.Now()
+	auditLog := audit.New(lease.AuditStore{S: store}, clk)
+	actor := &playbook.Actor{Mode: p.PlaybookConfig().Mode, Nova: world, Gate: world, Power: world, Checker: world, Notify: world, Clock: clk, Log: zerolog.Nop()}
+	ha := &daemon.HA{Elector: &lease.Elector{Client: cli, Prefix: "/fenced/", TTL: 3 * time.Second, ID: id}, Store: store, Settle: time.Second,
+		Reconcile: func(_ context.Context, in lease.Intent) (bool, error) {
+			return !world.RebootedAt(in.Host).Before(in.At), nil
+		}}
+	d, err := daemon.New(daemon.Config{Policy: p, Tick: 5 * time.Second, Clock: clk, Log: testLog(t, id), Audit: auditLog, HA: ha,
+		Source: lab.Source{Gen: gen, World: world}, Actor: actor, Control: world.Control, Hosts: gen.Hosts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	world.SetViews(d.Fleet())
+	actor.Journal = d.Journal(&audit.Journal{Log: auditLog, PolicyVersion: p.Version()})
+	return d
+}
+
+func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a real etcd; no timing assertion
+	}
+}
+
+func TestHAFailoverResumesWithoutASecondPowerCycle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd")
+	}
+	endpoints := startEtcd(t)
+	clk := clock.NewScaled(60)
+	world := lab.NewWorld(clk.Now, 30*time.Second, policy.Default().SignalsConfig())
+	a := replica(t, endpoints, "a", world, clk, "auto")
+	actx, stopA := context.WithCancel(context.Background())
+	doneA := make(chan error, 1)
+	go func() { doneA <- a.Run(actx) }()
+	waitUntil(t, "a leads", 10*time.Second, func() bool { return a.Snapshot().Leader })
+
+	b := replica(t, endpoints, "b", world, clk, "auto")
+	bctx, stopB := context.WithCancel(context.Background())
+	defer stopB()
+	go b.Run(bctx)
+
+	waitUntil(t, "a power-cycles the starving host", 60*time.Second, func() bool { return world.PowerCycles == 1 })
+	if sa, sb := a.Snapshot(), b.Snapshot(); sa.Leader && sb.Leader {
+		t.Fatalf("two leaders: a token %d, b token %d", sa.Token, sb.Token)
+	}
+	// the follower serves the leader's host records from etcd
+	waitUntil(t, "b sees the host records", 10*time.Second, func() bool {
+		for _, v := range b.Snapshot().Hosts {
+			if v.Host.Name == "lab-007" && v.Host.State != playbook.Normal {
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := b.Operate(context.Background(), "lab-007", playbook.EvAbort, "x", "y"); err == nil {
+		t.Fatal("a follower accepted a write")
+	}
+	stopA()
+	<-doneA
+	waitUntil(t, "b takes over", 15*time.Second, func() bool { return b.Snapshot().Leader })
+	if b.Snapshot().Token <= 0 {
+		t.Fatal("no fencing token")
+	}
+	waitUntil(t, "the host is back in service under b", 60*time.Second, func() bool {
+		for _, v := range b.Snapshot().Hosts {
+			if v.Host.Name == "lab-007" {
+				return v.Host.State == playbook.Restored || v.Host.State == playbook.Normal
+			}
+		}
+		return false
+	})
+	if world.PowerCycles != 1 {
+		t.Fatalf("%d power cycles after failover, want 1", world.PowerCycles)
+	}
+	if n, err := b.VerifyAudit(context.Background()); err != nil || n == 0 {
+		t.Fatalf("audit in etcd: %d %v", n, err)
+	}
+}
+
+func TestNewLeaderReconcilesAnIntentWithoutOutcome(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd")
+	}
+	endpoints := startEtcd(t)
+	clk := clock.NewScaled(60)
+	world := lab.NewWorld(clk.Now, 30*time.Second, policy.Default().SignalsConfig())
+	cli, err := lease.Connect(lease.ClientConfig{Endpoints: endpoints})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	// a previous leader (token 1) wrote the intent, reset the BMC and died before the outcome
+	at := clk.Now()
+	el := &lease.Elector{Client: cli, Prefix: "/fenced/", TTL: 2 * time.Second, ID: "old"}
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan struct{})
+	go el.Run(ctx, func(l lease.Leadership) error {
+		s := &lease.Store{Client: cli, Prefix: "/fenced/"}
+		if err := s.PutHost(ctx, l, "lab-003", playbook.Host{Name: "lab-003", State: playbook.Fenced, Since: at}); err != nil {
+			t.Error(err)
+		}
+		if err := s.WriteIntent(ctx, l, lease.Intent{ID: "req-old", Host: "lab-003", Action: "power_cycle", At: at}); err != nil {
+			t.Error(err)
+		}
+		_ = world.PowerCycle(ctx, "lab-003")
+		close(got)
+		<-ctx.Done()
+		return nil
+	})
+	<-got
+	cancel() // the old leader is gone
+	d := replica(t, endpoints, "new", world, clk, "auto")
+	rctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go d.Run(rctx)
+	s := &lease.Store{Client: cli, Prefix: "/fenced/"}
+	waitUntil(t, "the intent is reconciled", 20*time.Second, func() bool {
+		p, err := s.Pending(context.Background())
+		return err == nil && len(p) == 0
+	})
+	waitUntil(t, "lab-003 resumes in rebooting or later", 10*time.Second, func() bool {
+		for _, v := range d.Snapshot().Hosts {
+			if v.Host.Name == "lab-003" {
+				return v.Host.State == playbook.Rebooting || v.Host.State == playbook.Restored || v.Host.State == playbook.Normal
+			}
+		}
+		return false
+	})
+	if world.PowerCycles != 1 {
+		t.Fatalf("%d power cycles, want the old leader's 1", world.PowerCycles)
+	}
+	recs, _ := d.AuditRecords(context.Background(), "lab-003", time.Time{})
+	found := false
+	for _, r := range recs {
+		found = found || (r.RequestID == "req-old" && r.Outcome == "reconciled_done")
+	}
+	if !found {
+		t.Fatalf("no reconciliation record in the audit log: %+v", recs)
+	}
+}
+
+
+func testLog(t *testing.T, id string) zerolog.Logger {
+	if os.Getenv("FENCED_TEST_LOG") == "" {
+		return zerolog.Nop()
+	}
+	return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr}).With().Str("replica", id).Timestamp().Logger()
+}
