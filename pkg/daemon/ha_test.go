@@ -184,7 +184,6 @@ func TestNewLeaderReconcilesAnIntentWithoutOutcome(t *testing.T) {
 	}
 }
 
-
 func testLog(t *testing.T, id string) zerolog.Logger {
 	if os.Getenv("FENCED_TEST_LOG") == "" {
 		return zerolog.Nop()
