@@ -44,7 +44,7 @@ Start with:
 	root.PersistentFlags().BoolVar(&o.logJSON, "log-json", false, "write logs as JSON lines (default: console format)")
 	root.AddCommand(newRunCmd(), newSimulateCmd(), newPolicyCmd(), newTraceCmd(), newHostsCmd(), newHostCmd(),
 		newOperateCmd("approve"), newOperateCmd("abort"), newOperateCmd("unfence"), newAuditCmd(),
-		newPauseCmd(true), newPauseCmd(false), newReportCmd())
+		newPauseCmd(true), newPauseCmd(false), newReportCmd(), newLabCmd())
 	return root
 }
 

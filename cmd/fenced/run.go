@@ -23,6 +23,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/notify"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/report"
+	"github.com/fencedhq/fenced/pkg/signals"
 )
 
 type runOpts struct {
@@ -39,6 +40,14 @@ type runOpts struct {
 	secretFile  string
 	speed       float64
 	dataDir     string
+	ramp        time.Duration
+	id          string
+	labURL      string
+	ttl         time.Duration
+	settle      time.Duration
+
+	etcdEndpoints                       []string
+	etcdUser, etcdCert, etcdKey, etcdCA string
 }
 
 func newRunCmd() *cobra.Command {
@@ -66,7 +75,7 @@ in observe mode only: it classifies hosts and notifies, and changes nothing.`,
 			switch {
 			case o.dev && o.configPath != "":
 				return errors.New("--dev and --config exclude each other")
-			case o.dev:
+			case o.dev || o.labURL != "":
 				return runDev(cmd.Context(), cmd, o)
 			case o.configPath != "":
 				return runConfig(cmd.Context(), cmd, o)
@@ -84,6 +93,16 @@ in observe mode only: it classifies hosts and notifies, and changes nothing.`,
 	f.IntVar(&o.hosts, "hosts", 20, "lab fleet size (--dev)")
 	f.DurationVar(&o.starveAfter, "starve-after", time.Minute, "when the lab's victim host starts starving (--dev)")
 	f.DurationVar(&o.rebootTime, "reboot-time", 30*time.Second, "how long a power-cycled lab host takes to come back (--dev)")
+	f.DurationVar(&o.ramp, "ramp", 3*time.Minute, "how long the victim's load takes to ramp up (--dev)")
+	f.StringVar(&o.id, "id", "", "this replica's name (default host/pid)")
+	f.StringVar(&o.labURL, "lab", "", "act on a shared lab server (fenced lab serve) instead of an in-process lab")
+	f.DurationVar(&o.ttl, "ttl", 5*time.Second, "etcd session TTL: how fast a dead leader is replaced")
+	f.DurationVar(&o.settle, "settle", time.Minute, "how long a new leader waits for an old leader's in-flight action before reconciling it")
+	f.StringSliceVar(&o.etcdEndpoints, "etcd-endpoints", nil, "etcd cluster (default: an embedded etcd)")
+	f.StringVar(&o.etcdUser, "etcd-user", "", "etcd auth user (password from FENCED_ETCD_PASSWORD)")
+	f.StringVar(&o.etcdCert, "etcd-cert", "", "etcd client certificate")
+	f.StringVar(&o.etcdKey, "etcd-key", "", "etcd client key")
+	f.StringVar(&o.etcdCA, "etcd-ca", "", "CA bundle for the etcd servers")
 	f.StringVar(&o.dataDir, "data-dir", "", "embedded etcd data directory (--dev; default: a temporary one, removed at exit)")
 	f.Float64Var(&o.speed, "speed", 1, "run the lab's clock this many times faster than real time (--dev; demos and tests)")
 	f.StringArrayVar(&o.webhooks, "webhook", nil, "send on-call webhooks to URL; FORMAT:URL picks generic, slack or pagerduty (repeatable)")
@@ -91,13 +110,26 @@ in observe mode only: it classifies hosts and notifies, and changes nothing.`,
 	return cmd
 }
 
+// labBackends is what a replica acts on in the lab: in-process (--dev) or a
+// shared lab server (--lab URL, several replicas).
+type labBackends struct {
+	source    daemon.Source
+	nova      playbook.ControlPlane
+	gate      playbook.Gate
+	power     playbook.PowerFencer
+	checker   playbook.HostChecker
+	notify    playbook.Notifier
+	control   func(string) (signals.Control, bool)
+	hosts     []string
+	reconcile func(context.Context, lease.Intent) (bool, error)
+	capacity  func(string) report.Capacity
+	world     *lab.World // in-process only
+}
+
 func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	p, err := loadPolicy(o.policyPath, o.mode)
 	if err != nil {
 		return err
-	}
-	if o.hosts < 2 {
-		return fmt.Errorf("--hosts: need at least 2")
 	}
 	var clk clock.Clock = clock.Real{}
 	if o.speed != 1 {
@@ -106,26 +138,64 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		}
 		clk = clock.NewScaled(o.speed)
 	}
-	sc, pc := p.SignalsConfig(), p.PlaybookConfig()
-	world := lab.NewWorld(clk.Now, o.rebootTime, sc)
-	gen := lab.NewGenerator(o.hosts, clk.Now(), o.starveAfter, world)
+	id := o.id
+	if id == "" {
+		host, _ := os.Hostname()
+		id = fmt.Sprintf("%s/%d", host, os.Getpid())
+	}
+	var be labBackends
+	if o.labURL != "" {
+		r := &lab.Remote{URL: o.labURL, Replica: id}
+		be = labBackends{source: r, nova: r, gate: r, power: r, checker: r, notify: r, control: r.Control,
+			reconcile: func(ctx context.Context, in lease.Intent) (bool, error) {
+				if in.Action != "power_cycle" {
+					return false, nil
+				}
+				ps, err := r.Power(ctx, in.Host)
+				return err == nil && !ps.RebootedAt.Before(in.At), err
+			}}
+	} else {
+		if o.hosts < 2 {
+			return fmt.Errorf("--hosts: need at least 2")
+		}
+		world := lab.NewWorld(clk.Now, o.rebootTime, p.SignalsConfig())
+		gen := lab.NewGenerator(o.hosts, clk.Now(), o.starveAfter, world)
+		gen.Ramp = o.ramp
+		be = labBackends{source: lab.Source{Gen: gen, World: world}, nova: world, gate: world, power: world, checker: world,
+			notify: world, control: world.Control, hosts: gen.Hosts, world: world,
+			reconcile: func(_ context.Context, in lease.Intent) (bool, error) {
+				return in.Action == "power_cycle" && !world.RebootedAt(in.Host).Before(in.At), nil
+			},
+			capacity: func(h string) report.Capacity {
+				c, v, r2 := world.Capacity(h)
+				return report.Capacity{Cores: c, VCPUs: v, R2: r2, Known: true}
+			}}
+		fmt.Fprintf(cmd.ErrOrStderr(), "fenced run --dev: %d lab hosts, mode %s, tick %s; %s starts starving in %s\n",
+			o.hosts, p.PlaybookConfig().Mode, o.tick, gen.Victim, o.starveAfter)
+	}
 
-	// embedded etcd: leader election, fencing token, host records, intents, audit
-	dataDir := o.dataDir
-	if dataDir == "" {
-		tmp, err := os.MkdirTemp("", "fenced-dev-")
+	// etcd: leader election, fencing token, host records, intents, audit
+	endpoints := o.etcdEndpoints
+	if len(endpoints) == 0 {
+		dataDir := o.dataDir
+		if dataDir == "" {
+			tmp, err := os.MkdirTemp("", "fenced-dev-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(tmp) // Ctrl-C leaves nothing behind
+			dataDir = tmp
+		}
+		etcd, err := lease.StartEmbedded(ctx, dataDir, "")
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(tmp) // Ctrl-C leaves nothing behind
-		dataDir = tmp
+		defer etcd.Close()
+		endpoints = etcd.Endpoints
+		fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: embedded etcd at %s (data %s)\n", endpoints[0], dataDir)
 	}
-	etcd, err := lease.StartEmbedded(ctx, dataDir, "")
-	if err != nil {
-		return err
-	}
-	defer etcd.Close()
-	cli, err := lease.Connect(lease.ClientConfig{Endpoints: etcd.Endpoints})
+	cli, err := lease.Connect(lease.ClientConfig{Endpoints: endpoints, Username: o.etcdUser, Password: os.Getenv("FENCED_ETCD_PASSWORD"),
+		CertFile: o.etcdCert, KeyFile: o.etcdKey, CAFile: o.etcdCA})
 	if err != nil {
 		return err
 	}
@@ -133,42 +203,34 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	const prefix = "/fenced/"
 	store := &lease.Store{Client: cli, Prefix: prefix}
 	auditLog := audit.New(lease.AuditStore{S: store}, clk)
-	var notifier playbook.Notifier = world
+	notifier := be.notify
 	if len(o.webhooks) > 0 {
 		eps, err := parseWebhooks(o.webhooks, o.secretFile)
 		if err != nil {
 			return err
 		}
 		wh := notify.New(ctx, notify.Config{Endpoints: eps, Log: logger, Recorder: notify.AuditRecorder{Log: auditLog}})
-		notifier = notify.Fanout{world, wh}
+		notifier = notify.Fanout{notifier, wh}
 	}
-	actor := &playbook.Actor{Mode: pc.Mode, Nova: world, Gate: world, Power: world, Checker: world,
+	pc := p.PlaybookConfig()
+	actor := &playbook.Actor{Mode: pc.Mode, Nova: be.nova, Gate: be.gate, Power: be.power, Checker: be.checker,
 		Notify: notifier, Clock: clk, Log: logger, ActionTimeout: time.Minute}
-	host, _ := os.Hostname()
 	ha := &daemon.HA{
-		Elector: &lease.Elector{Client: cli, Prefix: prefix, TTL: 5 * time.Second, ID: fmt.Sprintf("%s/%d", host, os.Getpid())},
-		Store:   store,
-		Settle:  time.Minute,
-		Reconcile: func(_ context.Context, in lease.Intent) (bool, error) {
-			return in.Action == "power_cycle" && !world.RebootedAt(in.Host).Before(in.At), nil
-		},
+		Elector:   &lease.Elector{Client: cli, Prefix: prefix, TTL: o.ttl, ID: id},
+		Store:     store,
+		Settle:    o.settle,
+		Reconcile: be.reconcile,
 	}
-	d, err := daemon.New(daemon.Config{Policy: p, Tick: o.tick, Clock: clk, Log: logger, Audit: auditLog, HA: ha,
-		Source: lab.Source{Gen: gen, World: world}, Actor: actor, Control: world.Control, Hosts: gen.Hosts,
-		Capacity: func(h string) report.Capacity {
-			c, v, r2 := world.Capacity(h)
-			return report.Capacity{Cores: c, VCPUs: v, R2: r2, Known: true}
-		}})
+	d, err := daemon.New(daemon.Config{Policy: p, Tick: o.tick, Clock: clk, Log: logger.With().Str("replica", id).Logger(), Audit: auditLog, HA: ha,
+		Source: be.source, Actor: actor, Control: be.control, Hosts: be.hosts, Capacity: be.capacity})
 	if err != nil {
 		return err
 	}
-	world.SetViews(d.Fleet())
+	if be.world != nil {
+		be.world.SetViews(d.Fleet())
+	}
 	actor.Paused = d.Fleet().Paused
 	actor.Journal = d.Journal(&audit.Journal{Log: auditLog, PolicyVersion: p.Version()})
-
-	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run --dev: embedded etcd at %s (data %s)\n", etcd.Endpoints[0], dataDir)
-	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run --dev: %d lab hosts, mode %s, tick %s; %s starts starving in %s\n",
-		o.hosts, pc.Mode, o.tick, gen.Victim, o.starveAfter)
 	return serve(ctx, cmd, d, o.listen, nil)
 }
 

@@ -154,7 +154,11 @@ func (w *World) Check(_ context.Context, host string) playbook.GateAnswer {
 	}
 	var dests []dest
 	for _, d := range w.hosts {
-		if d == h || d.disabled || d.forcedDown || w.views == nil {
+		if d == h || d.disabled || d.forcedDown || len(d.faults) > 0 || !d.backAt.IsZero() && w.now().Before(d.backAt) {
+			continue
+		}
+		if w.views == nil { // served to remote replicas: the world's own view of health
+			dests = append(dests, dest{d.name, 0})
 			continue
 		}
 		v, ok := w.views.Get(d.name)
@@ -188,7 +192,6 @@ func (w *World) PowerCycle(_ context.Context, host string) error {
 	for i := range h.suppress {
 		h.suppress[i] = true
 	}
-
 	return nil
 }
 
