@@ -1,0 +1,215 @@
+package ha
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/fencedhq/fenced/integration/internal/harness"
+	"github.com/fencedhq/fenced/pkg/lab"
+	"github.com/fencedhq/fenced/pkg/lease"
+)
+
+// etcdCluster is three Debian etcd members on loopback.
+type etcdCluster struct {
+	t       *testing.T
+	dir     string
+	names   []string
+	client  []int
+	peer    []int
+	procs   []*harness.Proc
+	initial string
+}
+
+func startCluster(t *testing.T) *etcdCluster {
+	t.Helper()
+	if _, err := exec.LookPath("etcd"); err != nil {
+		t.Fatal("etcd not found: install Debian's etcd-server (make deps does)")
+	}
+	c := &etcdCluster{t: t, dir: t.TempDir()}
+	var parts []string
+	for i := 1; i <= 3; i++ {
+		c.names = append(c.names, fmt.Sprintf("n%d", i))
+		c.client = append(c.client, harness.FreePort(t))
+		c.peer = append(c.peer, harness.FreePort(t))
+		parts = append(parts, fmt.Sprintf("n%d=http://127.0.0.1:%d", i, c.peer[i-1]))
+	}
+	c.initial = strings.Join(parts, ",")
+	c.procs = make([]*harness.Proc, 3)
+	for i := range c.names {
+		c.start(i, "new")
+	}
+	cli := c.clientv3()
+	defer cli.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := cli.Put(ctx, "/ha-test/ready", "1")
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("etcd cluster not ready: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return c
+}
+
+func (c *etcdCluster) start(i int, state string) {
+	c.procs[i] = harness.Start(c.t, "etcd", "--name", c.names[i], "--data-dir", filepath.Join(c.dir, c.names[i]),
+		"--listen-client-urls", fmt.Sprintf("http://127.0.0.1:%d", c.client[i]),
+		"--advertise-client-urls", fmt.Sprintf("http://127.0.0.1:%d", c.client[i]),
+		"--listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", c.peer[i]),
+		"--initial-advertise-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", c.peer[i]),
+		"--initial-cluster", c.initial, "--initial-cluster-state", state, "--initial-cluster-token", "fenced-ha",
+		"--heartbeat-interval", "100", "--election-timeout", "1000", "--log-level", "warn")
+}
+
+func (c *etcdCluster) kill(i int) {
+	_ = syscall.Kill(-c.procs[i].Cmd.Process.Pid, syscall.SIGKILL)
+	_ = c.procs[i].Cmd.Wait()
+}
+
+// restart starts a killed member again with its data.
+func (c *etcdCluster) restart(i int) { c.start(i, "existing") }
+
+func (c *etcdCluster) endpoints() []string {
+	var out []string
+	for _, p := range c.client {
+		out = append(out, fmt.Sprintf("http://127.0.0.1:%d", p))
+	}
+	return out
+}
+
+func (c *etcdCluster) clientv3() *clientv3.Client {
+	cli, err := lease.Connect(lease.ClientConfig{Endpoints: c.endpoints(), DialTimeout: 2 * time.Second})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return cli
+}
+
+// world is one lab server and three fenced replicas on an etcd cluster.
+type world struct {
+	t        *testing.T
+	etcd     *etcdCluster
+	labURL   string
+	lab      *lab.Remote
+	bin      string
+	replicas map[string]*harness.Proc
+	ports    map[string]int
+	cli      *clientv3.Client
+	store    *lease.Store
+	elector  *lease.Elector
+}
+
+type labOpts struct {
+	starveAfter, ramp time.Duration
+}
+
+func startWorld(t *testing.T, lo labOpts) *world {
+	t.Helper()
+	w := &world{t: t, etcd: startCluster(t), bin: harness.Fenced(t), replicas: map[string]*harness.Proc{}, ports: map[string]int{}}
+	lp := harness.FreePort(t)
+	w.labURL = fmt.Sprintf("http://127.0.0.1:%d", lp)
+	harness.Start(t, w.bin, "lab", "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", lp), "--hosts", "12",
+		"--starve-after", lo.starveAfter.String(), "--ramp", lo.ramp.String(), "--reboot-time", "8s", "--power-delay", "3s")
+	harness.WaitHTTP(t, w.labURL+"/lab/v1/actions", 20*time.Second)
+	w.lab = &lab.Remote{URL: w.labURL, Replica: "test"}
+	w.cli = w.etcd.clientv3()
+	t.Cleanup(func() { w.cli.Close() })
+	w.store = &lease.Store{Client: w.cli, Prefix: "/fenced/"}
+	w.elector = &lease.Elector{Client: w.cli, Prefix: "/fenced/"}
+	for _, id := range []string{"r1", "r2", "r3"} {
+		w.ports[id] = harness.FreePort(t)
+		w.startReplica(id)
+	}
+	return w
+}
+
+func (w *world) startReplica(id string) {
+	w.replicas[id] = harness.Start(w.t, w.bin, "run", "--lab", w.labURL, "--etcd-endpoints", strings.Join(w.etcd.endpoints(), ","),
+		"--id", id, "--listen", fmt.Sprintf("127.0.0.1:%d", w.ports[id]), "--mode", "auto", "--tick", "2s",
+		"--ttl", "5s", "--settle", "5s", "--log-json")
+}
+
+func (w *world) signal(id string, sig syscall.Signal) {
+	_ = syscall.Kill(-w.replicas[id].Cmd.Process.Pid, sig)
+	if sig == syscall.SIGKILL {
+		_ = w.replicas[id].Cmd.Wait()
+	}
+}
+
+// leader returns the current leader's id ("" when none or etcd unreachable).
+func (w *world) leader() string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	id, _, err := w.elector.Leader(ctx)
+	if err != nil {
+		return ""
+	}
+	return id
+}
+
+func (w *world) waitFor(what string, timeout time.Duration, cond func() bool) {
+	w.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			w.t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// actions returns the lab's record of POSTs (host actions) and collections.
+func (w *world) actions() ([]lab.Action, []lab.Action) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a, c, err := w.lab.Actions(ctx)
+	if err != nil {
+		w.t.Fatalf("lab actions: %v", err)
+	}
+	return a, c
+}
+
+func count(actions []lab.Action, host, action string) int {
+	n := 0
+	for _, a := range actions {
+		if a.Host == host && a.Action == action {
+			n++
+		}
+	}
+	return n
+}
+
+// hostState reads a host's state from etcd (the leader's persisted record).
+func (w *world) hostState(host string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	recs, err := lease.Hosts[struct{ State string }](ctx, w.store)
+	if err != nil {
+		return ""
+	}
+	return recs[host].State
+}
+
+func (w *world) pending() ([]lease.Intent, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return w.store.Pending(ctx)
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(m.Run())
+}
