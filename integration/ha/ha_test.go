@@ -13,10 +13,15 @@ import (
 
 const victim = "lab-007"
 
-// restored waits until the victim is back in service.
+// restored waits until the victim was power-cycled and is back in service.
 func (w *world) restored(timeout time.Duration) {
 	w.t.Helper()
-	w.waitFor(victim+" restored", timeout, func() bool {
+	deadline := time.Now().Add(timeout)
+	w.waitFor(victim+" power-cycled", timeout, func() bool {
+		a, _ := w.actions()
+		return count(a, victim, "power_cycle") > 0
+	})
+	w.waitFor(victim+" restored", time.Until(deadline), func() bool {
 		s := w.hostState(victim)
 		return s == "restored" || s == "normal"
 	})
@@ -88,13 +93,13 @@ func TestLoseOneEtcdMember(t *testing.T) {
 }
 
 func TestLoseQuorumThenRecover(t *testing.T) {
-	w := startWorld(t, labOpts{starveAfter: 15 * time.Second, ramp: 12 * time.Second})
+	w := startWorld(t, labOpts{starveAfter: 3 * time.Second, ramp: 12 * time.Second})
 	w.waitFor("a leader", 30*time.Second, func() bool { return w.leader() != "" })
 	w.etcd.kill(0)
 	w.etcd.kill(1)
 	lost := time.Now()
 	t.Log("killed etcd members n1 and n2: no quorum")
-	// the victim would be fenced around 35 s after start; keep quorum away past that
+	// the victim would be fenced about 30 s after start; keep quorum away past that
 	time.Sleep(35 * time.Second)
 	recovered := time.Now()
 	actions, _ := w.actions()
