@@ -98,7 +98,8 @@ in observe mode only: it classifies hosts and notifies, and changes nothing.`,
 	f.StringVar(&o.labURL, "lab", "", "act on a shared lab server (fenced lab serve) instead of an in-process lab")
 	f.DurationVar(&o.ttl, "ttl", 5*time.Second, "etcd session TTL: how fast a dead leader is replaced")
 	f.DurationVar(&o.settle, "settle", time.Minute, "how long a new leader waits for an old leader's in-flight action before reconciling it")
-	f.StringSliceVar(&o.etcdEndpoints, "etcd-endpoints", nil, "etcd cluster (default: an embedded etcd)")
+	f.StringVar(&o.etcdMode, "etcd", "embedded", "embedded: an in-process etcd in --data-dir; ignored when --etcd-endpoints is given")
+	f.StringSliceVar(&o.etcdEndpoints, "etcd-endpoints", nil, "etcd cluster to use instead of the embedded one")
 	f.StringVar(&o.etcdUser, "etcd-user", "", "etcd auth user (password from FENCED_ETCD_PASSWORD)")
 	f.StringVar(&o.etcdCert, "etcd-cert", "", "etcd client certificate")
 	f.StringVar(&o.etcdKey, "etcd-key", "", "etcd client key")
@@ -175,6 +176,9 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	}
 
 	// etcd: leader election, fencing token, host records, intents, audit
+	if o.etcdMode != "embedded" && len(o.etcdEndpoints) == 0 {
+		return fmt.Errorf("--etcd %q: say --etcd embedded, or give --etcd-endpoints", o.etcdMode)
+	}
 	endpoints := o.etcdEndpoints
 	if len(endpoints) == 0 {
 		dataDir := o.dataDir
