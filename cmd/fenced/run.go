@@ -46,6 +46,7 @@ type runOpts struct {
 	ttl         time.Duration
 	settle      time.Duration
 
+	etcdMode                            string
 	etcdEndpoints                       []string
 	etcdUser, etcdCert, etcdKey, etcdCA string
 }
