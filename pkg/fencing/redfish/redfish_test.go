@@ -1,0 +1,198 @@
+package redfish
+
+import (
+	"context"
+	"encoding/pem"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/fencedhq/fenced/pkg/fencing"
+	"github.com/fencedhq/fenced/pkg/fencing/redfish/bmcsim"
+)
+
+func sim(t *testing.T) (*bmcsim.Sim, *httptest.Server) {
+	t.Helper()
+	s := bmcsim.New("admin", "s3cret", 50*time.Millisecond, "cmp-017", "cmp-018")
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return s, srv
+}
+
+func fencer(t *testing.T, targets map[string]Target, mod ...func(*Config)) *Fencer {
+	t.Helper()
+	cfg := Config{Targets: targets, Attempt: 300 * time.Millisecond, Deadline: 2 * time.Second, Backoff: 20 * time.Millisecond,
+		VerifyTimeout: time.Second, Poll: 20 * time.Millisecond, Log: zerolog.Nop()}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	f, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func target(url string) map[string]Target {
+	return map[string]Target{"cmp-017": {Host: "cmp-017", Endpoint: url, SystemID: "cmp-017", Username: "admin", Password: "s3cret"}}
+}
+
+func TestPowerCycleIsVerified(t *testing.T) {
+	s, srv := sim(t)
+	f := fencer(t, target(srv.URL))
+	if err := f.PowerCycle(context.Background(), "cmp-017"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(s.Resets("cmp-017"), ","); got != "ForceOff,On" {
+		t.Fatalf("resets %s, want ForceOff then On", got)
+	}
+	if s.Power("cmp-017") != "On" || len(s.Resets("cmp-018")) != 0 {
+		t.Fatal("wrong system touched or not back on")
+	}
+	for _, mode := range []string{"ForceRestart", "PowerCycle"} {
+		f := fencer(t, target(srv.URL), func(c *Config) { c.Cycle = mode })
+		if err := f.PowerCycle(context.Background(), "cmp-017"); err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+	}
+	if _, err := New(Config{Cycle: "Nmi"}); err == nil {
+		t.Fatal("unknown cycle mode accepted")
+	}
+}
+
+func TestAlreadyOffConflictIsSuccess(t *testing.T) {
+	s, srv := sim(t)
+	s.SetPower("cmp-017", "Off")
+	s.SetFaults("cmp-017", bmcsim.Faults{Conflict409: true})
+	if err := fencer(t, target(srv.URL)).PowerOff(context.Background(), "cmp-017"); err != nil {
+		t.Fatalf("ForceOff on an off host answered 409 and must count as success: %v", err)
+	}
+}
+
+func TestUnreachableIsNeverOff(t *testing.T) {
+	_, srv := sim(t)
+	url := srv.URL
+	srv.Close()
+	f := fencer(t, target(url), func(c *Config) { c.Deadline = 300 * time.Millisecond })
+	ps, err := f.PowerState(context.Background(), "cmp-017")
+	if !errors.Is(err, fencing.ErrUnreachable) || ps != fencing.Unknown {
+		t.Fatalf("state %s err %v: an unreachable BMC must give Unknown and ErrUnreachable", ps, err)
+	}
+	if err := f.PowerOff(context.Background(), "cmp-017"); !errors.Is(err, fencing.ErrUnreachable) {
+		t.Fatalf("power off through a dead BMC: %v", err)
+	}
+}
+
+func TestNeverOffNeedsHuman(t *testing.T) {
+	s, srv := sim(t)
+	s.SetFaults("cmp-017", bmcsim.Faults{NeverOff: true})
+	err := fencer(t, target(srv.URL), func(c *Config) { c.VerifyTimeout = 300 * time.Millisecond }).PowerOff(context.Background(), "cmp-017")
+	if !errors.Is(err, fencing.ErrNeedsHuman) {
+		t.Fatalf("accepted but never off: %v", err)
+	}
+}
+
+func TestSlowAndHangingBMC(t *testing.T) {
+	s, srv := sim(t)
+	s.SetFaults("cmp-017", bmcsim.Faults{Slow: 100 * time.Millisecond})
+	if err := fencer(t, target(srv.URL)).PowerOff(context.Background(), "cmp-017"); err != nil {
+		t.Fatalf("slow BMC within the attempt timeout: %v", err)
+	}
+	s.SetFaults("cmp-017", bmcsim.Faults{Hang: true})
+	start := time.Now()
+	err := fencer(t, target(srv.URL), func(c *Config) { c.Deadline = 800 * time.Millisecond }).PowerOn(context.Background(), "cmp-017")
+	if !errors.Is(err, fencing.ErrUnreachable) {
+		t.Fatalf("hanging BMC: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("a hanging BMC held the call for %s", d)
+	}
+}
+
+func TestServerErrorsAreRetried(t *testing.T) {
+	s, srv := sim(t)
+	s.SetFaults("cmp-017", bmcsim.Faults{Fail5xx: 2})
+	if err := fencer(t, target(srv.URL)).PowerOff(context.Background(), "cmp-017"); err != nil {
+		t.Fatalf("two 503s then success: %v", err)
+	}
+	if s.Power("cmp-017") != "Off" {
+		t.Fatal("not off")
+	}
+}
+
+func TestExpiredSessionLogsInAgain(t *testing.T) {
+	s, srv := sim(t)
+	f := fencer(t, target(srv.URL))
+	if _, err := f.PowerState(context.Background(), "cmp-017"); err != nil {
+		t.Fatal(err)
+	}
+	s.ExpireSessions()
+	if err := f.PowerOff(context.Background(), "cmp-017"); err != nil {
+		t.Fatalf("after the session expired: %v", err)
+	}
+	if s.Logins() != 2 {
+		t.Fatalf("%d logins, want 2 (one re-login)", s.Logins())
+	}
+}
+
+func TestWrongCredentialsFailFast(t *testing.T) {
+	s, srv := sim(t)
+	tg := target(srv.URL)
+	bad := tg["cmp-017"]
+	bad.Password = "wrong"
+	tg["cmp-017"] = bad
+	start := time.Now()
+	err := fencer(t, tg, func(c *Config) { c.Deadline = 10 * time.Second }).PowerOff(context.Background(), "cmp-017")
+	if !errors.Is(err, fencing.ErrAuth) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "wrong") {
+		t.Fatalf("the error shows a password: %v", err)
+	}
+	if s.Logins() > 2 || time.Since(start) > 3*time.Second {
+		t.Fatalf("%d logins in %s: a retry storm", s.Logins(), time.Since(start))
+	}
+	if len(s.Resets("cmp-017")) != 0 {
+		t.Fatal("reset without valid credentials")
+	}
+}
+
+func TestTLSWithCABundleOrInsecure(t *testing.T) {
+	s := bmcsim.New("admin", "s3cret", 20*time.Millisecond, "cmp-017")
+	srv := httptest.NewTLSServer(s.Handler())
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	with := func(mod func(*Target)) map[string]Target {
+		tg := target(srv.URL)
+		x := tg["cmp-017"]
+		mod(&x)
+		tg["cmp-017"] = x
+		return tg
+	}
+	if err := fencer(t, with(func(x *Target) { x.CAFile = ca })).PowerOff(context.Background(), "cmp-017"); err != nil {
+		t.Fatalf("with the CA bundle: %v", err)
+	}
+	if _, err := fencer(t, with(func(*Target) {}), func(c *Config) { c.Deadline = 200 * time.Millisecond }).PowerState(context.Background(), "cmp-017"); err == nil {
+		t.Fatal("an unknown certificate was accepted without the CA bundle")
+	}
+	var logs strings.Builder
+	f := fencer(t, with(func(x *Target) { x.Insecure = true; x.BasicAuth = true }), func(c *Config) { c.Log = zerolog.New(&logs) })
+	if err := f.PowerOn(context.Background(), "cmp-017"); err != nil {
+		t.Fatalf("insecure + basic auth: %v", err)
+	}
+	if !strings.Contains(logs.String(), "insecure") {
+		t.Fatal("insecure TLS must be logged as a warning")
+	}
+	if _, err := fencer(t, target(srv.URL)).PowerState(context.Background(), "nope"); !errors.Is(err, fencing.ErrUnknownHost) {
+		t.Fatalf("unknown host: %v", err)
+	}
+}
