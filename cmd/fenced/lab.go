@@ -62,6 +62,6 @@ to do (GET /lab/v1/actions).`,
 	f.DurationVar(&ramp, "ramp", 3*time.Minute, "how long its load takes to ramp up")
 	f.DurationVar(&reboot, "reboot-time", 30*time.Second, "how long a power-cycled host takes to come back")
 	f.DurationVar(&pdelay, "power-delay", 0, "how long the BMC takes to answer a power cycle (the reset happens at once)")
-	cmd.AddCommand(serve)
+	cmd.AddCommand(serve, newLabBMCCmd())
 	return cmd
 }
