@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +20,8 @@ import (
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/daemon"
+	"github.com/fencedhq/fenced/pkg/fencing/redfish"
+	"github.com/fencedhq/fenced/pkg/fencing/redfish/bmcsim"
 	"github.com/fencedhq/fenced/pkg/lab"
 	"github.com/fencedhq/fenced/pkg/lease"
 	"github.com/fencedhq/fenced/pkg/notify"
@@ -41,6 +45,7 @@ type runOpts struct {
 	speed       float64
 	dataDir     string
 	ramp        time.Duration
+	bmcDelay    time.Duration
 	id          string
 	labURL      string
 	ttl         time.Duration
@@ -94,6 +99,7 @@ in observe mode only: it classifies hosts and notifies, and changes nothing.`,
 	f.IntVar(&o.hosts, "hosts", 20, "lab fleet size (--dev)")
 	f.DurationVar(&o.starveAfter, "starve-after", time.Minute, "when the lab's victim host starts starving (--dev)")
 	f.DurationVar(&o.rebootTime, "reboot-time", 30*time.Second, "how long a power-cycled lab host takes to come back (--dev)")
+	f.DurationVar(&o.bmcDelay, "bmc-delay", 2*time.Second, "how long a lab BMC takes for each power change (--dev)")
 	f.DurationVar(&o.ramp, "ramp", 3*time.Minute, "how long the victim's load takes to ramp up (--dev)")
 	f.StringVar(&o.id, "id", "", "this replica's name (default host/pid)")
 	f.StringVar(&o.labURL, "lab", "", "act on a shared lab server (fenced lab serve) instead of an in-process lab")
@@ -163,7 +169,12 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		world := lab.NewWorld(clk.Now, o.rebootTime, p.SignalsConfig())
 		gen := lab.NewGenerator(o.hosts, clk.Now(), o.starveAfter, world)
 		gen.Ramp = o.ramp
-		be = labBackends{source: lab.Source{Gen: gen, World: world}, nova: world, gate: world, power: world, checker: world,
+		power, stopBMC, err := labBMC(ctx, gen.Hosts, world, o.bmcDelay)
+		if err != nil {
+			return err
+		}
+		defer stopBMC()
+		be = labBackends{source: lab.Source{Gen: gen, World: world}, nova: world, gate: world, power: power, checker: world,
 			notify: world, control: world.Control, hosts: gen.Hosts, world: world,
 			reconcile: func(_ context.Context, in lease.Intent) (bool, error) {
 				return in.Action == "power_cycle" && !world.RebootedAt(in.Host).Before(in.At), nil
@@ -288,4 +299,35 @@ func parseWebhooks(vals []string, secretFile string) ([]notify.Endpoint, error) 
 		eps = append(eps, notify.Endpoint{Name: fmt.Sprintf("webhook-%d", i+1), URL: rawURL, Format: format, Secret: secret})
 	}
 	return eps, nil
+}
+
+// labBMC serves a Redfish BMC simulator for the lab hosts on loopback and
+// returns the gofish fencer that drives it: --dev fences through real
+// Redfish. A reset the BMC accepts reboots the simulated host.
+func labBMC(ctx context.Context, hosts []string, world *lab.World, delay time.Duration) (playbook.PowerFencer, func(), error) {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	pw := hex.EncodeToString(b[:])
+	sim := bmcsim.New("fenced", pw, delay, hosts...)
+	sim.OnReset = func(host, rt string) {
+		if rt != "On" && rt != "ForceOn" {
+			_ = world.PowerCycle(ctx, host)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	targets := map[string]redfish.Target{}
+	for _, h := range hosts {
+		targets[h] = redfish.Target{Host: h, Endpoint: "http://" + ln.Addr().String(), SystemID: h, Username: "fenced", Password: pw}
+	}
+	f, err := redfish.New(redfish.Config{Targets: targets, Poll: 250 * time.Millisecond, Log: logger})
+	if err != nil {
+		srv.Close()
+		return nil, nil, err
+	}
+	return f, func() { srv.Close() }, nil
 }

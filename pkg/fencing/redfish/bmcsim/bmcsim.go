@@ -51,6 +51,9 @@ type Sim struct {
 	Username, Password string
 	PowerDelay         time.Duration // time for each power change
 	SessionTTL         time.Duration // idle sessions expire after this (0: never)
+	// OnReset, when set, is told of every reset a system accepts (the dev
+	// lab reboots its simulated host).
+	OnReset func(system, resetType string)
 	now                func() time.Time
 
 	mu       sync.Mutex
@@ -424,6 +427,10 @@ func (s *Sim) resetAction(w http.ResponseWriter, r *http.Request, sys *system) {
 		return
 	}
 	s.reset(sys, body.ResetType)
+	never := sys.faults.NeverOff
 	s.mu.Unlock()
+	if s.OnReset != nil && !never {
+		s.OnReset(sys.id, body.ResetType)
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
