@@ -21,14 +21,22 @@ type Generator struct {
 	World       *World
 
 	models  map[string]*trace.HostModel
-	faulted bool
-	cured   bool
+	starve  map[string]*starving
+}
+
+type starving struct{ faulted, cured bool }
+
+// Starve makes more hosts starve like the victim (a scale run's incident).
+func (g *Generator) Starve(hosts ...string) {
+	for _, h := range hosts {
+		g.starve[h] = &starving{}
+	}
 }
 
 // NewGenerator returns a generator for n hosts named lab-001…; the victim is
 // the 7th host (or the last, for small fleets).
 func NewGenerator(n int, start time.Time, starveAfter time.Duration, w *World) *Generator {
-	g := &Generator{Start: start, StarveAfter: starveAfter, Ramp: 3 * time.Minute, World: w, models: map[string]*trace.HostModel{}}
+	g := &Generator{Start: start, StarveAfter: starveAfter, Ramp: 3 * time.Minute, World: w, models: map[string]*trace.HostModel{}, starve: map[string]*starving{}}
 	for i := 1; i <= n; i++ {
 		h := fmt.Sprintf("lab-%03d", i)
 		g.Hosts = append(g.Hosts, h)
@@ -38,6 +46,7 @@ func NewGenerator(n int, start time.Time, starveAfter time.Duration, w *World) *
 	}
 	g.Victim = g.Hosts[min(6, n-1)]
 	w.SetServers(g.Victim, 14)
+	g.Starve(g.Victim)
 	return g
 }
 
@@ -47,17 +56,17 @@ func (g *Generator) Samples(now time.Time) []signals.Sample {
 	out := make([]signals.Sample, 0, 9*len(g.Hosts))
 	for _, h := range g.Hosts {
 		L := 0.0
-		if h == g.Victim {
+		if st := g.starve[h]; st != nil {
 			L = trace.Ramp(now, onset, onset.Add(g.Ramp))
-			if stall := onset.Add(g.Ramp * 2 / 3); !now.Before(stall) && !g.faulted {
+			if stall := onset.Add(g.Ramp * 2 / 3); !now.Before(stall) && !st.faulted {
 				g.models[h].Stall(stall)
 				g.World.Fault(h, trace.FaultLibvirtUnresponsive)
-				g.faulted = true
+				st.faulted = true
 			}
-			if g.faulted && !g.cured && !g.World.RebootedAt(h).IsZero() {
+			if st.faulted && !st.cured && !g.World.RebootedAt(h).IsZero() {
 				// the power cycle restarted libvirt
 				g.World.Fault(h, trace.FaultCleared)
-				g.cured = true
+				st.cured = true
 			}
 		}
 		out = append(out, g.models[h].Samples(now, L)...)
