@@ -1,0 +1,112 @@
+package nova
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/rs/zerolog"
+
+	"github.com/fencedhq/fenced/pkg/clock"
+)
+
+// Client talks to one Nova (and its placement). Safe for concurrent use.
+type Client struct {
+	cfg       Config
+	compute   *gophercloud.ServiceClient
+	placement *gophercloud.ServiceClient
+	clk       clock.Clock
+	log       zerolog.Logger
+
+	mu sync.Mutex
+	// own holds, per service UUID, the updated_at values fenced's own PUTs
+	// produced; hb the last genuine heartbeat seen per service.
+	own map[string][]time.Time
+	hb  map[string]time.Time
+}
+
+func newClient(cfg Config, compute *gophercloud.ServiceClient) *Client {
+	cfg.defaults()
+	return &Client{cfg: cfg, compute: compute, clk: cfg.Clock, log: cfg.Logger,
+		own: map[string][]time.Time{}, hb: map[string]time.Time{}}
+}
+
+// NewWithServiceClients builds a Client over already authenticated service
+// clients; compute.Microversion must be set (placement may be nil). For tests
+// and for callers that share one provider.
+func NewWithServiceClients(cfg Config, compute, placement *gophercloud.ServiceClient) *Client {
+	c := newClient(cfg, compute)
+	c.placement = placement
+	return c
+}
+
+// Retryable reports whether err is worth another attempt: a timeout, a
+// connection error, 409 (Nova's "service is busy"), 429 or a 5xx.
+func Retryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var ue gophercloud.ErrUnexpectedResponseCode
+	if errors.As(err, &ue) {
+		switch {
+		case ue.Actual == http.StatusConflict, ue.Actual == http.StatusTooManyRequests, ue.Actual >= 500:
+			return true
+		}
+	}
+	return false
+}
+
+// call runs fn with a per-attempt timeout. Idempotent calls are retried with
+// doubling backoff while the error is Retryable and ctx allows.
+func (c *Client) call(ctx context.Context, action, host string, idempotent bool, fn func(context.Context) error) error {
+	attempts := 1
+	if idempotent {
+		attempts = c.cfg.Attempts
+	}
+	wait := c.cfg.Backoff
+	var err error
+	for i := 0; i < attempts; i++ {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+			case <-c.clk.After(wait):
+			}
+			wait *= 2
+		}
+		start := c.clk.Now()
+		actx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+		err = fn(actx)
+		cancel()
+		ev := c.log.Debug()
+		if err != nil {
+			ev = c.log.Warn().Err(err)
+		}
+		ev.Str("component", "nova").Str("action", action).Str("host", host).
+			Int64("rpc_latency_ms", c.clk.Now().Sub(start).Milliseconds()).
+			Str("outcome", outcome(err)).Msg("nova call")
+		if err == nil || !Retryable(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
+func outcome(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return "error"
+}

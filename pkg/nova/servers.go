@@ -1,0 +1,101 @@
+package nova
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
+)
+
+// Server is what fenced needs to know about one instance.
+type Server struct {
+	ID        string
+	Name      string
+	TenantID  string
+	Host      string
+	Status    string // ACTIVE, SHUTOFF, MIGRATING, ERROR, ...
+	TaskState string // "" when no task runs
+	VMState   string
+	// PowerState is Nova's power_state by name: NOSTATE, RUNNING, PAUSED,
+	// SHUTDOWN, CRASHED, SUSPENDED.
+	PowerState string
+	Updated    time.Time
+}
+
+func powerStateName(p int) string {
+	switch p {
+	case 0:
+		return "NOSTATE"
+	case 1:
+		return "RUNNING"
+	case 3:
+		return "PAUSED"
+	case 4:
+		return "SHUTDOWN"
+	case 6:
+		return "CRASHED"
+	case 7:
+		return "SUSPENDED"
+	}
+	return fmt.Sprintf("UNKNOWN(%d)", p)
+}
+
+func toServer(s servers.Server) Server {
+	return Server{ID: s.ID, Name: s.Name, TenantID: s.TenantID, Host: s.Host, Status: s.Status,
+		TaskState: s.TaskState, VMState: s.VmState, PowerState: powerStateName(int(s.PowerState)), Updated: s.Updated}
+}
+
+// ServersOnHost lists the servers of every tenant on host.
+func (c *Client) ServersOnHost(ctx context.Context, host string) ([]Server, error) {
+	var out []Server
+	err := c.call(ctx, "list_servers", host, true, func(ctx context.Context) error {
+		pages, err := servers.List(c.compute, servers.ListOpts{Host: host, AllTenants: true}).AllPages(ctx)
+		if err != nil {
+			return err
+		}
+		ss, err := servers.ExtractServers(pages)
+		if err != nil {
+			return err
+		}
+		out = out[:0]
+		for _, s := range ss {
+			if s.Host == host { // the host filter is admin-only; never trust a wider answer
+				out = append(out, toServer(s))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nova: list servers on %s: %w", host, err)
+	}
+	return out, nil
+}
+
+// GetServer returns one server.
+func (c *Client) GetServer(ctx context.Context, id string) (Server, error) {
+	var out Server
+	err := c.call(ctx, "get_server", "", true, func(ctx context.Context) error {
+		s, err := servers.Get(ctx, c.compute, id).Extract()
+		if err != nil {
+			return err
+		}
+		out = toServer(*s)
+		return nil
+	})
+	if err != nil {
+		return Server{}, fmt.Errorf("nova: get server %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// StartServer powers on a SHUTOFF server (os-start).
+func (c *Client) StartServer(ctx context.Context, id string) error {
+	err := c.call(ctx, "start_server", "", false, func(ctx context.Context) error {
+		return servers.Start(ctx, c.compute, id).ExtractErr()
+	})
+	if err != nil {
+		return fmt.Errorf("nova: start server %s: %w", id, err)
+	}
+	return nil
+}
