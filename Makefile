@@ -32,6 +32,7 @@ demo: build
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/signals/
+	$(GO) run ./bench/scale -hosts 10000 -ticks 30
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -254,8 +254,8 @@ func (e *Evaluator) Evaluate(host string, now time.Time) Verdict {
 		v.Blind = true
 		return v
 	}
-	nowMS := now.UnixMilli()
-	staleMS := e.cfg.StaleAfter.Milliseconds()
+	nowS := secs(now)
+	staleS := int64(e.cfg.StaleAfter / time.Second)
 	var wsum, dsum float64
 	v.Contributions = make([]Contribution, 0, numSignals)
 	for i := range All {
@@ -269,12 +269,12 @@ func (e *Evaluator) Evaluate(host string, now time.Time) Verdict {
 			continue
 		}
 		c := Contribution{Signal: All[i], Weight: sc.Weight}
-		if nowMS-last.at > staleMS {
-			c.Stale, c.Weight, c.Value = true, 0, last.v
+		if nowS-int64(last.at) > staleS {
+			c.Stale, c.Weight, c.Value = true, 0, float64(last.v)
 			v.Contributions = append(v.Contributions, c)
 			continue
 		}
-		c.Value, e.scratch = w.aggregate(sc.Agg, nowMS, sc.Window.Milliseconds(), e.scratch)
+		c.Value, e.scratch = w.aggregate(sc.Agg, nowS, int64(sc.Window/time.Second), e.scratch)
 		c.M = Normalize(c.Value, sc.Warn, sc.Crit, e.cfg.DWarn, e.cfg.DCrit)
 		c.OverWarn, c.OverCrit = c.Value >= sc.Warn, c.Value >= sc.Crit
 		if sc.Trigger && c.OverCrit {

@@ -150,8 +150,8 @@ func TestWindowAggregations(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		w.add(t0.Add(time.Duration(i)*time.Second), float64(i+1))
 	}
-	now := t0.Add(99 * time.Second).UnixMilli()
-	span := int64(99_000)
+	now := secs(t0.Add(99 * time.Second))
+	span := int64(99)
 	for _, c := range []struct {
 		agg  Agg
 		want float64
@@ -166,7 +166,7 @@ func TestWindowAggregations(t *testing.T) {
 	var m window
 	m.add(t0, 0)
 	m.add(t0.Add(30*time.Second), 10)
-	if got, _ := m.aggregate(AggMean, t0.Add(60*time.Second).UnixMilli(), 60_000, nil); got != 5 {
+	if got, _ := m.aggregate(AggMean, secs(t0.Add(60*time.Second)), 60, nil); got != 5 {
 		t.Errorf("mean = %v, want 5", got)
 	}
 }
@@ -269,12 +269,12 @@ func TestPercentileSmallAndLargeWindows(t *testing.T) {
 		for i := 0; i < n; i++ {
 			w.add(t0.Add(time.Duration(i)*time.Second), float64((i*37)%n))
 		}
-		now := t0.Add(time.Duration(n-1) * time.Second).UnixMilli()
+		now := secs(t0.Add(time.Duration(n-1) * time.Second))
 		for _, c := range []struct {
 			agg Agg
 			q   float64
 		}{{AggP95, 0.95}, {AggP99, 0.99}} {
-			got, _ := w.aggregate(c.agg, now, int64(n)*1000, nil)
+			got, _ := w.aggregate(c.agg, now, int64(n), nil)
 			want := float64(max(int(math.Ceil(c.q*float64(n)))-1, 0)) // values are a permutation of 0..n-1 when gcd(37,n)=1
 			if n%37 != 0 && got != want {
 				t.Errorf("n=%d %s = %v, want %v", n, c.agg, got, want)
