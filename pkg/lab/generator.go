@@ -20,8 +20,8 @@ type Generator struct {
 	Ramp        time.Duration
 	World       *World
 
-	models  map[string]*trace.HostModel
-	starve  map[string]*starving
+	models map[string]*trace.HostModel
+	starve map[string]*starving
 }
 
 type starving struct{ faulted, cured bool }

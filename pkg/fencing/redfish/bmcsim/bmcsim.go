@@ -54,7 +54,7 @@ type Sim struct {
 	// OnReset, when set, is told of every reset a system accepts (the dev
 	// lab reboots its simulated host).
 	OnReset func(system, resetType string)
-	now                func() time.Time
+	now     func() time.Time
 
 	mu       sync.Mutex
 	systems  map[string]*system
