@@ -67,7 +67,7 @@ EOF
 PG_JOB=$!
 
 echo '[].' > rabbit/enabled_plugins
-cat > rabbit/rabbitmq.conf <<'EOF'
+cat > rabbit/rabbitmq.conf <<EOF
 listeners.tcp.1 = 127.0.0.1:$PORT_AMQP
 loopback_users.guest = true
 EOF
