@@ -18,6 +18,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/fleet"
+	"github.com/fencedhq/fenced/pkg/lease"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/policy"
 	"github.com/fencedhq/fenced/pkg/report"
@@ -90,6 +91,7 @@ type Daemon struct {
 
 	ha     haState
 	writes atomic.Int64
+	remote chan lease.Command // commands forwarded through etcd (leader only)
 }
 
 // New validates the configuration and builds the engine.
@@ -106,7 +108,7 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.History <= 0 {
 		cfg.History = 500
 	}
-	d := &Daemon{cfg: cfg, ops: make(chan op)}
+	d := &Daemon{cfg: cfg, ops: make(chan op), remote: make(chan lease.Command)}
 	f, err := fleet.New(cfg.Policy.SignalsConfig(), cfg.Policy.PlaybookConfig(), cfg.Actor, fleet.Hooks{Control: cfg.Control})
 	if err != nil {
 		return nil, err
@@ -137,8 +139,7 @@ func (d *Daemon) Operate(ctx context.Context, host string, ev playbook.Event, op
 		return nil, errors.New("daemon: an operator name and a reason are required")
 	}
 	if d.cfg.HA != nil && d.ha.get() == nil {
-		snap := d.Snapshot()
-		return nil, fmt.Errorf("%w; send it to the leader (%s)", ErrFollower, snap.LeaderID)
+		return d.forward(ctx, op{host: host, ev: ev, operator: operator, reason: reason})
 	}
 	reply := make(chan opResult, 1)
 	select {
@@ -190,29 +191,19 @@ func (d *Daemon) loop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case o := <-d.ops:
-			now := d.cfg.Clock.Now()
-			var ch []playbook.Change
-			var err error
-			switch o.ev {
-			case evPause, evResume:
-				d.fleet.SetPaused(o.ev == evPause)
-			default:
-				ch, err = d.fleet.Operate(ctx, now, o.host, o.ev, o.operator+": "+o.reason)
-			}
-			log.Info().Str("host", o.host).Str("action", string(o.ev)).Str("operator", o.operator).
-				Str("outcome", outcome(err)).Msg("operator command")
-			rec := audit.Record{Timestamp: now, Component: "api", HostID: o.host, Action: string(o.ev), Operator: o.operator,
-				Outcome: outcome(err), Detail: o.reason, PolicyVersion: d.cfg.Policy.Version()}
-			if err != nil {
-				rec.Detail += "; refused: " + err.Error()
-			}
-			d.record(ctx, rec)
-			d.recordChanges(ctx, ch)
-			perr := d.persist(ctx)
-			d.publish(now, ch, 0, false)
+			ch, err, perr := d.apply(ctx, o)
 			o.reply <- opResult{ch, err}
 			if perr != nil {
 				return perr
+			}
+		case c := <-d.remote:
+			o := op{host: c.Host, ev: playbook.Event(c.Event), operator: c.Operator, reason: c.Reason}
+			ch, err, perr := d.apply(ctx, o)
+			if perr != nil {
+				return perr
+			}
+			if aerr := d.answer(ctx, c.ID, ch, err); aerr != nil {
+				return aerr
 			}
 		case <-d.cfg.Clock.After(wait):
 			now := d.cfg.Clock.Now()
@@ -305,6 +296,30 @@ func (d *Daemon) VerifyAudit(ctx context.Context) (int, error) {
 		return 0, errors.New("daemon: no audit log configured")
 	}
 	return d.cfg.Audit.Verify(ctx)
+}
+
+// apply carries out an operator's command on the loop's goroutine. perr is
+// a persistence failure that ends the leader's term.
+func (d *Daemon) apply(ctx context.Context, o op) (ch []playbook.Change, err, perr error) {
+	now := d.cfg.Clock.Now()
+	switch o.ev {
+	case evPause, evResume:
+		d.fleet.SetPaused(o.ev == evPause)
+	default:
+		ch, err = d.fleet.Operate(ctx, now, o.host, o.ev, o.operator+": "+o.reason)
+	}
+	d.cfg.Log.Info().Str("host", o.host).Str("action", string(o.ev)).Str("operator", o.operator).
+		Str("outcome", outcome(err)).Msg("operator command")
+	rec := audit.Record{Timestamp: now, Component: "api", HostID: o.host, Action: string(o.ev), Operator: o.operator,
+		Outcome: outcome(err), Detail: o.reason, PolicyVersion: d.cfg.Policy.Version()}
+	if err != nil {
+		rec.Detail += "; refused: " + err.Error()
+	}
+	d.record(ctx, rec)
+	d.recordChanges(ctx, ch)
+	perr = d.persist(ctx)
+	d.publish(now, ch, 0, false)
+	return ch, err, perr
 }
 
 func outcome(err error) string {

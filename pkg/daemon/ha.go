@@ -2,10 +2,13 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/fleet"
@@ -148,7 +151,75 @@ func (d *Daemon) lead(l lease.Leadership) error {
 	d.mu.Lock()
 	d.snap.Leader, d.snap.LeaderID, d.snap.Token = true, l.ID, l.Token
 	d.mu.Unlock()
+	go d.watchCommands(ctx)
 	return d.loop(ctx)
+}
+
+// watchCommands feeds commands queued in etcd by followers to the loop.
+func (d *Daemon) watchCommands(ctx context.Context) {
+	s := d.cfg.HA.Store
+	prefix := s.CommandsPrefix()
+	get, err := s.Client.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		d.cfg.Log.Warn().Err(err).Msg("cannot read queued operator commands")
+		return
+	}
+	send := func(key string, v []byte) {
+		c, err := lease.DecodeCommand(key, v)
+		if err != nil {
+			d.cfg.Log.Warn().Err(err).Msg("bad operator command in etcd")
+			return
+		}
+		select {
+		case d.remote <- c:
+		case <-ctx.Done():
+		}
+	}
+	for _, kv := range get.Kvs {
+		send(string(kv.Key), kv.Value)
+	}
+	for wr := range s.Client.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(get.Header.Revision+1)) {
+		for _, ev := range wr.Events {
+			if ev.Type == clientv3.EventTypePut {
+				send(string(ev.Kv.Key), ev.Kv.Value)
+			}
+		}
+	}
+}
+
+// answer records a forwarded command's result under the leader guard.
+func (d *Daemon) answer(ctx context.Context, id string, ch []playbook.Change, opErr error) error {
+	l := d.ha.get()
+	if l == nil {
+		return ErrFollower
+	}
+	r := lease.Result{ID: id}
+	if opErr != nil {
+		r.Error = opErr.Error()
+	}
+	if b, err := json.Marshal(ch); err == nil {
+		r.Changes = b
+	}
+	return d.cfg.HA.Store.Answer(ctx, *l, r)
+}
+
+// forward sends an operator's command to the leader through etcd and waits
+// for its answer.
+func (d *Daemon) forward(ctx context.Context, o op) ([]playbook.Change, error) {
+	c := lease.Command{ID: audit.NewRequestID(), Host: o.host, Event: string(o.ev), Operator: o.operator, Reason: o.reason, At: d.cfg.Clock.Now()}
+	if err := d.cfg.HA.Store.PutCommand(ctx, c); err != nil {
+		return nil, err
+	}
+	r, err := d.cfg.HA.Store.AwaitResult(ctx, c.ID)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: forwarded to the leader (%s): %w", d.Snapshot().LeaderID, err)
+	}
+	var ch []playbook.Change
+	_ = json.Unmarshal(r.Changes, &ch)
+	if r.Error != "" {
+		return ch, errors.New(r.Error)
+	}
+	return ch, nil
 }
 
 // reconcile settles intents a previous leader left without an outcome.

@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,9 +98,25 @@ func TestHAFailoverResumesWithoutASecondPowerCycle(t *testing.T) {
 		}
 		return false
 	})
-	if _, err := b.Operate(context.Background(), "lab-007", playbook.EvAbort, "x", "y"); err == nil {
-		t.Fatal("a follower accepted a write")
+	// a write sent to the follower goes through etcd to the leader, and the
+	// leader's refusal comes back (the host is past the point of abort)
+	octx, ocancel := context.WithTimeout(context.Background(), 10*time.Second)
+	_, err := b.Operate(octx, "lab-007", playbook.EvAbort, "alice", "via the follower")
+	ocancel()
+	if err == nil || !strings.Contains(err.Error(), "not allowed") {
+		t.Fatalf("forwarded abort: %v", err)
 	}
+	octx, ocancel = context.WithTimeout(context.Background(), 10*time.Second)
+	if err := b.SetPaused(octx, true, "alice", "maintenance via the follower"); err != nil {
+		t.Fatalf("forwarded pause: %v", err)
+	}
+	ocancel()
+	waitUntil(t, "the leader paused", 5*time.Second, func() bool { return a.Snapshot().Paused })
+	octx, ocancel = context.WithTimeout(context.Background(), 10*time.Second)
+	if err := b.SetPaused(octx, false, "alice", "done"); err != nil {
+		t.Fatalf("forwarded resume: %v", err)
+	}
+	ocancel()
 	stopA()
 	<-doneA
 	waitUntil(t, "b takes over", 15*time.Second, func() bool { return b.Snapshot().Leader })

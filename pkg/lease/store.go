@@ -273,3 +273,90 @@ func (a AuditStore) Head(ctx context.Context) (uint64, string, bool, error) {
 	}
 	return h.Seq, h.Hash, true, nil
 }
+
+// Command is an operator's write sent through etcd by a replica that is not
+// the leader; the leader applies it and answers with a Result.
+type Command struct {
+	ID       string    `json:"id"`
+	Host     string    `json:"host,omitempty"`
+	Event    string    `json:"event"`
+	Operator string    `json:"operator"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+}
+
+// Result answers a Command.
+type Result struct {
+	ID      string          `json:"id"`
+	Error   string          `json:"error,omitempty"`
+	Changes json.RawMessage `json:"changes,omitempty"`
+}
+
+// PutCommand queues a command for the leader (any replica may).
+func (s *Store) PutCommand(ctx context.Context, c Command) error {
+	v, err := wrap(0, c)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := s.ctx(ctx)
+	defer cancel()
+	_, err = s.Client.Put(cctx, s.key("commands", c.ID), v)
+	if err != nil {
+		return fmt.Errorf("lease: queue command: %w", err)
+	}
+	return nil
+}
+
+// CommandsPrefix is the key prefix the leader watches.
+func (s *Store) CommandsPrefix() string { return s.key("commands") + "/" }
+
+// DecodeCommand reads a command from its stored value.
+func DecodeCommand(key string, b []byte) (Command, error) {
+	var c Command
+	err := unwrap(key, b, &c)
+	return c, err
+}
+
+// Answer records the result and removes the command, under the guard.
+func (s *Store) Answer(ctx context.Context, l Leadership, r Result) error {
+	v, err := wrap(l.Token, r)
+	if err != nil {
+		return err
+	}
+	return s.guarded(ctx, l, clientv3.OpPut(s.key("results", r.ID), v), clientv3.OpDelete(s.key("commands", r.ID)))
+}
+
+// AwaitResult waits for a command's result (until ctx ends) and removes it.
+func (s *Store) AwaitResult(ctx context.Context, id string) (Result, error) {
+	key := s.key("results", id)
+	w := s.Client.Watch(clientv3.WithRequireLeader(ctx), key)
+	get, err := s.Client.Get(ctx, key)
+	if err != nil {
+		return Result{}, fmt.Errorf("lease: await result: %w", err)
+	}
+	raw := []byte(nil)
+	if len(get.Kvs) > 0 {
+		raw = get.Kvs[0].Value
+	}
+	for raw == nil {
+		select {
+		case <-ctx.Done():
+			return Result{}, fmt.Errorf("lease: no answer from the leader: %w", ctx.Err())
+		case wr, ok := <-w:
+			if !ok {
+				return Result{}, fmt.Errorf("lease: await result: watch closed")
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypePut {
+					raw = ev.Kv.Value
+				}
+			}
+		}
+	}
+	var r Result
+	if err := unwrap(key, raw, &r); err != nil {
+		return Result{}, err
+	}
+	_, _ = s.Client.Delete(ctx, key)
+	return r, nil
+}
