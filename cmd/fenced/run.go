@@ -220,13 +220,14 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	store := &lease.Store{Client: cli, Prefix: prefix}
 	auditLog := audit.New(lease.AuditStore{S: store}, clk)
 	notifier := be.notify
+	var whStats func() map[string]int64
 	if len(o.webhooks) > 0 {
 		eps, err := parseWebhooks(o.webhooks, o.secretFile)
 		if err != nil {
 			return err
 		}
 		wh := notify.New(ctx, notify.Config{Endpoints: eps, Log: logger, Recorder: notify.AuditRecorder{Log: auditLog}})
-		notifier = notify.Fanout{notifier, wh}
+		notifier, whStats = notify.Fanout{notifier, wh}, wh.Counters
 	}
 	pc := p.PlaybookConfig()
 	actor := &playbook.Actor{Mode: pc.Mode, Nova: be.nova, Gate: be.gate, Power: be.power, Checker: be.checker,
@@ -238,14 +239,14 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		Reconcile: be.reconcile,
 	}
 	d, err := daemon.New(daemon.Config{Policy: p, Tick: o.tick, Clock: clk, Log: logger.With().Str("replica", id).Logger(), Audit: auditLog, HA: ha,
-		Source: be.source, Actor: actor, Control: be.control, Hosts: be.hosts, Capacity: be.capacity})
+		Source: be.source, Actor: actor, Control: be.control, Hosts: be.hosts, Capacity: be.capacity, Webhooks: whStats})
 	if err != nil {
 		return err
 	}
 	if be.world != nil {
 		be.world.SetViews(d.Fleet())
 	}
-	actor.Paused = d.Fleet().Paused
+	actor.Paused, actor.Observe = d.Fleet().Paused, d.ObserveAction
 	actor.Journal = d.Journal(&audit.Journal{Log: auditLog, PolicyVersion: p.Version()})
 	return serve(ctx, cmd, d, o.listen, nil)
 }

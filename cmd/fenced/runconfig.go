@@ -68,6 +68,7 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	clk := clock.Real{}
 	auditLog := audit.New(audit.NewMemStore(), clk)
 	var notifier playbook.Notifier = notify.Fanout{}
+	var whStats func() map[string]int64
 	if len(cfg.Webhooks) > 0 {
 		var eps []notify.Endpoint
 		for i, w := range cfg.Webhooks {
@@ -87,11 +88,12 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 			}
 			eps = append(eps, ep)
 		}
-		notifier = notify.New(ctx, notify.Config{Endpoints: eps, Log: logger, Recorder: notify.AuditRecorder{Log: auditLog}})
+		wh := notify.New(ctx, notify.Config{Endpoints: eps, Log: logger, Recorder: notify.AuditRecorder{Log: auditLog}})
+		notifier, whStats = wh, wh.Counters
 	}
 	actor := &playbook.Actor{Mode: playbook.ModeObserve, Notify: notifier, Clock: clk, Log: logger}
 	d, err := daemon.New(daemon.Config{Policy: p, Tick: cfg.Tick, Clock: clk, Log: logger, Audit: auditLog,
-		Source: reg, Actor: actor, Hosts: cfg.Hosts})
+		Source: reg, Actor: actor, Hosts: cfg.Hosts, Webhooks: whStats})
 	if err != nil {
 		return err
 	}

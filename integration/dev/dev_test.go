@@ -4,6 +4,8 @@ package dev
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -48,6 +50,18 @@ func TestDevRunApproveThroughCLI(t *testing.T) {
 	out, err = exec.Command(bin, "audit", "--host", "lab-007", "--server", base).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "power_cycle") || !strings.Contains(string(out), "ci") {
 		t.Fatalf("audit: %v\n%s", err, out)
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`fenced_host_state{host="lab-007"`, `fenced_leader 1`, `fenced_action_duration_seconds_count{action="power_cycle",outcome="ok"} 1`,
+		`fenced_transitions_total{to="rebooting"} 1`, `fenced_tick_drift_seconds`} {
+		if !strings.Contains(string(m), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 	if !strings.Contains(p.Output(), "status page: http://127.0.0.1") {
 		t.Fatalf("run --dev does not say where the status page is:\n%s", p.Output())

@@ -6,6 +6,7 @@ package prometheus
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -249,6 +250,17 @@ prometheus:
 		t.Fatalf("fenced hosts shows no real verdicts:\n%s", out)
 	}
 	t.Logf("fenced hosts:\n%s", out)
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`fenced_signal_age_seconds{signal="cpu_steal_pct"}`, `fenced_collector_failures_total{collector="prometheus"} 0`, `fenced_tick_drift_seconds`} {
+		if !bytesContain(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	// a config that asks to act is refused: there is nothing to act with yet
 	bad := filepath.Join(dir, "act.yaml")
 	_ = os.WriteFile(bad, []byte(cfg), 0o644)

@@ -32,6 +32,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/report"
+	"github.com/fencedhq/fenced/pkg/signals"
 )
 
 // Backend is what the API needs from the daemon.
@@ -42,6 +43,7 @@ type Backend interface {
 	VerifyAudit(ctx context.Context) (int, error)
 	SetPaused(ctx context.Context, paused bool, operator, reason string) error
 	Report(ctx context.Context, host string) (report.Report, error)
+	ActionLatencies() []daemon.Histogram
 }
 
 // Role is what a token may do.
@@ -346,6 +348,61 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "# HELP fenced_ticks_total Evaluation ticks run.\n# TYPE fenced_ticks_total counter\nfenced_ticks_total %d\n", snap.Ticks)
 	fmt.Fprintf(w, "# HELP fenced_tick_seconds Duration of the last tick.\n# TYPE fenced_tick_seconds gauge\nfenced_tick_seconds %g\n", snap.TickSeconds)
 	fmt.Fprintf(w, "# HELP fenced_sample_errors_total Samples rejected.\n# TYPE fenced_sample_errors_total counter\nfenced_sample_errors_total %d\n", snap.SampleErrors)
+	leader := 0
+	if snap.Leader {
+		leader = 1
+	}
+	fmt.Fprintf(w, "# HELP fenced_leader 1 when this replica leads.\n# TYPE fenced_leader gauge\nfenced_leader %d\n", leader)
+	fmt.Fprintf(w, "# HELP fenced_fence_token The leader's fencing token as this replica knows it.\n# TYPE fenced_fence_token gauge\nfenced_fence_token %d\n", snap.Token)
+	fmt.Fprintf(w, "# HELP fenced_etcd_writes_total Host records written to etcd.\n# TYPE fenced_etcd_writes_total counter\nfenced_etcd_writes_total %d\n", snap.EtcdWrites)
+	fmt.Fprintf(w, "# HELP fenced_tick_drift_seconds How late the last tick ran: a starved controller shows it.\n# TYPE fenced_tick_drift_seconds gauge\nfenced_tick_drift_seconds %g\n", snap.TickDrift)
+	if len(snap.Collectors) > 0 {
+		fmt.Fprintln(w, "# HELP fenced_collector_failures_total Failed collections per collector.\n# TYPE fenced_collector_failures_total counter")
+		for _, c := range snap.Collectors {
+			fmt.Fprintf(w, "fenced_collector_failures_total{collector=%q} %d\n", c.Name, c.Failures)
+		}
+		fmt.Fprintln(w, "# HELP fenced_collector_skipped_total Ticks a collector was skipped because its last call was still running.\n# TYPE fenced_collector_skipped_total counter")
+		for _, c := range snap.Collectors {
+			fmt.Fprintf(w, "fenced_collector_skipped_total{collector=%q} %d\n", c.Name, c.Skipped)
+		}
+		fmt.Fprintln(w, "# HELP fenced_collector_duration_seconds Duration of the last collection.\n# TYPE fenced_collector_duration_seconds gauge")
+		for _, c := range snap.Collectors {
+			fmt.Fprintf(w, "fenced_collector_duration_seconds{collector=%q} %g\n", c.Name, c.Duration.Seconds())
+		}
+	}
+	if len(snap.SignalAges) > 0 {
+		fmt.Fprintln(w, "# HELP fenced_signal_age_seconds Age of the newest sample of each signal at the last collection (scrape age).\n# TYPE fenced_signal_age_seconds gauge")
+		names := make([]string, 0, len(snap.SignalAges))
+		for n := range snap.SignalAges {
+			names = append(names, string(n))
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			fmt.Fprintf(w, "fenced_signal_age_seconds{signal=%q} %g\n", n, snap.SignalAges[signals.Name(n)])
+		}
+	}
+	if len(snap.Webhooks) > 0 {
+		fmt.Fprintln(w, "# HELP fenced_webhook_deliveries_total Webhook deliveries by outcome.\n# TYPE fenced_webhook_deliveries_total counter")
+		keys := make([]string, 0, len(snap.Webhooks))
+		for k := range snap.Webhooks {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "fenced_webhook_deliveries_total{outcome=%q} %d\n", k, snap.Webhooks[k])
+		}
+	}
+	if hs := s.b.ActionLatencies(); len(hs) > 0 {
+		fmt.Fprintln(w, "# HELP fenced_action_duration_seconds Latency of the playbook's actions (Nova, gate, Redfish).\n# TYPE fenced_action_duration_seconds histogram")
+		for _, h := range hs {
+			for i, b := range h.Buckets {
+				fmt.Fprintf(w, "fenced_action_duration_seconds_bucket{action=%q,outcome=%q,le=\"%g\"} %d\n", h.Action, h.Outcome, b, h.Counts[i])
+			}
+			fmt.Fprintf(w, "fenced_action_duration_seconds_bucket{action=%q,outcome=%q,le=\"+Inf\"} %d\n", h.Action, h.Outcome, h.Count)
+			fmt.Fprintf(w, "fenced_action_duration_seconds_sum{action=%q,outcome=%q} %g\n", h.Action, h.Outcome, h.Sum)
+			fmt.Fprintf(w, "fenced_action_duration_seconds_count{action=%q,outcome=%q} %d\n", h.Action, h.Outcome, h.Count)
+		}
+	}
 }
 
 //go:embed status.html

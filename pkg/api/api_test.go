@@ -49,9 +49,15 @@ func (f *fakeBackend) Report(_ context.Context, host string) (report.Report, err
 	return report.Report{Host: host, R1: 1.75, R2: 1.5, REff: 2.625, Recommendation: "lower"}, nil
 }
 
+func (f *fakeBackend) ActionLatencies() []daemon.Histogram {
+	return []daemon.Histogram{{Action: "power_cycle", Outcome: "ok", Buckets: []float64{1, 10}, Counts: []int64{0, 1}, Count: 1, Sum: 4.2}}
+}
+
 func backend() *fakeBackend {
 	t := time.Date(2026, 1, 15, 1, 20, 0, 0, time.UTC)
-	return &fakeBackend{snap: daemon.Snapshot{At: t, Mode: "approve", Transitions: map[string]int64{"critical": 1},
+	return &fakeBackend{snap: daemon.Snapshot{At: t, Mode: "approve", Transitions: map[string]int64{"critical": 1}, Leader: true, Token: 42, TickDrift: 3.5,
+		Collectors: []signals.CollectorStatus{{Name: "prometheus", Failures: 2}}, SignalAges: map[signals.Name]float64{signals.CPUSteal: 12},
+		Webhooks: map[string]int64{"sent": 3},
 		Hosts: []fleet.View{
 			{Host: playbook.Host{Name: "cmp-001", State: playbook.Normal}, Verdict: signals.Verdict{D: 0.1}},
 			{Host: playbook.Host{Name: "cmp-017", State: playbook.AwaitingApproval, ApprovalDeadline: t.Add(15 * time.Minute)},
@@ -132,6 +138,12 @@ func TestMetricsAndPage(t *testing.T) {
 		`fenced_host_divergence{host="cmp-017"} 0.82`,
 		`fenced_host_incoherent{host="cmp-017"} 1`,
 		`fenced_transitions_total{to="critical"} 1`,
+		`fenced_leader 1`, `fenced_fence_token 42`, `fenced_tick_drift_seconds 3.5`,
+		`fenced_collector_failures_total{collector="prometheus"} 2`,
+		`fenced_signal_age_seconds{signal="cpu_steal_pct"} 12`,
+		`fenced_webhook_deliveries_total{outcome="sent"} 3`,
+		`fenced_action_duration_seconds_bucket{action="power_cycle",outcome="ok",le="10"} 1`,
+		`fenced_action_duration_seconds_count{action="power_cycle",outcome="ok"} 1`,
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %s", want)

@@ -48,6 +48,8 @@ type Config struct {
 	Capacity func(host string) report.Capacity
 	// HA, when set, makes this daemon one replica of several on etcd.
 	HA *HA
+	// Webhooks reports webhook delivery counters (nil: no webhooks).
+	Webhooks func() map[string]int64
 }
 
 // Snapshot is what readers see: every host, recent changes, counters.
@@ -67,6 +69,12 @@ type Snapshot struct {
 	LeaderID      string            `json:"leader_id,omitempty"` // who leads
 	Token         int64             `json:"fence_token,omitempty"`
 	EtcdWrites    int64             `json:"etcd_writes"`
+	// TickDrift is how late the last tick ran against its schedule: a
+	// controller starved like its hosts (section 5.4) sees it grow.
+	TickDrift  float64                   `json:"tick_drift_seconds"`
+	Collectors []signals.CollectorStatus `json:"collectors,omitempty"`
+	SignalAges map[signals.Name]float64  `json:"signal_age_seconds,omitempty"`
+	Webhooks   map[string]int64          `json:"webhooks,omitempty"` // deliveries by outcome
 }
 
 type op struct {
@@ -90,6 +98,7 @@ type Daemon struct {
 	snap Snapshot
 
 	ha     haState
+	hist   histograms
 	writes atomic.Int64
 	remote chan lease.Command // commands forwarded through etcd (leader only)
 }
@@ -207,6 +216,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 			}
 		case <-d.cfg.Clock.After(wait):
 			now := d.cfg.Clock.Now()
+			drift := now.Sub(next)
 			start := time.Now()
 			if err := d.tick(ctx, now); err != nil {
 				return err
@@ -222,7 +232,15 @@ func (d *Daemon) loop(ctx context.Context) error {
 				next = now.Add(d.cfg.Tick)
 			}
 			d.mu.Lock()
-			d.snap.TickSeconds = time.Since(start).Seconds()
+			d.snap.TickSeconds, d.snap.TickDrift = time.Since(start).Seconds(), max(drift.Seconds(), 0)
+			if sm, ok := d.cfg.Source.(selfMonitor); ok {
+				d.snap.Collectors = sm.Status()
+				ages := map[signals.Name]float64{}
+				for n, a := range sm.SignalAges() {
+					ages[n] = a.Seconds()
+				}
+				d.snap.SignalAges = ages
+			}
 			d.mu.Unlock()
 		}
 	}
@@ -362,6 +380,9 @@ func (d *Daemon) publish(now time.Time, ch []playbook.Change, bad int64, ticked 
 	s := &d.snap
 	s.At, s.Hosts, s.Counts, s.Paused = now, views, d.fleet.Counts(), d.fleet.Paused()
 	s.EtcdWrites = d.writes.Load()
+	if d.cfg.Webhooks != nil {
+		s.Webhooks = d.cfg.Webhooks()
+	}
 	s.SampleErrors += bad
 	if len(ch) > 0 {
 		tr := make(map[string]int64, len(s.Transitions)+1)

@@ -139,6 +139,12 @@ func (n *Notifier) Stats() Stats {
 	return n.stats
 }
 
+// Counters returns the stats by outcome, for /metrics.
+func (n *Notifier) Counters() map[string]int64 {
+	st := n.Stats()
+	return map[string]int64{"sent": st.Sent, "failed": st.Failed, "deduplicated": st.Deduplicated, "dropped": st.Dropped, "retry": st.Retries}
+}
+
 // Incident names the episode a notification belongs to: host and onset.
 func Incident(n playbook.Notification) string {
 	if n.Onset.IsZero() {

@@ -102,6 +102,8 @@ type Actor struct {
 	// Paused reports an operator's fleet-wide pause: entry actions then
 	// change nothing, as in observe mode (nil: never paused).
 	Paused func() bool
+	// Observe, when set, sees every action's latency and result (metrics).
+	Observe func(action string, took time.Duration, err error)
 }
 
 // do journals and runs one action.
@@ -121,6 +123,9 @@ func (a *Actor) do(ctx context.Context, h *Host, action, target, detail string, 
 	outcome := "ok"
 	if runErr != nil {
 		outcome = "error"
+	}
+	if a.Observe != nil {
+		a.Observe(action, a.Clock.Now().Sub(start), runErr)
 	}
 	a.Log.Info().Str("host", h.Name).Str("action", action).Str("request_id", id).Str("vm_id", target).
 		Str("outcome", outcome).Int64("rpc_latency_ms", a.Clock.Now().Sub(start).Milliseconds()).AnErr("error", runErr).Msg("action")
