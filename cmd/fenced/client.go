@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +23,7 @@ import (
 type clientOpts struct {
 	server string
 	token  string
+	ca     string
 	asJSON bool
 }
 
@@ -32,6 +35,22 @@ func (o *clientOpts) flags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.server, "server", def, "fenced API address (env FENCED_SERVER)")
 	cmd.Flags().StringVar(&o.token, "token", os.Getenv("FENCED_TOKEN"), "bearer token (env FENCED_TOKEN)")
 	cmd.Flags().BoolVar(&o.asJSON, "json", false, "print the API's JSON")
+	cmd.Flags().StringVar(&o.ca, "ca", os.Getenv("FENCED_CA"), "CA bundle for an HTTPS API (env FENCED_CA)")
+}
+
+func (o *clientOpts) client() (*http.Client, error) {
+	if o.ca == "" {
+		return http.DefaultClient, nil
+	}
+	pem, err := os.ReadFile(o.ca)
+	if err != nil {
+		return nil, fmt.Errorf("--ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca %s: no certificate in it", o.ca)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}, nil
 }
 
 // call does one API request with a timeout and decodes the reply into out.
@@ -54,7 +73,11 @@ func (o *clientOpts) call(ctx context.Context, method, path string, body, out an
 	if o.token != "" {
 		req.Header.Set("Authorization", "Bearer "+o.token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc, err := o.client()
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("fenced API at %s: %w", o.server, err)
 	}

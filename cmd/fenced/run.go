@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -252,7 +253,10 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 }
 
 // serve runs the daemon and its HTTP API until ctx ends.
-func serve(ctx context.Context, cmd *cobra.Command, d *daemon.Daemon, listen string, tokens map[string]api.Role) error {
+// apiTLS is the API's optional TLS certificate.
+type apiTLS struct{ cert, key string }
+
+func serve(ctx context.Context, cmd *cobra.Command, d *daemon.Daemon, listen string, tokens map[string]api.Role, tlsFiles ...apiTLS) error {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", listen, err)
@@ -261,11 +265,21 @@ func serve(ctx context.Context, cmd *cobra.Command, d *daemon.Daemon, listen str
 		ln.Close()
 		return fmt.Errorf("listen %s: an API without tokens must stay on loopback", listen)
 	}
+	scheme := "http"
+	if len(tlsFiles) > 0 && tlsFiles[0].cert != "" {
+		cert, err := tls.LoadX509KeyPair(tlsFiles[0].cert, tlsFiles[0].key)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("API TLS certificate: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		scheme = "https"
+	}
 	srv := &http.Server{Handler: api.New(d, tokens), ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	fmt.Fprintf(cmd.ErrOrStderr(), "status page: http://%s/   API: http://%s/api/v1/hosts   metrics: http://%s/metrics\n",
-		ln.Addr(), ln.Addr(), ln.Addr())
+	fmt.Fprintf(cmd.ErrOrStderr(), "status page: %s://%s/   API: %s://%s/api/v1/hosts   metrics: %s://%s/metrics\n",
+		scheme, ln.Addr(), scheme, ln.Addr(), scheme, ln.Addr())
 
 	runErr := d.Run(ctx)
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

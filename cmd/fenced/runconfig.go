@@ -99,7 +99,7 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	}
 	actor.Paused = d.Fleet().Paused
 	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: %s, mode observe, collectors %v, tick %s\n", cfg.File(), reg.Names(), cfg.Tick)
-	return serve(ctx, cmd, d, cfg.Listen, tokens)
+	return serve(ctx, cmd, d, cfg.Listen, tokens, apiTLS{cfg.TLSCert, cfg.TLSKey})
 }
 
 // readTokens reads "ROLE TOKEN" lines (# comments allowed).

@@ -20,7 +20,9 @@ type Config struct {
 	Policy     string        `yaml:"policy"`      // policy file; default: built-in
 	Tick       time.Duration `yaml:"tick"`        // default 10s
 	TokensFile string        `yaml:"tokens_file"` // lines "ROLE TOKEN"; required unless listen is loopback
-	Hosts      []string      `yaml:"hosts"`       // hosts known up front
+	TLSCert    string        `yaml:"tls_cert"`    // serve the API over HTTPS with this certificate
+	TLSKey     string        `yaml:"tls_key"`
+	Hosts      []string      `yaml:"hosts"` // hosts known up front
 	Prometheus *Prometheus   `yaml:"prometheus"`
 	Webhooks   []Webhook     `yaml:"webhooks"`
 
@@ -66,6 +68,9 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	if c.Tick < time.Second {
 		return nil, doc.Errorf("tick", "must be at least 1s, have %s", c.Tick)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return nil, doc.Errorf("tls_cert", "tls_cert and tls_key go together")
 	}
 	if c.TokensFile == "" && !c.Loopback() {
 		return nil, doc.Errorf("tokens_file", "required when listen is not a loopback address")
