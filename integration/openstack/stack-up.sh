@@ -78,6 +78,7 @@ setsid epmd -address 127.0.0.1 -port $PORT_EPMD >$BASE/log/epmd.log 2>&1 & echo 
     RABBITMQ_DIST_PORT=$PORT_DIST ERL_EPMD_ADDRESS=127.0.0.1 RABBITMQ_PID_FILE=$BASE/run/rabbit.pid \
     RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS='-kernel inet_dist_use_interface {127,0,0,1}'
   exec setsid /usr/lib/rabbitmq/bin/rabbitmq-server >$BASE/log/rabbit-stdout.log 2>&1 ) &
+RABBIT_JOB=$!
 
 ###############################################################################
 # 3. config files
@@ -390,7 +391,8 @@ say "all schemas synced"
 
 ###############################################################################
 # 6. services
-wait_for rabbitmq 180 tcp_open $PORT_AMQP
+rabbit_ready() { tcp_open $PORT_AMQP && return 0; kill -0 $RABBIT_JOB 2>/dev/null || exit 1; return 1; }  # rabbit died: stop now (see log/rabbit-stdout.log)
+wait_for rabbitmq 180 rabbit_ready
 say "rabbitmq up"
 uw placement $PORT_PLACEMENT /usr/bin/placement-api 1 4 --env OS_PLACEMENT_CONFIG_DIR=$BASE/etc/placement
 # paste config must be the FIRST file in OS_NOVA_CONFIG_FILES (nova passes conf_files[0] to paste)
