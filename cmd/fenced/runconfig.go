@@ -15,6 +15,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/config"
 	"github.com/fencedhq/fenced/pkg/daemon"
+	"github.com/fencedhq/fenced/pkg/hypervisor"
 	"github.com/fencedhq/fenced/pkg/notify"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/signals"
@@ -56,8 +57,22 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 			return err
 		}
 	}
+	if lc := cfg.Libvirt; lc != nil {
+		var probes []*hypervisor.Probe
+		for h, uri := range lc.URIs {
+			pr, err := hypervisor.NewProbe(hypervisor.ProbeConfig{Host: h, URI: uri, CallTimeout: lc.CallTimeout, Log: logger})
+			if err != nil {
+				return err
+			}
+			defer pr.Close()
+			probes = append(probes, pr)
+		}
+		if err := reg.Register(&hypervisor.Collector{Probes: probes}); err != nil {
+			return err
+		}
+	}
 	if len(reg.Names()) == 0 {
-		return fmt.Errorf("%s: no collectors configured (add a prometheus: section)", cfg.File())
+		return fmt.Errorf("%s: no collectors configured (add a prometheus: or libvirt: section)", cfg.File())
 	}
 	var tokens map[string]api.Role
 	if cfg.TokensFile != "" {

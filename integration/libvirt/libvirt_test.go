@@ -266,3 +266,60 @@ func TestCPUStarvationRaisesLatency(t *testing.T) {
 		t.Fatal("gate open under CPU starvation")
 	}
 }
+
+// TestLatencyCurve measures the probe's latency under several CPU quotas.
+// It runs with FENCED_LIBVIRT_CURVE=1 (about 90 s); docs/hypervisor.md has
+// the table.
+func TestLatencyCurve(t *testing.T) {
+	if os.Getenv("FENCED_LIBVIRT_CURVE") == "" {
+		t.Skip("set FENCED_LIBVIRT_CURVE=1 to measure the latency curve (about 90 s)")
+	}
+	d := startLibvirtd(t)
+	t.Log("| CPU quota of libvirtd | calls | p50 | p95 | p99 | gate |")
+	for _, q := range []struct{ quota, period int }{{0, 0}, {10000, 100000}, {2000, 100000}, {1000, 100000}, {10000, 1000000}, {2000, 1000000}, {1000, 1000000}} {
+		p := probe(t, d, func(c *hypervisor.ProbeConfig) { c.CallTimeout = 5 * time.Second; c.LatencyWindow = time.Minute })
+		undo := func() {}
+		label := "none"
+		if q.quota > 0 {
+			undo = starve(t, d.pid, q.quota, q.period)
+			label = fmt.Sprintf("%g ms / %g ms", float64(q.quota)/1000, float64(q.period)/1000)
+		}
+		end := time.Now().Add(12 * time.Second)
+		for time.Now().Before(end) {
+			p.Tick(time.Now())
+			time.Sleep(20 * time.Millisecond)
+		}
+		st := p.Stats(time.Now())
+		open := "open"
+		if a := gate(p).Check(context.Background(), "cmp-017"); !a.Allowed {
+			open = "closed"
+		}
+		undo()
+		t.Logf("| %s | %d | %s | %s | %s | %s |", label, st.Samples, st.P50.Round(10*time.Microsecond), st.P95.Round(10*time.Microsecond), st.P99.Round(10*time.Microsecond), open)
+		p.Close()
+	}
+}
+
+func TestRunWithLibvirtProbe(t *testing.T) {
+	d := startLibvirtd(t)
+	bin := harness.Fenced(t)
+	port := harness.FreePort(t)
+	cfg := filepath.Join(t.TempDir(), "fenced.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("listen: 127.0.0.1:%d\ntick: 1s\nlibvirt:\n  uris: {cmp-017: %q}\n  call_timeout: 1s\n", port, d.uri)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	harness.Start(t, bin, "run", "--config", cfg, "--log-json")
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	harness.WaitHTTP(t, base+"/healthz", 30*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, _ := exec.Command(bin, "host", "cmp-017", "--server", base).CombinedOutput()
+		if strings.Contains(string(out), "libvirt_latency_p95_ms") && strings.Contains(string(out), "libvirt_timeout_pct") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fenced host shows no libvirt signals:\n%s", out)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}

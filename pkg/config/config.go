@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/fencedhq/fenced/pkg/signals"
@@ -24,6 +25,7 @@ type Config struct {
 	TLSKey     string        `yaml:"tls_key"`
 	Hosts      []string      `yaml:"hosts"` // hosts known up front
 	Prometheus *Prometheus   `yaml:"prometheus"`
+	Libvirt    *Libvirt      `yaml:"libvirt"`
 	Webhooks   []Webhook     `yaml:"webhooks"`
 
 	file string
@@ -36,6 +38,12 @@ type Prometheus struct {
 	HostMap   map[string]string `yaml:"host_map"`
 	Timeout   time.Duration     `yaml:"timeout"`
 	Queries   map[string]string `yaml:"queries"` // signal → PromQL; replaces the defaults when set
+}
+
+// Libvirt configures the management-path probes.
+type Libvirt struct {
+	URIs        map[string]string `yaml:"uris"`         // host → qemu+tcp://…/system, qemu+tls://…, qemu+ssh://…
+	CallTimeout time.Duration     `yaml:"call_timeout"` // default 2s
 }
 
 // Webhook is one on-call endpoint.
@@ -82,6 +90,16 @@ func Parse(name string, data []byte) (*Config, error) {
 		for sig := range p.Queries {
 			if !signals.Name(sig).Valid() {
 				return nil, doc.Errorf("prometheus.queries."+sig, "unknown signal")
+			}
+		}
+	}
+	if l := c.Libvirt; l != nil {
+		if len(l.URIs) == 0 {
+			return nil, doc.Errorf("libvirt.uris", "list at least one host")
+		}
+		for h, u := range l.URIs {
+			if !strings.Contains(u, "://") {
+				return nil, doc.Errorf("libvirt.uris."+h, "%q is not a libvirt URI", u)
 			}
 		}
 	}

@@ -219,6 +219,7 @@ func (p *Probe) trim(now time.Time) {
 
 // Stats is the probe's view of the management path.
 type Stats struct {
+	P50, P99   time.Duration
 	P95        time.Duration // latency p95 over the latency window (timeouts count at the timeout)
 	TimeoutPct float64       // timed-out or failed calls over the timeout window, percent
 	Samples    int           // calls in the latency window
@@ -248,7 +249,8 @@ func (p *Probe) Stats(now time.Time) Stats {
 	}
 	if len(lat) > 0 {
 		slices.Sort(lat)
-		st.P95 = lat[max(int(math.Ceil(0.95*float64(len(lat))))-1, 0)]
+		q := func(f float64) time.Duration { return lat[max(int(math.Ceil(f*float64(len(lat))))-1, 0)] }
+		st.P50, st.P95, st.P99 = q(0.5), q(0.95), q(0.99)
 	}
 	if total > 0 {
 		st.TimeoutPct = 100 * float64(bad) / float64(total)
