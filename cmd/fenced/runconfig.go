@@ -17,6 +17,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/hypervisor"
 	"github.com/fencedhq/fenced/pkg/notify"
+	"github.com/fencedhq/fenced/pkg/nova"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/signals"
 	"github.com/fencedhq/fenced/pkg/signals/prom"
@@ -57,6 +58,18 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 			return err
 		}
 	}
+	var control func(string) (signals.Control, bool)
+	if nc := cfg.Nova; nc != nil {
+		cl, err := nova.New(ctx, nova.Config{Cloud: nc.Cloud, Region: nc.Region, Interface: nc.Interface, ReportInterval: nc.ReportInterval, Logger: logger})
+		if err != nil {
+			return fmt.Errorf("%s: nova: %w", cfg.File(), err)
+		}
+		col := &nova.Collector{Client: cl}
+		if err := reg.Register(col); err != nil {
+			return err
+		}
+		control = col.Control
+	}
 	if lc := cfg.Libvirt; lc != nil {
 		var probes []*hypervisor.Probe
 		for h, uri := range lc.URIs {
@@ -72,7 +85,7 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		}
 	}
 	if len(reg.Names()) == 0 {
-		return fmt.Errorf("%s: no collectors configured (add a prometheus: or libvirt: section)", cfg.File())
+		return fmt.Errorf("%s: no collectors configured (add a prometheus:, nova: or libvirt: section)", cfg.File())
 	}
 	var tokens map[string]api.Role
 	if cfg.TokensFile != "" {
@@ -108,7 +121,7 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	}
 	actor := &playbook.Actor{Mode: playbook.ModeObserve, Notify: notifier, Clock: clk, Log: logger}
 	d, err := daemon.New(daemon.Config{Policy: p, Tick: cfg.Tick, Clock: clk, Log: logger, Audit: auditLog,
-		Source: reg, Actor: actor, Hosts: cfg.Hosts, Webhooks: whStats})
+		Source: reg, Actor: actor, Hosts: cfg.Hosts, Webhooks: whStats, Control: control})
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ type Config struct {
 	Hosts      []string      `yaml:"hosts"` // hosts known up front
 	Prometheus *Prometheus   `yaml:"prometheus"`
 	Libvirt    *Libvirt      `yaml:"libvirt"`
+	Nova       *Nova         `yaml:"nova"`
 	Webhooks   []Webhook     `yaml:"webhooks"`
 
 	file string
@@ -38,6 +39,14 @@ type Prometheus struct {
 	HostMap   map[string]string `yaml:"host_map"`
 	Timeout   time.Duration     `yaml:"timeout"`
 	Queries   map[string]string `yaml:"queries"` // signal → PromQL; replaces the defaults when set
+}
+
+// Nova configures the compute API (auth as the openstack CLI: clouds.yaml or OS_*).
+type Nova struct {
+	Cloud          string        `yaml:"cloud"` // clouds.yaml entry (default: OS_CLOUD, then OS_* variables)
+	Region         string        `yaml:"region"`
+	Interface      string        `yaml:"interface"`       // public, internal, admin
+	ReportInterval time.Duration `yaml:"report_interval"` // Nova's report_interval (default 10s)
 }
 
 // Libvirt configures the management-path probes.
