@@ -4,7 +4,7 @@ BIN       := bin/fenced
 PKGS      := ./cmd/... ./pkg/...
 INTEG     := ./integration/...
 
-.PHONY: all build test unit integration deps demo bench lint clean
+.PHONY: all build test unit integration deps demo bench saturation lint clean
 
 all: build
 
@@ -33,6 +33,10 @@ demo: build
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/signals/
 	$(GO) run ./bench/scale -hosts 10000 -ticks 30
+
+## saturation: the B.4 lab (about three minutes; writes docs/saturation.md and .png)
+saturation: deps
+	FENCED_SATURATION=1 $(GO) test -count=1 -v -timeout 20m ./integration/saturation/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
