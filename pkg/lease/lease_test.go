@@ -3,6 +3,7 @@ package lease
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -40,7 +41,10 @@ func client(t *testing.T) *clientv3.Client {
 	return c
 }
 
-func prefix(t *testing.T) string { return "/test/" + t.Name() + "/" }
+// prefix is unique per test run (the embedded etcd is shared across -count runs).
+func prefix(t *testing.T) string {
+	return fmt.Sprintf("/test/%s/%d/", t.Name(), time.Now().UnixNano())
+}
 
 // lead runs an elector in the background and hands out its leaderships.
 func lead(t *testing.T, ctx context.Context, e *Elector) (<-chan Leadership, chan struct{}) {
@@ -107,7 +111,8 @@ func TestLosingTheSessionCancelsLeaderWork(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cli := client(t)
-	e := &Elector{Client: cli, Prefix: prefix(t), TTL: 2 * time.Second, ID: "a"}
+	p := prefix(t)
+	e := &Elector{Client: cli, Prefix: p, TTL: 2 * time.Second, ID: "a"}
 	ls, _ := lead(t, ctx, e)
 	l := <-ls
 	// revoke the lease behind the elector's back, as an expired session would
@@ -123,7 +128,7 @@ func TestLosingTheSessionCancelsLeaderWork(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("leader context not cancelled after the session was lost")
 	}
-	if err := (&Store{Client: cli, Prefix: prefix(t)}).Check(ctx, l); !errors.Is(err, ErrNotLeader) {
+	if err := (&Store{Client: cli, Prefix: p}).Check(ctx, l); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("check after loss: %v", err)
 	}
 }
@@ -132,10 +137,11 @@ func TestPendingIntents(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cli := client(t)
-	e := &Elector{Client: cli, Prefix: prefix(t), TTL: 2 * time.Second, ID: "a"}
+	p := prefix(t)
+	e := &Elector{Client: cli, Prefix: p, TTL: 2 * time.Second, ID: "a"}
 	ls, _ := lead(t, ctx, e)
 	l := <-ls
-	s := &Store{Client: cli, Prefix: prefix(t)}
+	s := &Store{Client: cli, Prefix: p}
 	for _, id := range []string{"req-1", "req-2"} {
 		if err := s.WriteIntent(ctx, l, Intent{ID: id, Host: "cmp-017", Action: "power_cycle", At: time.Now()}); err != nil {
 			t.Fatal(err)
@@ -144,12 +150,12 @@ func TestPendingIntents(t *testing.T) {
 	if err := s.WriteOutcome(ctx, l, Outcome{ID: "req-1", OK: true, At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	p, err := s.Pending(ctx)
-	if err != nil || len(p) != 1 || p[0].ID != "req-2" || p[0].Token != l.Token {
-		t.Fatalf("pending %+v %v", p, err)
+	pend, err := s.Pending(ctx)
+	if err != nil || len(pend) != 1 || pend[0].ID != "req-2" || pend[0].Token != l.Token {
+		t.Fatalf("pending %+v %v", pend, err)
 	}
 	// a record of another schema is refused with its key
-	if _, err := cli.Put(ctx, prefix(t)+"hosts/x", `{"schema":99,"data":{}}`); err != nil {
+	if _, err := cli.Put(ctx, p+"hosts/x", `{"schema":99,"data":{}}`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Hosts[map[string]any](ctx, s); err == nil {
