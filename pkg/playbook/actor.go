@@ -21,6 +21,8 @@ type Server struct {
 
 // ControlPlane is what the playbook needs from Nova.
 type ControlPlane interface {
+	// Disable stops scheduling on the host; the implementation records the
+	// reason as fenced's (pkg/nova prefixes it with "fenced: ").
 	Disable(ctx context.Context, host, reason string) error
 	Enable(ctx context.Context, host string) error
 	ForceDown(ctx context.Context, host string, down bool) error
@@ -159,6 +161,20 @@ func (a *Actor) unfence(ctx context.Context, h *Host) error {
 	return a.do(ctx, h, "enable", "", "", func(c context.Context) error { return a.Nova.Enable(c, h.Name) })
 }
 
+// freeze stops new scheduling on the host, unless it is already frozen:
+// scheduling runs only in normal and restored, so a host coming from
+// anywhere else was disabled on the way.
+func (a *Actor) freeze(ctx context.Context, h *Host, from State) {
+	if from != Normal && from != Restored {
+		return
+	}
+	if err := a.do(ctx, h, "disable", "", h.Reason, func(c context.Context) error {
+		return a.Nova.Disable(c, h.Name, "execution divergence: "+h.Reason)
+	}); err != nil {
+		a.Log.Warn().Str("host", h.Name).Str("action", "disable").Err(err).Msg("freeze scheduling failed")
+	}
+}
+
 // Enter performs the entry actions of h.State. It returns the follow-up
 // event its outcome implies (and why), or "" to wait for the next tick.
 func (a *Actor) Enter(ctx context.Context, h *Host, from State) (Event, string) {
@@ -166,25 +182,14 @@ func (a *Actor) Enter(ctx context.Context, h *Host, from State) (Event, string) 
 	observe := a.Mode == ModeObserve || (a.Paused != nil && a.Paused() && h.State != Normal && h.State != Restored)
 	switch h.State {
 	case Warn:
-		if observe || from != Normal {
-			return "", ""
-		}
-		if err := a.do(ctx, h, "disable", "", h.Reason, func(c context.Context) error {
-			return a.Nova.Disable(c, h.Name, "fenced: execution divergence "+h.Reason)
-		}); err != nil {
-			a.Log.Warn().Str("host", h.Name).Str("action", "disable").Err(err).Msg("freeze scheduling failed")
+		if !observe {
+			a.freeze(ctx, h, from)
 		}
 	case Critical:
 		if observe || h.ControlFenced {
 			return "", ""
 		}
-		if from == Normal {
-			if err := a.do(ctx, h, "disable", "", h.Reason, func(c context.Context) error {
-				return a.Nova.Disable(c, h.Name, "fenced: critical "+h.Reason)
-			}); err != nil {
-				a.Log.Warn().Str("host", h.Name).Err(err).Msg("disable failed")
-			}
-		}
+		a.freeze(ctx, h, from)
 		if err := a.do(ctx, h, "force_down", "", h.Reason, func(c context.Context) error { return a.Nova.ForceDown(c, h.Name, true) }); err != nil {
 			return EvGiveUp, "control-plane fence failed: " + err.Error()
 		}

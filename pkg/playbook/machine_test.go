@@ -215,3 +215,25 @@ func TestOperatorEventInWrongStateIsAnError(t *testing.T) {
 		t.Fatal("approve of a normal host accepted")
 	}
 }
+
+func TestRelapseFromRestoredFreezesSchedulingAgain(t *testing.T) {
+	w := &fakeWorld{}
+	m := newTestMachine(t, ModeApprove, w, Restored)
+	warn := &signals.Verdict{D: 0.5, Level: signals.LevelWarn}
+	for i := 0; i < 4; i++ { // d over d_warn for the 30 s dwell
+		if _, err := m.Step(context.Background(), Input{Now: t0.Add(time.Duration(i) * 10 * time.Second), Verdict: warn, Fleet: calmFleet}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m.Host().State != Warn || indexOf(w.calls, "disable cmp-017") < 0 {
+		t.Fatalf("restored → warn must disable scheduling again: state %s, calls %v", m.Host().State, w.calls)
+	}
+	// critical from warn does not disable twice
+	w.calls = nil
+	if _, err := m.Step(context.Background(), Input{Now: t0.Add(time.Minute), Verdict: critical(), Fleet: calmFleet}); err != nil {
+		t.Fatal(err)
+	}
+	if indexOf(w.calls, "disable cmp-017") >= 0 || indexOf(w.calls, "force_down cmp-017 true") < 0 {
+		t.Fatalf("warn → critical: %v", w.calls)
+	}
+}
