@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fencedhq/fenced/pkg/policy"
+	"github.com/fencedhq/fenced/pkg/signals"
 )
 
 func newPolicyCmd() *cobra.Command {
@@ -65,7 +66,7 @@ func printPolicy(cmd *cobra.Command, path string, p *policy.Policy) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		s := sc.Signals[signalName(n)]
+		s := sc.Signals[signals.Name(n)]
 		trig := ""
 		if s.Trigger {
 			trig = "critical alone"

@@ -11,11 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fencedhq/fenced/pkg/signals"
 	"github.com/fencedhq/fenced/pkg/trace"
 )
-
-func signalName(s string) signals.Name { return signals.Name(s) }
 
 func newTraceCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "trace", Short: "Generate synthetic traces for simulate"}

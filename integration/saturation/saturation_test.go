@@ -37,12 +37,6 @@ type row struct {
 	gate                     bool
 }
 
-func readInt(path string) int64 {
-	b, _ := os.ReadFile(path)
-	v, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	return v
-}
-
 func throttledNS(cg string) int64 {
 	b, _ := os.ReadFile(filepath.Join(cg, "cpu.stat"))
 	for _, l := range strings.Split(string(b), "\n") {

@@ -23,9 +23,6 @@ func (Real) Now() time.Time { return time.Now() }
 // After is time.After.
 func (Real) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
-// Since returns c.Now().Sub(t).
-func Since(c Clock, t time.Time) time.Duration { return c.Now().Sub(t) }
-
 // Fake is a manually advanced clock for tests and simulations.
 type Fake struct {
 	mu      sync.Mutex

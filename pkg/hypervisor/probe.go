@@ -278,18 +278,12 @@ func (p *Probe) Host() string { return p.cfg.Host }
 // libvirt's keepalive).
 func (p *Probe) Close() {
 	p.mu.Lock()
-	c := p.conn
+	c, busy := p.conn, p.inFlight
 	p.conn = nil
 	p.mu.Unlock()
-	if c != nil && !p.inFlightLocked() {
+	if c != nil && !busy {
 		c.Close()
 	}
-}
-
-func (p *Probe) inFlightLocked() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.inFlight
 }
 
 // Collector runs probes as a signals.Collector.

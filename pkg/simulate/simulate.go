@@ -39,14 +39,13 @@ type Options struct {
 
 // HostResult is what happened to one host.
 type HostResult struct {
-	Host     string
-	Onset    time.Time                          // first tick with a fresh signal over warn
-	First    map[playbook.State]time.Time       // first entry into each state
-	Final    playbook.State                     // state at the end
-	Note     string                             // last reason the playbook gave (holds, waits)
-	Changes  int                                // number of state changes
-	Reasons  map[playbook.State]string          // reason of the first entry into each state
-	Verdicts map[playbook.State]signals.Verdict `json:"-"`
+	Host    string
+	Onset   time.Time                    // first tick with a fresh signal over warn
+	First   map[playbook.State]time.Time // first entry into each state
+	Final   playbook.State               // state at the end
+	Note    string                       // last reason the playbook gave (holds, waits)
+	Changes int                          // number of state changes
+	Reasons map[playbook.State]string    // reason of the first entry into each state
 }
 
 // Result summarises a run.
@@ -160,7 +159,7 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 func (rn *runner) hostSeen(name string) {
 	if _, ok := rn.res.Hosts[name]; !ok {
 		rn.fleet.Add(name)
-		rn.res.Hosts[name] = &HostResult{Host: name, First: map[playbook.State]time.Time{}, Reasons: map[playbook.State]string{}, Verdicts: map[playbook.State]signals.Verdict{}}
+		rn.res.Hosts[name] = &HostResult{Host: name, First: map[playbook.State]time.Time{}, Reasons: map[playbook.State]string{}}
 	}
 }
 
@@ -205,7 +204,7 @@ func (rn *runner) verdict(host string, v *signals.Verdict) {
 func (rn *runner) change(c playbook.Change, v *signals.Verdict) {
 	hr := rn.res.Hosts[c.Host]
 	if _, ok := hr.First[c.To]; !ok {
-		hr.First[c.To], hr.Reasons[c.To], hr.Verdicts[c.To] = c.At, c.Reason, *v
+		hr.First[c.To], hr.Reasons[c.To] = c.At, c.Reason
 	}
 	hr.Changes++
 	rn.res.Changes = append(rn.res.Changes, c)
