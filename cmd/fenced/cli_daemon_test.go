@@ -14,14 +14,11 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/fencedhq/fenced/pkg/api"
-	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/lab"
 	"github.com/fencedhq/fenced/pkg/lease"
-	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/policy"
-	"github.com/fencedhq/fenced/pkg/report"
 )
 
 // TestCLIAgainstAnInProcessDaemon runs the CLI against the HTTPS API of an
@@ -46,21 +43,12 @@ func TestCLIAgainstAnInProcessDaemon(t *testing.T) {
 	clk := clock.NewScaled(60)
 	world := lab.NewWorld(clk.Now, 30*time.Second, p.SignalsConfig())
 	gen := lab.NewGenerator(12, clk.Now(), 0, world)
-	store := &lease.Store{Client: cli, Prefix: "/fenced/"}
-	auditLog := audit.New(lease.AuditStore{S: store}, clk)
-	actor := &playbook.Actor{Mode: p.PlaybookConfig().Mode, Nova: world, Gate: world, Power: world, Checker: world, Notify: world, Clock: clk, Log: zerolog.Nop()}
-	d, err := daemon.New(daemon.Config{Policy: p, Tick: 5 * time.Second, Clock: clk, Log: zerolog.Nop(), Audit: auditLog,
-		HA:     &daemon.HA{Elector: &lease.Elector{Client: cli, Prefix: "/fenced/", TTL: 3 * time.Second, ID: "cli-test"}, Store: store},
-		Source: lab.Source{Gen: gen, World: world}, Actor: actor, Control: world.Control, Hosts: gen.Hosts,
-		Capacity: func(h string) report.Capacity {
-			c, v, r2 := world.Capacity(h)
-			return report.Capacity{Cores: c, VCPUs: v, R2: r2, Known: true}
-		}})
+	d, err := daemon.NewReplica(ctx, daemon.ReplicaConfig{Policy: p, Clock: clk, Log: zerolog.Nop(), Tick: 5 * time.Second,
+		Etcd: cli, ID: "cli-test", TTL: 3 * time.Second, Backends: world.Backends(gen)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	world.SetViews(d.Fleet())
-	actor.Journal = d.Journal(&audit.Journal{Log: auditLog, PolicyVersion: p.Version()})
 	go d.Run(ctx)
 
 	viewer, operator := "viewer-token-0123456789", "operator-token-0123456789"

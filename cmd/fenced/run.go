@@ -18,7 +18,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fencedhq/fenced/pkg/api"
-	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/fencing/redfish"
@@ -27,8 +26,6 @@ import (
 	"github.com/fencedhq/fenced/pkg/lease"
 	"github.com/fencedhq/fenced/pkg/notify"
 	"github.com/fencedhq/fenced/pkg/playbook"
-	"github.com/fencedhq/fenced/pkg/report"
-	"github.com/fencedhq/fenced/pkg/signals"
 )
 
 type runOpts struct {
@@ -119,22 +116,6 @@ in observe mode only: it classifies hosts and notifies, and changes nothing.`,
 	return cmd
 }
 
-// labBackends is what a replica acts on in the lab: in-process (--dev) or a
-// shared lab server (--lab URL, several replicas).
-type labBackends struct {
-	source    daemon.Source
-	nova      playbook.ControlPlane
-	gate      playbook.Gate
-	power     playbook.PowerFencer
-	checker   playbook.HostChecker
-	notify    playbook.Notifier
-	control   func(string) (signals.Control, bool)
-	hosts     []string
-	reconcile func(context.Context, lease.Intent) (bool, error)
-	capacity  func(string) report.Capacity
-	world     *lab.World // in-process only
-}
-
 func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	p, err := loadPolicy(o.policyPath, o.mode)
 	if err != nil {
@@ -152,22 +133,15 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		host, _ := os.Hostname()
 		id = fmt.Sprintf("%s/%d", host, os.Getpid())
 	}
-	var be labBackends
+	var be daemon.Backends
+	var world *lab.World
 	if o.labURL != "" {
-		r := &lab.Remote{URL: o.labURL, Replica: id}
-		be = labBackends{source: r, nova: r, gate: r, power: r, checker: r, notify: r, control: r.Control,
-			reconcile: func(ctx context.Context, in lease.Intent) (bool, error) {
-				if in.Action != "power_cycle" {
-					return false, nil
-				}
-				ps, err := r.Power(ctx, in.Host)
-				return err == nil && !ps.RebootedAt.Before(in.At), err
-			}}
+		be = (&lab.Remote{URL: o.labURL, Replica: id}).Backends()
 	} else {
 		if o.hosts < 2 {
 			return fmt.Errorf("--hosts: need at least 2")
 		}
-		world := lab.NewWorld(clk.Now, o.rebootTime, p.SignalsConfig())
+		world = lab.NewWorld(clk.Now, o.rebootTime, p.SignalsConfig())
 		gen := lab.NewGenerator(o.hosts, clk.Now(), o.starveAfter, world)
 		gen.Ramp = o.ramp
 		power, stopBMC, err := labBMC(ctx, gen.Hosts, world, o.bmcDelay)
@@ -175,15 +149,8 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 			return err
 		}
 		defer stopBMC()
-		be = labBackends{source: lab.Source{Gen: gen, World: world}, nova: world, gate: world, power: power, checker: world,
-			notify: world, control: world.Control, hosts: gen.Hosts, world: world,
-			reconcile: func(_ context.Context, in lease.Intent) (bool, error) {
-				return in.Action == "power_cycle" && !world.RebootedAt(in.Host).Before(in.At), nil
-			},
-			capacity: func(h string) report.Capacity {
-				c, v, r2 := world.Capacity(h)
-				return report.Capacity{Cores: c, VCPUs: v, R2: r2, Known: true}
-			}}
+		be = world.Backends(gen)
+		be.Power = power // fence through Redfish
 		fmt.Fprintf(cmd.ErrOrStderr(), "fenced run --dev: %d lab hosts, mode %s, tick %s; %s starts starving in %s\n",
 			o.hosts, p.PlaybookConfig().Mode, o.tick, gen.Victim, o.starveAfter)
 	}
@@ -217,38 +184,20 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		return err
 	}
 	defer cli.Close()
-	const prefix = "/fenced/"
-	store := &lease.Store{Client: cli, Prefix: prefix}
-	auditLog := audit.New(lease.AuditStore{S: store}, clk)
-	notifier := be.notify
-	var whStats func() map[string]int64
+	var eps []notify.Endpoint
 	if len(o.webhooks) > 0 {
-		eps, err := parseWebhooks(o.webhooks, o.secretFile)
-		if err != nil {
+		if eps, err = parseWebhooks(o.webhooks, o.secretFile); err != nil {
 			return err
 		}
-		wh := notify.New(ctx, notify.Config{Endpoints: eps, Log: logger, Recorder: notify.AuditRecorder{Log: auditLog}})
-		notifier, whStats = notify.Fanout{notifier, wh}, wh.Counters
 	}
-	pc := p.PlaybookConfig()
-	actor := &playbook.Actor{Mode: pc.Mode, Nova: be.nova, Gate: be.gate, Power: be.power, Checker: be.checker,
-		Notify: notifier, Clock: clk, Log: logger, ActionTimeout: time.Minute}
-	ha := &daemon.HA{
-		Elector:   &lease.Elector{Client: cli, Prefix: prefix, TTL: o.ttl, ID: id},
-		Store:     store,
-		Settle:    o.settle,
-		Reconcile: be.reconcile,
-	}
-	d, err := daemon.New(daemon.Config{Policy: p, Tick: o.tick, Clock: clk, Log: logger.With().Str("replica", id).Logger(), Audit: auditLog, HA: ha,
-		Source: be.source, Actor: actor, Control: be.control, Hosts: be.hosts, Capacity: be.capacity, Webhooks: whStats})
+	d, err := daemon.NewReplica(ctx, daemon.ReplicaConfig{Policy: p, Clock: clk, Log: logger, Tick: o.tick, Etcd: cli,
+		ID: id, TTL: o.ttl, Settle: o.settle, Backends: be, Webhooks: eps})
 	if err != nil {
 		return err
 	}
-	if be.world != nil {
-		be.world.SetViews(d.Fleet())
+	if world != nil {
+		world.SetViews(d.Fleet())
 	}
-	actor.Paused, actor.Observe = d.Fleet().Paused, d.ObserveAction
-	actor.Journal = d.Journal(&audit.Journal{Log: auditLog, PolicyVersion: p.Version()})
 	return serve(ctx, cmd, d, o.listen, nil)
 }
 

@@ -9,7 +9,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/lab"
@@ -37,22 +36,13 @@ func replica(t *testing.T, endpoints []string, id string, world *lab.World, clk 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cli.Close() })
-	store := &lease.Store{Client: cli, Prefix: "/fenced/"}
-	gen := lab.NewGenerator(12, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), 0, world)
-	gen.Start = clk.Now()
-	auditLog := audit.New(lease.AuditStore{S: store}, clk)
-	actor := &playbook.Actor{Mode: p.PlaybookConfig().Mode, Nova: world, Gate: world, Power: world, Checker: world, Notify: world, Clock: clk, Log: zerolog.Nop()}
-	ha := &daemon.HA{Elector: &lease.Elector{Client: cli, Prefix: "/fenced/", TTL: 3 * time.Second, ID: id}, Store: store, Settle: time.Second,
-		Reconcile: func(_ context.Context, in lease.Intent) (bool, error) {
-			return !world.RebootedAt(in.Host).Before(in.At), nil
-		}}
-	d, err := daemon.New(daemon.Config{Policy: p, Tick: 5 * time.Second, Clock: clk, Log: testLog(t, id), Audit: auditLog, HA: ha,
-		Source: lab.Source{Gen: gen, World: world}, Actor: actor, Control: world.Control, Hosts: gen.Hosts})
+	gen := lab.NewGenerator(12, clk.Now(), 0, world)
+	d, err := daemon.NewReplica(context.Background(), daemon.ReplicaConfig{Policy: p, Clock: clk, Log: testLog(t, id), Tick: 5 * time.Second,
+		Etcd: cli, ID: id, TTL: 3 * time.Second, Settle: time.Second, Backends: world.Backends(gen)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	world.SetViews(d.Fleet())
-	actor.Journal = d.Journal(&audit.Journal{Log: auditLog, PolicyVersion: p.Version()})
 	return d
 }
 

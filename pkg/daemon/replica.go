@@ -1,0 +1,82 @@
+package daemon
+
+import (
+	"context"
+	"time"
+
+	"github.com/rs/zerolog"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/fencedhq/fenced/pkg/audit"
+	"github.com/fencedhq/fenced/pkg/clock"
+	"github.com/fencedhq/fenced/pkg/lease"
+	"github.com/fencedhq/fenced/pkg/notify"
+	"github.com/fencedhq/fenced/pkg/playbook"
+	"github.com/fencedhq/fenced/pkg/policy"
+	"github.com/fencedhq/fenced/pkg/report"
+	"github.com/fencedhq/fenced/pkg/signals"
+)
+
+// Backends is what a replica observes and acts on.
+type Backends struct {
+	Source  Source
+	Nova    playbook.ControlPlane
+	Gate    playbook.Gate
+	Power   playbook.PowerFencer
+	Checker playbook.HostChecker
+	Notify  playbook.Notifier
+	Control func(host string) (signals.Control, bool)
+	// Reconcile tells whether a previous leader's action happened (see HA).
+	Reconcile func(ctx context.Context, in lease.Intent) (bool, error)
+	Capacity  func(host string) report.Capacity
+	Hosts     []string
+}
+
+// ReplicaConfig is one HA replica on etcd.
+type ReplicaConfig struct {
+	Policy   *policy.Policy
+	Clock    clock.Clock
+	Log      zerolog.Logger
+	Tick     time.Duration
+	Etcd     *clientv3.Client
+	Prefix   string // default "/fenced/"
+	ID       string // this replica's name
+	TTL      time.Duration
+	Settle   time.Duration
+	Backends Backends
+	Webhooks []notify.Endpoint // on-call, recorded in the audit log
+}
+
+// NewReplica wires a daemon as one replica: host records, intents and the
+// audit chain in etcd, the playbook's actor journalling under the fencing
+// token, webhooks recorded in the audit log. ctx bounds the webhook worker.
+func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
+	if cfg.Prefix == "" {
+		cfg.Prefix = "/fenced/"
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	store := &lease.Store{Client: cfg.Etcd, Prefix: cfg.Prefix}
+	auditLog := audit.New(lease.AuditStore{S: store}, cfg.Clock)
+	be := cfg.Backends
+	notifier := be.Notify
+	var whStats func() map[string]int64
+	if len(cfg.Webhooks) > 0 {
+		wh := notify.New(ctx, notify.Config{Endpoints: cfg.Webhooks, Log: cfg.Log, Recorder: notify.AuditRecorder{Log: auditLog}})
+		notifier, whStats = notify.Fanout{notifier, wh}, wh.Counters
+	}
+	actor := &playbook.Actor{Mode: cfg.Policy.PlaybookConfig().Mode, Nova: be.Nova, Gate: be.Gate, Power: be.Power, Checker: be.Checker,
+		Notify: notifier, Clock: cfg.Clock, Log: cfg.Log, ActionTimeout: time.Minute}
+	ha := &HA{Elector: &lease.Elector{Client: cfg.Etcd, Prefix: cfg.Prefix, TTL: cfg.TTL, ID: cfg.ID}, Store: store,
+		Settle: cfg.Settle, Reconcile: be.Reconcile}
+	d, err := New(Config{Policy: cfg.Policy, Tick: cfg.Tick, Clock: cfg.Clock, Log: cfg.Log.With().Str("replica", cfg.ID).Logger(),
+		Audit: auditLog, HA: ha, Source: be.Source, Actor: actor, Control: be.Control, Hosts: be.Hosts,
+		Capacity: be.Capacity, Webhooks: whStats})
+	if err != nil {
+		return nil, err
+	}
+	actor.Paused, actor.Observe = d.Fleet().Paused, d.ObserveAction
+	actor.Journal = d.Journal(&audit.Journal{Log: auditLog, PolicyVersion: cfg.Policy.Version()})
+	return d, nil
+}

@@ -1,0 +1,35 @@
+package lab
+
+import (
+	"context"
+
+	"github.com/fencedhq/fenced/pkg/daemon"
+	"github.com/fencedhq/fenced/pkg/lease"
+	"github.com/fencedhq/fenced/pkg/report"
+)
+
+// Backends is the in-process world as a replica's backends. Call SetViews
+// with the replica's fleet once it exists (the gate picks normal hosts).
+func (w *World) Backends(gen *Generator) daemon.Backends {
+	return daemon.Backends{Source: Source{Gen: gen, World: w}, Nova: w, Gate: w, Power: w, Checker: w, Notify: w,
+		Control: w.Control, Hosts: gen.Hosts,
+		Reconcile: func(_ context.Context, in lease.Intent) (bool, error) {
+			return in.Action == "power_cycle" && !w.RebootedAt(in.Host).Before(in.At), nil
+		},
+		Capacity: func(h string) report.Capacity {
+			c, v, r2 := w.Capacity(h)
+			return report.Capacity{Cores: c, VCPUs: v, R2: r2, Known: true}
+		}}
+}
+
+// Backends is a shared lab server as a replica's backends.
+func (r *Remote) Backends() daemon.Backends {
+	return daemon.Backends{Source: r, Nova: r, Gate: r, Power: r, Checker: r, Notify: r, Control: r.Control,
+		Reconcile: func(ctx context.Context, in lease.Intent) (bool, error) {
+			if in.Action != "power_cycle" {
+				return false, nil
+			}
+			ps, err := r.Power(ctx, in.Host)
+			return err == nil && !ps.RebootedAt.Before(in.At), err
+		}}
+}
