@@ -232,7 +232,7 @@ func newHostCmd() *cobra.Command {
 
 func newOperateCmd(action string) *cobra.Command {
 	o := &clientOpts{}
-	var reason, operator string
+	w := &writeOpts{}
 	short := map[string]string{
 		"approve": "Approve the irreversible step (evacuation or power cycle) for a host waiting for it",
 		"abort":   "Abort fencing of a host: back to watching, with a cool-down",
@@ -245,13 +245,13 @@ func newOperateCmd(action string) *cobra.Command {
 		Example: fmt.Sprintf("  fenced %s cmp-017 --reason \"libvirt frozen, VMs unreachable (INC-4711)\"", action),
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if strings.TrimSpace(reason) == "" {
-				return fmt.Errorf("--reason is required: it goes into the audit log")
+			if err := w.check(); err != nil {
+				return err
 			}
 			var rep struct {
 				Changes []struct{ From, To, Reason string }
 			}
-			if err := o.call(cmd.Context(), "POST", "/api/v1/hosts/"+args[0]+"/"+action, api.OperateRequest{Operator: operator, Reason: reason}, &rep); err != nil {
+			if err := o.call(cmd.Context(), "POST", "/api/v1/hosts/"+args[0]+"/"+action, w.request(), &rep); err != nil {
 				return err
 			}
 			if o.asJSON {
@@ -267,18 +267,13 @@ func newOperateCmd(action string) *cobra.Command {
 		},
 	}
 	o.flags(cmd)
-	user := os.Getenv("USER")
-	if user == "" {
-		user = "unknown"
-	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why (required; written to the audit log)")
-	cmd.Flags().StringVar(&operator, "operator", user, "who is acting")
+	w.flags(cmd)
 	return cmd
 }
 
 func newPauseCmd(pause bool) *cobra.Command {
 	o := &clientOpts{}
-	var reason, operator string
+	w := &writeOpts{}
 	name, short := "resume", "Resume automatic fencing fleet-wide"
 	if pause {
 		name, short = "pause", "Pause fencing fleet-wide: hosts are still classified and on-call notified, nothing is acted on"
@@ -289,11 +284,11 @@ func newPauseCmd(pause bool) *cobra.Command {
 		Example: fmt.Sprintf("  fenced %s --reason \"storage maintenance, CHG-1234\"", name),
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if strings.TrimSpace(reason) == "" {
-				return fmt.Errorf("--reason is required: it goes into the audit log")
+			if err := w.check(); err != nil {
+				return err
 			}
 			var rep map[string]bool
-			if err := o.call(cmd.Context(), "POST", "/api/v1/"+name, api.OperateRequest{Operator: operator, Reason: reason}, &rep); err != nil {
+			if err := o.call(cmd.Context(), "POST", "/api/v1/"+name, w.request(), &rep); err != nil {
 				return err
 			}
 			if o.asJSON {
@@ -304,12 +299,7 @@ func newPauseCmd(pause bool) *cobra.Command {
 		},
 	}
 	o.flags(cmd)
-	user := os.Getenv("USER")
-	if user == "" {
-		user = "unknown"
-	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why (required; written to the audit log)")
-	cmd.Flags().StringVar(&operator, "operator", user, "who is acting")
+	w.flags(cmd)
 	return cmd
 }
 
@@ -363,4 +353,27 @@ func newReportCmd() *cobra.Command {
 	}
 	o.flags(cmd)
 	return cmd
+}
+
+// writeOpts are the flags every write carries into the audit log.
+type writeOpts struct{ reason, operator string }
+
+func (w *writeOpts) flags(cmd *cobra.Command) {
+	user := os.Getenv("USER")
+	if user == "" {
+		user = "unknown"
+	}
+	cmd.Flags().StringVar(&w.reason, "reason", "", "why (required; written to the audit log)")
+	cmd.Flags().StringVar(&w.operator, "operator", user, "who is acting")
+}
+
+func (w *writeOpts) check() error {
+	if strings.TrimSpace(w.reason) == "" {
+		return fmt.Errorf("--reason is required: it goes into the audit log")
+	}
+	return nil
+}
+
+func (w *writeOpts) request() api.OperateRequest {
+	return api.OperateRequest{Operator: w.operator, Reason: w.reason}
 }
