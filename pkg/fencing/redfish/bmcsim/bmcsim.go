@@ -54,6 +54,13 @@ type Sim struct {
 	// OnReset, when set, is told of every reset a system accepts (the dev
 	// lab reboots its simulated host).
 	OnReset func(system, resetType string)
+	// OnPower, when set, is told each time a system's power settles at "On"
+	// or "Off" after a reset, that is after the power delay (a power cycle
+	// reports Off, then On). Calls run on a goroutine of their own, one at a
+	// time in the order the changes happened, never under the simulator's
+	// lock: the hook may be slow and may call the simulator. SetPower does
+	// not report. Set it before serving.
+	OnPower func(system, state string)
 	now     func() time.Time
 
 	mu       sync.Mutex
@@ -61,7 +68,11 @@ type Sim struct {
 	sessions map[string]time.Time // token → last use
 	ids      map[string]string    // session id → token
 	logins   int
+	powerQ   []powerEvent // settled power changes not yet given to OnPower
+	powerRun bool         // a goroutine is delivering powerQ
 }
+
+type powerEvent struct{ system, state string }
 
 // Logins counts login attempts (sessions requested), good or bad.
 func (s *Sim) Logins() int {
@@ -132,8 +143,57 @@ func (s *Sim) advance(sys *system) {
 	now := s.now()
 	for len(sys.plan) > 0 && !sys.plan[0].at.After(now) {
 		sys.power, sys.changed = sys.plan[0].state, sys.plan[0].at
+		if s.OnPower != nil && (sys.power == "On" || sys.power == "Off") {
+			s.powerQ = append(s.powerQ, powerEvent{sys.id, sys.power})
+		}
 		sys.plan = sys.plan[1:]
 	}
+}
+
+// settleLater applies a system's planned On and Off steps when they are due,
+// so OnPower hears of them without anyone asking for the power state.
+func (s *Sim) settleLater(sys *system) {
+	if s.OnPower == nil {
+		return
+	}
+	now := s.now()
+	for _, st := range sys.plan {
+		if st.state != "On" && st.state != "Off" {
+			continue
+		}
+		time.AfterFunc(st.at.Sub(now), func() {
+			s.mu.Lock()
+			s.advance(sys)
+			s.mu.Unlock()
+			s.deliverPower()
+		})
+	}
+}
+
+// deliverPower hands queued power changes to OnPower on one goroutine, in
+// order, outside the lock.
+func (s *Sim) deliverPower() {
+	s.mu.Lock()
+	if s.powerRun || len(s.powerQ) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.powerRun = true
+	s.mu.Unlock()
+	go func() {
+		for {
+			s.mu.Lock()
+			if len(s.powerQ) == 0 {
+				s.powerRun = false
+				s.mu.Unlock()
+				return
+			}
+			ev, hook := s.powerQ[0], s.OnPower
+			s.powerQ = s.powerQ[1:]
+			s.mu.Unlock()
+			hook(ev.system, ev.state)
+		}
+	}()
 }
 
 // reset plans the power changes of a reset type.
@@ -167,6 +227,7 @@ func (s *Sim) reset(sys *system, rt string) {
 		sys.plan = append(off(now), on(now.Add(d))...)
 	}
 	s.advance(sys)
+	s.settleLater(sys)
 }
 
 func token() string {
@@ -429,6 +490,7 @@ func (s *Sim) resetAction(w http.ResponseWriter, r *http.Request, sys *system) {
 	s.reset(sys, body.ResetType)
 	never := sys.faults.NeverOff
 	s.mu.Unlock()
+	s.deliverPower()
 	if s.OnReset != nil && !never {
 		s.OnReset(sys.id, body.ResetType)
 	}
