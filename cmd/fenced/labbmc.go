@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,7 +24,9 @@ func newLabBMCCmd() *cobra.Command {
 	var (
 		listen, user, passwordEnv string
 		systems                   []string
-		count                     int
+		count                     string
+		hook                      string
+		hookTimeout               time.Duration
 		delay                     time.Duration
 		faults                    []string
 		useTLS                    bool
@@ -31,10 +38,20 @@ func newLabBMCCmd() *cobra.Command {
 ComputerSystem.Reset, Managers, Chassis, SessionService sessions and basic auth,
 and a power model that takes --power-delay for each change. Faults are injected
 per system with --fault SYSTEM:KIND[=VALUE]; kinds: hang, slow=DUR, conflict409
-(409 on ForceOff when already off), fail5xx=N, never-off, auth-fail.`,
+(409 on ForceOff when already off), fail5xx=N, never-off, auth-fail.
+
+--systems takes a count (lab-001 … lab-N) or a comma-separated list of ids.
+Every accepted reset is logged on stderr as "reset SYSTEM TYPE".
+
+--power-hook binds the simulated power to something real: whenever a system's
+power settles at On or Off (after --power-delay), the simulator runs
+"CMD SYSTEM STATE" (CMD is split on spaces, no shell; STATE is On or Off), one
+hook at a time in the order of the changes, and logs its exit status and output
+as "power-hook SYSTEM STATE: ...".`,
 		Example: `  FENCED_BMC_PASSWORD=secret fenced lab bmc --listen 127.0.0.1:8000 --systems 4 --power-delay 2s
   redfishtool -r 127.0.0.1:8000 -u admin -p secret -S Never Systems list
-  fenced lab bmc --tls --fault lab-002:never-off --fault lab-003:slow=5s`,
+  fenced lab bmc --tls --fault lab-002:never-off --fault lab-003:slow=5s
+  fenced lab bmc --systems cn1,cn2,cn3 --power-hook "/srv/lab/compute-ctl power"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pw := os.Getenv(passwordEnv)
@@ -42,11 +59,21 @@ per system with --fault SYSTEM:KIND[=VALUE]; kinds: hang, slow=DUR, conflict409
 				return fmt.Errorf("set the password in $%s (it is never taken from the command line)", passwordEnv)
 			}
 			if len(systems) == 0 {
-				for i := 1; i <= count; i++ {
-					systems = append(systems, fmt.Sprintf("lab-%03d", i))
+				ids, err := systemIDs(count)
+				if err != nil {
+					return err
 				}
+				systems = ids
 			}
 			sim := bmcsim.New(user, pw, delay, systems...)
+			logw := &syncWriter{w: cmd.ErrOrStderr()}
+			sim.OnReset = func(system, resetType string) { fmt.Fprintf(logw, "reset %s %s\n", system, resetType) }
+			if hook != "" {
+				argv := strings.Fields(hook)
+				sim.OnPower = func(system, state string) {
+					runPowerHook(cmd.Context(), logw, argv, hookTimeout, system, state)
+				}
+			}
 			for _, f := range faults {
 				id, spec, ok := strings.Cut(f, ":")
 				if !ok {
@@ -93,9 +120,71 @@ per system with --fault SYSTEM:KIND[=VALUE]; kinds: hang, slow=DUR, conflict409
 	f.StringVar(&user, "username", "admin", "BMC user")
 	f.StringVar(&passwordEnv, "password-env", "FENCED_BMC_PASSWORD", "environment variable holding the BMC password")
 	f.StringSliceVar(&systems, "system", nil, "system ids (default: lab-001 … lab-N)")
-	f.IntVar(&count, "systems", 4, "number of systems when --system is not given")
+	f.StringVar(&count, "systems", "4", "number of systems (lab-001 … lab-N) or a comma-separated list of ids, when --system is not given")
+	f.StringVar(&hook, "power-hook", "", "run \"CMD SYSTEM On|Off\" whenever a system's power settles")
+	f.DurationVar(&hookTimeout, "power-hook-timeout", time.Minute, "kill a power hook that runs longer than this")
 	f.DurationVar(&delay, "power-delay", 2*time.Second, "time each power change takes")
 	f.StringArrayVar(&faults, "fault", nil, "SYSTEM:KIND[=VALUE] (repeatable)")
 	f.BoolVar(&useTLS, "tls", false, "serve HTTPS with a self-signed certificate")
 	return cmd
+}
+
+// systemIDs reads --systems: a count or a comma-separated list of ids.
+func systemIDs(v string) ([]string, error) {
+	if n, err := strconv.Atoi(v); err == nil {
+		if n < 1 {
+			return nil, fmt.Errorf("--systems %d: want at least one system", n)
+		}
+		ids := make([]string, 0, n)
+		for i := 1; i <= n; i++ {
+			ids = append(ids, fmt.Sprintf("lab-%03d", i))
+		}
+		return ids, nil
+	}
+	var ids []string
+	seen := map[string]bool{}
+	for _, id := range strings.Split(v, ",") {
+		id = strings.TrimSpace(id)
+		if id == "" || strings.ContainsAny(id, "/?#% ") {
+			return nil, fmt.Errorf("--systems %q: want a count or a comma-separated list of ids", v)
+		}
+		if seen[id] {
+			return nil, fmt.Errorf("--systems %q: %s given twice", v, id)
+		}
+		seen[id] = true
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// runPowerHook runs "argv... SYSTEM STATE" and logs what came of it.
+func runPowerHook(ctx context.Context, log io.Writer, argv []string, timeout time.Duration, system, state string) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	out, err := exec.CommandContext(ctx, argv[0], append(argv[1:], system, state)...).CombinedOutput()
+	res := "ok"
+	if err != nil {
+		res = err.Error()
+	}
+	msg := strings.TrimSpace(string(out))
+	if len(msg) > 2000 {
+		msg = msg[len(msg)-2000:]
+	}
+	if msg != "" {
+		msg = "; output: " + strings.ReplaceAll(msg, "\n", " | ")
+	}
+	fmt.Fprintf(log, "power-hook %s %s: %s in %s%s\n", system, state, res, time.Since(start).Round(time.Millisecond), msg)
+}
+
+// syncWriter serialises log lines from HTTP handlers and the hook goroutine.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
 }
