@@ -20,8 +20,11 @@ type Client struct {
 	cfg       Config
 	compute   *gophercloud.ServiceClient
 	placement *gophercloud.ServiceClient
-	clk       clock.Clock
-	log       zerolog.Logger
+	// image is glance v2, when the catalog has it (the evacuable filter's
+	// image property); nil otherwise.
+	image *gophercloud.ServiceClient
+	clk   clock.Clock
+	log   zerolog.Logger
 
 	mu sync.Mutex
 	// own holds, per service UUID, the updated_at values fenced's own PUTs

@@ -218,6 +218,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		pl.Microversion = "1.0"
 		c.placement = pl
 	}
+	if im, err := openstack.NewImageV2(provider, eo); err == nil {
+		c.image = im
+	}
 	if err := c.negotiate(ctx); err != nil {
 		return nil, err
 	}

@@ -21,6 +21,16 @@ type Server struct {
 	// SHUTDOWN, CRASHED, SUSPENDED.
 	PowerState string
 	Updated    time.Time
+	// The flavor as the server body embeds it (>= 2.47, always true at the
+	// pinned microversion): its size, its name at boot and its extra specs
+	// (nil unless policy lets the caller read them; admin can).
+	VCPUs            int
+	RAMMB            int
+	FlavorName       string
+	FlavorExtraSpecs map[string]string
+	// ImageID is the image the server was booted from; "" for a server
+	// booted from a volume.
+	ImageID string
 }
 
 func powerStateName(p int) string {
@@ -42,8 +52,38 @@ func powerStateName(p int) string {
 }
 
 func toServer(s servers.Server) Server {
-	return Server{ID: s.ID, Name: s.Name, TenantID: s.TenantID, Host: s.Host, Status: s.Status,
+	out := Server{ID: s.ID, Name: s.Name, TenantID: s.TenantID, Host: s.Host, Status: s.Status,
 		TaskState: s.TaskState, VMState: s.VmState, PowerState: powerStateName(int(s.PowerState)), Updated: s.Updated}
+	out.VCPUs, out.RAMMB, out.FlavorName, out.FlavorExtraSpecs = embeddedFlavor(s.Flavor)
+	if id, ok := s.Image["id"].(string); ok {
+		out.ImageID = id
+	}
+	return out
+}
+
+// embeddedFlavor reads the flavor object of a server body at >= 2.47:
+// {"vcpus": 2, "ram": 4096, "original_name": "m1.medium", "extra_specs": {...}, ...}.
+// gophercloud decodes it as a generic map, so numbers arrive as float64.
+func embeddedFlavor(f map[string]any) (vcpus, ramMB int, name string, extra map[string]string) {
+	num := func(v any) int {
+		if x, ok := v.(float64); ok {
+			return int(x)
+		}
+		return 0
+	}
+	vcpus, ramMB = num(f["vcpus"]), num(f["ram"])
+	name, _ = f["original_name"].(string)
+	if es, ok := f["extra_specs"].(map[string]any); ok {
+		extra = make(map[string]string, len(es))
+		for k, v := range es {
+			if sv, ok := v.(string); ok {
+				extra[k] = sv
+			} else {
+				extra[k] = fmt.Sprint(v)
+			}
+		}
+	}
+	return vcpus, ramMB, name, extra
 }
 
 // ServersOnHost lists the servers of every tenant on host.
