@@ -274,7 +274,12 @@ func labBMC(ctx context.Context, hosts []string, world *lab.World, delay time.Du
 	pw := hex.EncodeToString(b[:])
 	sim := bmcsim.New("fenced", pw, delay, hosts...)
 	sim.OnReset = func(host, rt string) {
-		if rt != "On" && rt != "ForceOn" {
+		switch rt {
+		case "On", "ForceOn":
+			_ = world.PowerOn(ctx, host)
+		case "ForceOff", "GracefulShutdown", "PushPowerButton":
+			_ = world.PowerOff(ctx, host)
+		default:
 			_ = world.PowerCycle(ctx, host)
 		}
 	}

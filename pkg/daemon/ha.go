@@ -275,7 +275,7 @@ func (d *Daemon) reconcile(ctx context.Context, l lease.Leadership) error {
 // durable is the part of a host record worth a write.
 func durable(h playbook.Host) playbook.Host {
 	return playbook.Host{Name: h.Name, State: h.State, Since: h.Since, Onset: h.Onset, ApprovalDeadline: h.ApprovalDeadline,
-		CooldownUntil: h.CooldownUntil, LastPowerCycle: h.LastPowerCycle, ControlFenced: h.ControlFenced, Reason: h.Reason}
+		CooldownUntil: h.CooldownUntil, LastPowerCycle: h.LastPowerCycle, ControlFenced: h.ControlFenced, Reason: h.Reason, Step: h.Step}
 }
 
 // persist writes the host records that changed, under the leader guard.

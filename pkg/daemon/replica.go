@@ -22,6 +22,7 @@ type Backends struct {
 	Source  Source
 	Nova    playbook.ControlPlane
 	Gate    playbook.Gate
+	Placer  playbook.Placer
 	Power   playbook.PowerFencer
 	Checker playbook.HostChecker
 	Notify  playbook.Notifier
@@ -66,7 +67,8 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 		wh := notify.New(ctx, notify.Config{Endpoints: cfg.Webhooks, Log: cfg.Log, Recorder: notify.AuditRecorder{Log: auditLog}})
 		notifier, whStats = notify.Fanout{notifier, wh}, wh.Counters
 	}
-	actor := &playbook.Actor{Mode: cfg.Policy.PlaybookConfig().Mode, Nova: be.Nova, Gate: be.Gate, Power: be.Power, Checker: be.Checker,
+	pc := cfg.Policy.PlaybookConfig()
+	actor := &playbook.Actor{Mode: pc.Mode, AfterFence: pc.AfterFence, Nova: be.Nova, Gate: be.Gate, Placer: be.Placer, Power: be.Power, Checker: be.Checker,
 		Notify: notifier, Clock: cfg.Clock, Log: cfg.Log, ActionTimeout: time.Minute}
 	ha := &HA{Elector: &lease.Elector{Client: cfg.Etcd, Prefix: cfg.Prefix, TTL: cfg.TTL, ID: cfg.ID}, Store: store,
 		Settle: cfg.Settle, Reconcile: be.Reconcile}

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/fencedhq/fenced/pkg/daemon"
+	"github.com/fencedhq/fenced/pkg/fencing"
 	"github.com/fencedhq/fenced/pkg/lease"
 	"github.com/fencedhq/fenced/pkg/report"
 )
@@ -11,10 +12,17 @@ import (
 // Backends is the in-process world as a replica's backends. Call SetViews
 // with the replica's fleet once it exists (the gate picks normal hosts).
 func (w *World) Backends(gen *Generator) daemon.Backends {
-	return daemon.Backends{Source: Source{Gen: gen, World: w}, Nova: w, Gate: w, Power: w, Checker: w, Notify: w,
+	return daemon.Backends{Source: Source{Gen: gen, World: w}, Nova: w, Gate: w, Placer: w, Power: w, Checker: w, Notify: w,
 		Control: w.Control, Hosts: gen.Hosts,
-		Reconcile: func(_ context.Context, in lease.Intent) (bool, error) {
-			return in.Action == "power_cycle" && !w.RebootedAt(in.Host).Before(in.At), nil
+		Reconcile: func(ctx context.Context, in lease.Intent) (bool, error) {
+			switch in.Action {
+			case "power_cycle":
+				return !w.RebootedAt(in.Host).Before(in.At), nil
+			case "power_off", "power_on":
+				st, err := w.PowerState(ctx, in.Host)
+				return err == nil && (st == fencing.Off) == (in.Action == "power_off"), err
+			}
+			return false, nil
 		},
 		Capacity: func(h string) report.Capacity {
 			c, v, r2 := w.Capacity(h)
@@ -24,12 +32,18 @@ func (w *World) Backends(gen *Generator) daemon.Backends {
 
 // Backends is a shared lab server as a replica's backends.
 func (r *Remote) Backends() daemon.Backends {
-	return daemon.Backends{Source: r, Nova: r, Gate: r, Power: r, Checker: r, Notify: r, Control: r.Control,
+	return daemon.Backends{Source: r, Nova: r, Gate: r, Placer: r, Power: r, Checker: r, Notify: r, Control: r.Control,
 		Reconcile: func(ctx context.Context, in lease.Intent) (bool, error) {
-			if in.Action != "power_cycle" {
-				return false, nil
-			}
 			ps, err := r.Power(ctx, in.Host)
-			return err == nil && !ps.RebootedAt.Before(in.At), err
+			if err != nil {
+				return false, err
+			}
+			switch in.Action {
+			case "power_cycle":
+				return !ps.RebootedAt.Before(in.At), nil
+			case "power_off", "power_on":
+				return (ps.State == fencing.Off) == (in.Action == "power_off"), nil
+			}
+			return false, nil
 		}}
 }

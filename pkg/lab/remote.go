@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fencedhq/fenced/pkg/fencing"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/signals"
 )
@@ -112,6 +113,51 @@ func (r *Remote) Check(ctx context.Context, host string) playbook.GateAnswer {
 // PowerCycle implements playbook.PowerFencer.
 func (r *Remote) PowerCycle(ctx context.Context, host string) error {
 	return r.do(ctx, "POST", "/lab/v1/hosts/"+host+"/power_cycle", nil, nil)
+}
+
+// PowerOff implements playbook.PowerFencer.
+func (r *Remote) PowerOff(ctx context.Context, host string) error {
+	return r.do(ctx, "POST", "/lab/v1/hosts/"+host+"/power_off", nil, nil)
+}
+
+// PowerOn implements playbook.PowerFencer.
+func (r *Remote) PowerOn(ctx context.Context, host string) error {
+	return r.do(ctx, "POST", "/lab/v1/hosts/"+host+"/power_on", nil, nil)
+}
+
+// PowerState implements playbook.PowerFencer.
+func (r *Remote) PowerState(ctx context.Context, host string) (fencing.PowerState, error) {
+	p, err := r.Power(ctx, host)
+	if err != nil {
+		return fencing.Unknown, err
+	}
+	return p.State, nil
+}
+
+// Evacuate implements playbook.ControlPlane.
+func (r *Remote) Evacuate(ctx context.Context, serverID, dest string) error {
+	host, _, _ := strings.Cut(serverID, "-vm")
+	return r.do(ctx, "POST", "/lab/v1/hosts/"+host+"/evacuate", map[string]string{"server": serverID, "dest": dest}, nil)
+}
+
+// Place implements playbook.Placer: every server to the gate's destination.
+func (r *Remote) Place(ctx context.Context, host string, servers []playbook.Server) ([]playbook.Placement, map[string]string) {
+	var d struct {
+		Dest string `json:"dest"`
+	}
+	err := r.do(ctx, "GET", "/lab/v1/hosts/"+host+"/destination", nil, &d)
+	if err != nil || d.Dest == "" {
+		un := map[string]string{}
+		for _, s := range servers {
+			un[s.ID] = "no destination in state normal"
+		}
+		return nil, un
+	}
+	out := make([]playbook.Placement, len(servers))
+	for i, s := range servers {
+		out[i] = playbook.Placement{Server: s, Dest: d.Dest}
+	}
+	return out, nil
 }
 
 // Power reads the lab BMC's view of a host.

@@ -1,6 +1,8 @@
 package lab
 
 import (
+	"github.com/fencedhq/fenced/pkg/fencing"
+
 	"encoding/json"
 	"net/http"
 	"sync"
@@ -65,7 +67,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /lab/v1/hosts/{host}/power", s.locked(func(w http.ResponseWriter, r *http.Request) {
 		h := r.PathValue("host")
 		back, _ := s.World.Back(r.Context(), h)
-		reply(w, PowerStatus{RebootedAt: s.World.RebootedAt(h), On: s.World.Power(h), Back: back}, nil)
+		st, _ := s.World.PowerState(r.Context(), h)
+		reply(w, PowerStatus{RebootedAt: s.World.RebootedAt(h), On: s.World.Power(h), Back: back, State: st}, nil)
+	}))
+	mux.HandleFunc("GET /lab/v1/hosts/{host}/destination", s.locked(func(w http.ResponseWriter, r *http.Request) {
+		reply(w, map[string]string{"dest": s.World.destination(r.PathValue("host"))}, nil)
 	}))
 	mux.HandleFunc("GET /lab/v1/actions", s.locked(func(w http.ResponseWriter, _ *http.Request) {
 		reply(w, map[string]any{"actions": s.actions, "collect": s.collect}, nil)
@@ -92,17 +98,23 @@ func (s *Server) Handler() http.Handler {
 			err = s.World.ForceDown(ctx, host, body.Down)
 		case "live_migrate":
 			err = s.World.LiveMigrate(ctx, body.Server, body.Dest)
+		case "evacuate":
+			err = s.World.Evacuate(ctx, body.Server, body.Dest)
 		case "power_cycle":
 			// the BMC takes the reset at once and answers later: a replica
 			// killed while waiting has still reset the host
 			err = s.World.PowerCycle(ctx, host)
+		case "power_off":
+			err = s.World.PowerOff(ctx, host)
+		case "power_on":
+			err = s.World.PowerOn(ctx, host)
 		default:
 			s.mu.Unlock()
 			http.NotFound(w, r)
 			return
 		}
 		s.mu.Unlock()
-		if action == "power_cycle" && s.PowerDelay > 0 {
+		if (action == "power_cycle" || action == "power_off" || action == "power_on") && s.PowerDelay > 0 {
 			time.Sleep(s.PowerDelay)
 		}
 		reply(w, map[string]bool{"ok": err == nil}, err)
@@ -123,6 +135,8 @@ type PowerStatus struct {
 	RebootedAt time.Time `json:"rebooted_at"`
 	On         bool      `json:"on"`
 	Back       bool      `json:"back"`
+	// State is the BMC's power state.
+	State fencing.PowerState `json:"state"`
 }
 
 type errBody struct {

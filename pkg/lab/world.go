@@ -12,6 +12,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/fencedhq/fenced/pkg/fencing"
 	"github.com/fencedhq/fenced/pkg/fleet"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/signals"
@@ -30,6 +31,7 @@ type simHost struct {
 	faults        map[string]bool
 	poweredCycled time.Time // last power cycle (zero: never)
 	backAt        time.Time // when the rebooted host is back (zero: not rebooting)
+	off           bool      // powered off out of band
 	// after a power cycle the starvation the trace describes is gone: samples
 	// over warn are replaced by the host's own baseline until the trace
 	// itself falls under warn for that signal
@@ -45,7 +47,7 @@ type Views interface {
 
 // Counters counts what the world was asked to do.
 type Counters struct {
-	Intents, PowerCycles, Migrations, MigrationFailures, Notifications int
+	Intents, PowerCycles, Migrations, MigrationFailures, Evacuations, Notifications int
 }
 
 // World implements every backend interface the playbook declares.
@@ -111,7 +113,8 @@ func (w *World) Servers(_ context.Context, host string) ([]playbook.Server, erro
 	for i := range out {
 		id := fmt.Sprintf("%s-vm%02d", host, i)
 		w.serverHost[id] = host
-		out[i] = playbook.Server{ID: id, Name: id, Status: "ACTIVE", Running: h.backAt.IsZero() || !w.now().Before(h.backAt)}
+		out[i] = playbook.Server{ID: id, Name: id, Status: "ACTIVE", Running: !h.off && (h.backAt.IsZero() || !w.now().Before(h.backAt)),
+			VCPUs: VCPUsPerServer, RAMMB: 8192, Evacuable: true}
 	}
 	return out, nil
 }
@@ -147,14 +150,26 @@ func (w *World) Check(_ context.Context, host string) playbook.GateAnswer {
 			reasons = append(reasons, fmt.Sprintf("%s %.4g over warn", c.Signal, c.Value))
 		}
 	}
-	// a destination must itself be normal, with the lowest divergence
+	dest := w.destination(host)
+	if dest == "" {
+		reasons = append(reasons, "no destination in state normal")
+	}
+	if len(reasons) > 0 {
+		return playbook.GateAnswer{Reasons: reasons}
+	}
+	return playbook.GateAnswer{Allowed: true, Destination: dest}
+}
+
+// destination is the normal host with the lowest divergence ("" if none).
+func (w *World) destination(host string) string {
+	h := w.host(host)
 	type dest struct {
 		name string
 		d    float64
 	}
 	var dests []dest
 	for _, d := range w.hosts {
-		if d == h || d.disabled || d.forcedDown || len(d.faults) > 0 || !d.backAt.IsZero() && w.now().Before(d.backAt) {
+		if d == h || d.off || d.disabled || d.forcedDown || len(d.faults) > 0 || !d.backAt.IsZero() && w.now().Before(d.backAt) {
 			continue
 		}
 		if w.views == nil { // served to remote replicas: the world's own view of health
@@ -167,10 +182,7 @@ func (w *World) Check(_ context.Context, host string) playbook.GateAnswer {
 		}
 	}
 	if len(dests) == 0 {
-		reasons = append(reasons, "no destination in state normal")
-	}
-	if len(reasons) > 0 {
-		return playbook.GateAnswer{Reasons: reasons}
+		return ""
 	}
 	sort.Slice(dests, func(i, j int) bool {
 		if dests[i].d != dests[j].d {
@@ -178,7 +190,7 @@ func (w *World) Check(_ context.Context, host string) playbook.GateAnswer {
 		}
 		return dests[i].name < dests[j].name
 	})
-	return playbook.GateAnswer{Allowed: true, Destination: dests[0].name}
+	return dests[0].name
 }
 
 func (w *World) PowerCycle(_ context.Context, host string) error {
@@ -195,9 +207,79 @@ func (w *World) PowerCycle(_ context.Context, host string) error {
 	return nil
 }
 
+// PowerOff powers a host off: nothing runs on it until PowerOn.
+func (w *World) PowerOff(_ context.Context, host string) error {
+	h := w.host(host)
+	if h.faults[trace.FaultBMCUnreachable] {
+		return errors.New("bmc unreachable: power state unknown")
+	}
+	h.off = true
+	return nil
+}
+
+// PowerOn boots a powered-off host: it is back after the reboot time, its
+// starvation gone, as after a power cycle.
+func (w *World) PowerOn(ctx context.Context, host string) error {
+	h := w.host(host)
+	if h.faults[trace.FaultBMCUnreachable] {
+		return errors.New("bmc unreachable: power state unknown")
+	}
+	if !h.off {
+		return nil
+	}
+	h.off = false
+	return w.PowerCycle(ctx, host)
+}
+
+// PowerState is what the host's BMC reports.
+func (w *World) PowerState(_ context.Context, host string) (fencing.PowerState, error) {
+	h := w.host(host)
+	if h.faults[trace.FaultBMCUnreachable] {
+		return fencing.Unknown, errors.New("bmc unreachable: power state unknown")
+	}
+	if h.off {
+		return fencing.Off, nil
+	}
+	return fencing.On, nil
+}
+
+// Evacuate rebuilds a server of a powered-off host on dest.
+func (w *World) Evacuate(_ context.Context, serverID, dest string) error {
+	src := w.hosts[w.serverHost[serverID]]
+	if src == nil {
+		return fmt.Errorf("no such server %s", serverID)
+	}
+	if !src.forcedDown {
+		return fmt.Errorf("evacuate %s: source %s is not forced down", serverID, src.name)
+	}
+	w.Evacuations++
+	w.serverHost[serverID] = dest
+	src.servers--
+	w.host(dest).servers++
+	return nil
+}
+
+// Place puts each server on the normal, calm host with the lowest d (the
+// lab's hosts have room for everything).
+func (w *World) Place(ctx context.Context, host string, servers []playbook.Server) ([]playbook.Placement, map[string]string) {
+	dest := w.destination(host)
+	if dest == "" {
+		un := map[string]string{}
+		for _, s := range servers {
+			un[s.ID] = "no destination in state normal"
+		}
+		return nil, un
+	}
+	out := make([]playbook.Placement, len(servers))
+	for i, s := range servers {
+		out[i] = playbook.Placement{Server: s, Dest: dest}
+	}
+	return out, nil
+}
+
 func (w *World) Back(_ context.Context, host string) (bool, error) {
 	h := w.host(host)
-	if h.backAt.IsZero() || h.faults[trace.FaultRebootNeverReturns] {
+	if h.off || h.backAt.IsZero() || h.faults[trace.FaultRebootNeverReturns] {
 		return false, nil
 	}
 	return !w.now().Before(h.backAt), nil
@@ -220,7 +302,7 @@ func (w *World) Outcome(context.Context, string, error) error { return nil }
 func (w *World) Sample(s signals.Sample) (v float64, keep bool) {
 	h := w.host(s.Host)
 	i := index(s.Signal)
-	if !h.backAt.IsZero() && w.now().Before(h.backAt) {
+	if h.off || !h.backAt.IsZero() && w.now().Before(h.backAt) {
 		return 0, false
 	}
 	if h.suppress[i] {
@@ -292,5 +374,5 @@ func (w *World) RebootedAt(host string) time.Time { return w.host(host).poweredC
 // Power reports a host's power: false while it reboots.
 func (w *World) Power(host string) bool {
 	h := w.host(host)
-	return h.backAt.IsZero() || !w.now().Before(h.backAt)
+	return !h.off && (h.backAt.IsZero() || !w.now().Before(h.backAt))
 }

@@ -3,20 +3,31 @@ package playbook
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/fencedhq/fenced/pkg/clock"
+	"github.com/fencedhq/fenced/pkg/fencing"
 )
 
 // Server is what the playbook needs to know of a server on a host.
 type Server struct {
-	ID      string
-	Name    string
-	Status  string // Nova status: ACTIVE, SHUTOFF, ERROR, …
-	Running bool   // power_state running
+	ID        string
+	Name      string
+	Status    string // Nova status: ACTIVE, SHUTOFF, ERROR, …
+	Running   bool   // power_state running
+	TaskState string // Nova task_state; "" when no task runs
+	VCPUs     int    // flavor size, for placement headroom
+	RAMMB     int
+	// Evacuable: the server passes the deployment's evacuable filter
+	// (a flavor extra spec, image property or aggregate metadata); true when
+	// no filter is configured. Servers that are not evacuable stay on the
+	// host and come back with it.
+	Evacuable bool
 }
 
 // ControlPlane is what the playbook needs from Nova.
@@ -29,6 +40,11 @@ type ControlPlane interface {
 	Servers(ctx context.Context, host string) ([]Server, error)
 	// LiveMigrate moves a server and returns once the migration finished or failed.
 	LiveMigrate(ctx context.Context, serverID, dest string) error
+	// Evacuate rebuilds a server of a fenced (forced down, powered off) host
+	// on dest and returns once it runs there or failed. When an evacuation
+	// of the server is already under way (a previous leader started it), it
+	// waits for that one instead of starting another.
+	Evacuate(ctx context.Context, serverID, dest string) error
 }
 
 // GateAnswer says whether live migration may run off a host, and why.
@@ -43,10 +59,28 @@ type Gate interface {
 	Check(ctx context.Context, host string) GateAnswer
 }
 
-// PowerFencer power-cycles a host out of band and returns once the BMC
-// verified the power state (off, then on).
+// PowerFencer powers a host off and on out of band. Each call returns only
+// once the BMC verified the resulting power state.
 type PowerFencer interface {
 	PowerCycle(ctx context.Context, host string) error
+	PowerOff(ctx context.Context, host string) error
+	PowerOn(ctx context.Context, host string) error
+	// PowerState reads the power state (fencing.On, fencing.Off, …); an
+	// unreachable BMC is an error, never "off".
+	PowerState(ctx context.Context, host string) (fencing.PowerState, error)
+}
+
+// Placement is where one server goes.
+type Placement struct {
+	Server Server
+	Dest   string
+}
+
+// Placer chooses evacuation destinations from execution truth: hosts whose
+// verdict is normal, lowest d first, each with placement headroom for the
+// servers' flavors. Servers it cannot place are returned with the reason.
+type Placer interface {
+	Place(ctx context.Context, host string, servers []Server) (placed []Placement, unplaced map[string]string)
 }
 
 // HostChecker reports whether a power-cycled host is back: powered on, a
@@ -90,9 +124,14 @@ type Journal interface {
 
 // Actor performs the entry actions of each state.
 type Actor struct {
-	Mode    Mode
-	Nova    ControlPlane
-	Gate    Gate
+	Mode Mode
+	// AfterFence picks the recovery when live migration is impossible
+	// (default evacuate).
+	AfterFence AfterFence
+	Nova       ControlPlane
+	Gate       Gate
+	// Placer chooses evacuation destinations (after_fence evacuate).
+	Placer  Placer
 	Power   PowerFencer
 	Checker HostChecker
 	Notify  Notifier
@@ -106,6 +145,8 @@ type Actor struct {
 	Paused func() bool
 	// Observe, when set, sees every action's latency and result (metrics).
 	Observe func(action string, took time.Duration, err error)
+	// EvacuateParallel bounds concurrent evacuations off one host (default 4).
+	EvacuateParallel int
 }
 
 // do journals and runs one action.
@@ -162,10 +203,10 @@ func (a *Actor) unfence(ctx context.Context, h *Host) error {
 }
 
 // freeze stops new scheduling on the host, unless it is already frozen:
-// scheduling runs only in normal and restored, so a host coming from
-// anywhere else was disabled on the way.
+// scheduling runs only in normal (a restored host stays disabled until its
+// hold is over), so a host coming from anywhere else was disabled on the way.
 func (a *Actor) freeze(ctx context.Context, h *Host, from State) {
-	if from != Normal && from != Restored {
+	if from != Normal {
 		return
 	}
 	if err := a.do(ctx, h, "disable", "", h.Reason, func(c context.Context) error {
@@ -189,11 +230,15 @@ func (a *Actor) Enter(ctx context.Context, h *Host, from State) (Event, string) 
 		if observe || h.ControlFenced {
 			return "", ""
 		}
-		a.freeze(ctx, h, from)
+		// force_down first: once Nova sees the service down, disabling it
+		// no longer makes nova-api call the (possibly frozen) compute and
+		// wait for its RPC timeout
 		if err := a.do(ctx, h, "force_down", "", h.Reason, func(c context.Context) error { return a.Nova.ForceDown(c, h.Name, true) }); err != nil {
+			a.freeze(ctx, h, from)
 			return EvGiveUp, "control-plane fence failed: " + err.Error()
 		}
 		h.ControlFenced = true
+		a.freeze(ctx, h, from)
 	case Fenced:
 		ans := a.Gate.Check(ctx, h.Name)
 		if !ans.Allowed {
@@ -212,6 +257,10 @@ func (a *Actor) Enter(ctx context.Context, h *Host, from State) (Event, string) 
 		}
 		return EvRestore, fmt.Sprintf("%d servers live-migrated to %s", len(servers), ans.Destination)
 	case Rebooting:
+		h.Step = ""
+		if a.AfterFence == AfterFenceEvacuate {
+			return "", "" // the recovery runs from Poll, step by step
+		}
 		if err := a.do(ctx, h, "power_cycle", "", h.Reason, func(c context.Context) error { return a.Power.PowerCycle(c, h.Name) }); err != nil {
 			return EvGiveUp, "power cycle failed: " + err.Error()
 		}
@@ -229,9 +278,8 @@ func (a *Actor) Enter(ctx context.Context, h *Host, from State) (Event, string) 
 		if len(bad) > 0 {
 			return EvGiveUp, "servers not running after recovery: " + strings.Join(bad, ", ")
 		}
-		if err := a.unfence(ctx, h); err != nil {
-			return EvGiveUp, "unfence failed: " + err.Error()
-		}
+		// the host stays disabled and forced down until restore_hold is over
+		// (Normal's entry unfences)
 	case Normal:
 		if observe || from == Normal {
 			return "", ""
@@ -246,7 +294,18 @@ func (a *Actor) Enter(ctx context.Context, h *Host, from State) (Event, string) 
 // Poll is called on ticks in states that wait for the outside world; it
 // returns an event when the wait is over.
 func (a *Actor) Poll(ctx context.Context, h *Host) (Event, string) {
-	if h.State != Rebooting || a.Checker == nil {
+	if h.State != Rebooting {
+		return "", ""
+	}
+	if a.AfterFence == AfterFenceEvacuate && h.Step != StepOn {
+		if a.Mode == ModeObserve || (a.Paused != nil && a.Paused()) {
+			return "", "" // an operator's pause holds the recovery where it is
+		}
+		if ev, why := a.recoverStep(ctx, h); ev != "" || h.Step != StepOn {
+			return ev, why
+		}
+	}
+	if a.Checker == nil {
 		return "", ""
 	}
 	back, err := a.Checker.Back(ctx, h.Name)
@@ -254,4 +313,107 @@ func (a *Actor) Poll(ctx context.Context, h *Host) (Event, string) {
 		return "", ""
 	}
 	return EvRestore, "host back after power cycle: powered on, heartbeat fresh, libvirt responsive"
+}
+
+// Recovery steps in rebooting (after_fence evacuate), kept in Host.Step.
+const (
+	StepOff       = "off"       // power off verified
+	StepEvacuated = "evacuated" // every evacuable server handled
+	StepOn        = "on"        // power on verified; waiting for the host
+)
+
+// recoverStep runs the evacuate recovery from where h.Step says: power off
+// (verified), evacuate the servers, power on. Each step is idempotent — it
+// reads the BMC's power state or Nova's server list first — so a new leader
+// resuming a record never repeats an action that already happened.
+func (a *Actor) recoverStep(ctx context.Context, h *Host) (Event, string) {
+	if h.Step == "" {
+		st, err := a.Power.PowerState(ctx, h.Name)
+		if err != nil {
+			return "", "cannot read the power state (retrying): " + err.Error()
+		}
+		if st != fencing.Off {
+			if err := a.do(ctx, h, "power_off", "", h.Reason, func(c context.Context) error { return a.Power.PowerOff(c, h.Name) }); err != nil {
+				return EvGiveUp, "power off failed: " + err.Error()
+			}
+		}
+		h.Step = StepOff
+	}
+	var unplaced []string
+	if h.Step == StepOff {
+		servers, err := a.Nova.Servers(ctx, h.Name)
+		if err != nil {
+			return "", "cannot list servers (retrying): " + err.Error()
+		}
+		unplaced = a.evacuate(ctx, h, servers)
+		h.Step = StepEvacuated
+	}
+	if h.Step == StepEvacuated {
+		st, err := a.Power.PowerState(ctx, h.Name)
+		if err != nil {
+			return "", "cannot read the power state (retrying): " + err.Error()
+		}
+		if st != fencing.On {
+			if err := a.do(ctx, h, "power_on", "", h.Reason, func(c context.Context) error { return a.Power.PowerOn(c, h.Name) }); err != nil {
+				return EvGiveUp, "power on failed: " + err.Error()
+			}
+		}
+		h.Step = StepOn
+	}
+	if len(unplaced) > 0 {
+		return EvGiveUp, "servers not evacuated: " + strings.Join(unplaced, "; ")
+	}
+	return "", ""
+}
+
+// evacuate rebuilds the host's evacuable servers on the placer's
+// destinations, a bounded number at a time, each journalled with its own
+// request id. It returns the servers it could not move, with why.
+func (a *Actor) evacuate(ctx context.Context, h *Host, servers []Server) []string {
+	var todo []Server
+	for _, s := range servers {
+		if s.Evacuable {
+			todo = append(todo, s)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	var failed []string
+	var placed []Placement
+	if a.Placer == nil {
+		for _, s := range todo {
+			failed = append(failed, s.Name+" ("+s.ID+"): no placer configured")
+		}
+		return failed
+	}
+	placed, unplaced := a.Placer.Place(ctx, h.Name, todo)
+	for id, why := range unplaced {
+		failed = append(failed, id+": "+why)
+	}
+	par := a.EvacuateParallel
+	if par <= 0 {
+		par = 4
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, par)
+	for _, p := range placed {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := a.do(ctx, h, "evacuate", p.Server.ID, "to "+p.Dest, func(c context.Context) error {
+				return a.Nova.Evacuate(c, p.Server.ID, p.Dest)
+			})
+			if err != nil {
+				mu.Lock()
+				failed = append(failed, p.Server.Name+" ("+p.Server.ID+"): "+err.Error())
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	sort.Strings(failed)
+	return failed
 }

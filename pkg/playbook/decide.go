@@ -2,6 +2,7 @@ package playbook
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/fencedhq/fenced/pkg/signals"
@@ -26,6 +27,31 @@ func ParseMode(s string) (Mode, error) {
 	return "", fmt.Errorf("unknown mode %q (want auto, approve or observe)", s)
 }
 
+// AfterFence is what the playbook does with a fenced host's servers when
+// live migration is impossible.
+type AfterFence string
+
+// After-fence recoveries.
+const (
+	// AfterFenceEvacuate powers the host off (verified), evacuates its
+	// servers to destinations the gate chooses, then powers it on.
+	AfterFenceEvacuate AfterFence = "evacuate"
+	// AfterFenceRebootInPlace power-cycles the host; its servers come back
+	// with it.
+	AfterFenceRebootInPlace AfterFence = "reboot_in_place"
+)
+
+// ParseAfterFence checks an after_fence value ("" is evacuate).
+func ParseAfterFence(s string) (AfterFence, error) {
+	switch a := AfterFence(s); a {
+	case "":
+		return AfterFenceEvacuate, nil
+	case AfterFenceEvacuate, AfterFenceRebootInPlace:
+		return a, nil
+	}
+	return "", fmt.Errorf("unknown after_fence %q (want evacuate or reboot_in_place)", s)
+}
+
 // StormGuard limits automatic fencing across the fleet.
 type StormGuard struct {
 	MaxConcurrent int     // at most this many hosts fenced or rebooting at once
@@ -39,6 +65,7 @@ type StormGuard struct {
 // Config holds the playbook's settings; pkg/policy fills it from a file.
 type Config struct {
 	Mode         Mode
+	AfterFence   AfterFence // default evacuate
 	DWarn, DCrit float64
 	// Hysteresis: a host leaves a state only after d stays below the lower
 	// threshold (d_warn−Hysteresis, d_crit−Hysteresis) for RecoverAfter.
@@ -63,6 +90,9 @@ type Config struct {
 func (c Config) Validate() error {
 	if _, err := ParseMode(string(c.Mode)); err != nil {
 		return fmt.Errorf("mode: %w", err)
+	}
+	if _, err := ParseAfterFence(string(c.AfterFence)); err != nil {
+		return fmt.Errorf("after_fence: %w", err)
 	}
 	if !(0 < c.DWarn && c.DWarn < c.DCrit && c.DCrit <= 1) {
 		return fmt.Errorf("thresholds: need 0 < d_warn < d_crit <= 1")
@@ -117,8 +147,12 @@ type Host struct {
 	CooldownUntil    time.Time `json:"cooldown_until,omitzero"`
 	LastPowerCycle   time.Time `json:"last_power_cycle,omitzero"`
 	ControlFenced    bool      `json:"control_fenced,omitempty"` // disabled + forced down by fenced
-	Reason           string    `json:"reason,omitempty"`
-	LastD            float64   `json:"last_d"`
+	// Step is the recovery's progress in rebooting (after_fence evacuate):
+	// "" → off (verified) → evacuated → on, then the wait for the host.
+	// Each step is idempotent, so a new leader resumes where the record says.
+	Step   string  `json:"step,omitempty"`
+	Reason string  `json:"reason,omitempty"`
+	LastD  float64 `json:"last_d"`
 }
 
 // Fleet is the situation across all hosts, for the storm guard.
@@ -292,10 +326,20 @@ func guard(cfg Config, f Fleet) string {
 	if f.Fencing >= cfg.Storm.MaxConcurrent {
 		return fmt.Sprintf("storm guard: %d hosts already fenced (max %d)", f.Fencing, cfg.Storm.MaxConcurrent)
 	}
-	if frac := float64(f.Fencing+1) / float64(f.Total); frac > cfg.Storm.MaxFraction {
-		return fmt.Sprintf("storm guard: fencing one more would fence %.0f%% of the fleet (max %.0f%%)", 100*frac, 100*cfg.Storm.MaxFraction)
+	if allowed := FractionAllows(cfg.Storm.MaxFraction, f.Total); f.Fencing+1 > allowed {
+		return fmt.Sprintf("storm guard: fencing one more would fence %d of %d hosts; max_fraction %.0f%% allows %d",
+			f.Fencing+1, f.Total, 100*cfg.Storm.MaxFraction, allowed)
 	}
 	return ""
+}
+
+// FractionAllows is how many hosts of a fleet of total max_fraction lets be
+// fenced at once: floor(max_fraction × total), but at least one, so a small
+// cloud can still fence its one bad host (max_concurrent and the saturation
+// guard still apply). With 0.1: 1 host of 1, 3, 6 or 10; 10 of 100.
+func FractionAllows(maxFraction float64, total int) int {
+	n := int(math.Floor(maxFraction*float64(total) + 1e-9))
+	return max(n, 1)
 }
 
 func operatorOrOutcome(cfg Config, h *Host, in Input) (Event, string) {
@@ -323,6 +367,9 @@ func operatorOrOutcome(cfg Config, h *Host, in Input) (Event, string) {
 // enter updates the record for entering state to.
 func enter(cfg Config, h Host, to State, ev Event, reason string, now time.Time) Host {
 	h.State, h.Since, h.Reason = to, now, reason
+	if to != Rebooting {
+		h.Step = ""
+	}
 	switch to {
 	case AwaitingApproval:
 		h.ApprovalDeadline = now.Add(cfg.ApprovalTimeout)

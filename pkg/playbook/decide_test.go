@@ -119,7 +119,7 @@ func TestTransitionsTable(t *testing.T) {
 			{at: 30 * time.Second, d: 0.9, trigger: true, want: Fenced, fleet: &Fleet{Total: 100, AtWarnOrWorse: 3, Fencing: 1}},
 		}},
 		{"storm guard: fraction of the fleet", ModeAuto, Host{State: Critical}, []step{
-			{at: 0, d: 0.9, trigger: true, want: Critical, fleet: &Fleet{Total: 10, AtWarnOrWorse: 2, Fencing: 1}, wantWhy: "20%"},
+			{at: 0, d: 0.9, trigger: true, want: Critical, fleet: &Fleet{Total: 10, AtWarnOrWorse: 2, Fencing: 1}, wantWhy: "allows 1"},
 		}},
 		{"cluster-wide saturation stops automatic fencing", ModeAuto, Host{State: Critical}, []step{
 			{at: 0, d: 0.9, trigger: true, want: Critical, fleet: &Fleet{Total: 10, AtWarnOrWorse: 6}, wantWhy: "cluster-wide saturation"},

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/fencedhq/fenced/pkg/clock"
+	"github.com/fencedhq/fenced/pkg/fencing"
 	"github.com/fencedhq/fenced/pkg/signals"
 )
 
@@ -23,6 +24,8 @@ type fakeWorld struct {
 	back       bool
 	refuse     bool // journal refuses intents (leadership lost)
 	servers    []Server
+	power      fencing.PowerState
+	evacErr    map[string]error
 }
 
 func (f *fakeWorld) log(s string, a ...any) { f.calls = append(f.calls, fmt.Sprintf(s, a...)) }
@@ -49,6 +52,30 @@ func (f *fakeWorld) Check(context.Context, string) GateAnswer {
 func (f *fakeWorld) PowerCycle(_ context.Context, h string) error {
 	f.log("power_cycle %s", h)
 	return f.powerErr
+}
+func (f *fakeWorld) PowerOff(_ context.Context, h string) error {
+	f.log("power_off %s", h)
+	if f.powerErr == nil {
+		f.power = fencing.Off
+	}
+	return f.powerErr
+}
+func (f *fakeWorld) PowerOn(_ context.Context, h string) error {
+	f.log("power_on %s", h)
+	if f.powerErr == nil {
+		f.power = fencing.On
+	}
+	return f.powerErr
+}
+func (f *fakeWorld) PowerState(context.Context, string) (fencing.PowerState, error) {
+	if f.power == "" {
+		return fencing.On, nil
+	}
+	return f.power, nil
+}
+func (f *fakeWorld) Evacuate(_ context.Context, id, dest string) error {
+	f.log("evacuate %s %s", id, dest)
+	return f.evacErr[id]
 }
 func (f *fakeWorld) Back(context.Context, string) (bool, error) { return f.back, nil }
 func (f *fakeWorld) Notify(_ context.Context, n Notification) {
@@ -141,8 +168,18 @@ func TestGateClosedPowerCyclesOnceAfterIntent(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("power cycled %d times", n)
 	}
-	if indexOf(w.calls, "force_down cmp-017 false") < 0 || indexOf(w.calls, "enable cmp-017") < 0 {
-		t.Fatalf("restored must unfence: %v", w.calls)
+	if indexOf(w.calls, "force_down cmp-017 false") >= 0 || indexOf(w.calls, "enable cmp-017") >= 0 {
+		t.Fatalf("restored must stay fenced until restore_hold is over: %v", w.calls)
+	}
+	// calm for restore_hold: normal, and only now unfenced
+	hold := testCfg(ModeAuto).RestoreHold
+	for _, at := range []time.Duration{3 * time.Minute, 3*time.Minute + hold} {
+		if ch, err = m.Step(ctx, Input{Now: t0.Add(at), Verdict: &signals.Verdict{D: 0.1}, Fleet: calmFleet}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m.Host().State != Normal || indexOf(w.calls, "force_down cmp-017 false") < 0 || indexOf(w.calls, "enable cmp-017") < 0 {
+		t.Fatalf("after restore_hold the host must be normal and unfenced: %s %v", m.Host().State, w.calls)
 	}
 }
 
@@ -216,7 +253,7 @@ func TestOperatorEventInWrongStateIsAnError(t *testing.T) {
 	}
 }
 
-func TestRelapseFromRestoredFreezesSchedulingAgain(t *testing.T) {
+func TestRelapseFromRestoredStaysFrozen(t *testing.T) {
 	w := &fakeWorld{}
 	m := newTestMachine(t, ModeApprove, w, Restored)
 	warn := &signals.Verdict{D: 0.5, Level: signals.LevelWarn}
@@ -225,8 +262,10 @@ func TestRelapseFromRestoredFreezesSchedulingAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if m.Host().State != Warn || indexOf(w.calls, "disable cmp-017") < 0 {
-		t.Fatalf("restored → warn must disable scheduling again: state %s, calls %v", m.Host().State, w.calls)
+	// restored keeps the host disabled until its hold is over: a relapse
+	// finds it frozen and does not write to Nova again
+	if m.Host().State != Warn || indexOf(w.calls, "disable cmp-017") >= 0 || indexOf(w.calls, "enable cmp-017") >= 0 {
+		t.Fatalf("restored → warn: state %s, calls %v", m.Host().State, w.calls)
 	}
 	// critical from warn does not disable twice
 	w.calls = nil
@@ -235,5 +274,138 @@ func TestRelapseFromRestoredFreezesSchedulingAgain(t *testing.T) {
 	}
 	if indexOf(w.calls, "disable cmp-017") >= 0 || indexOf(w.calls, "force_down cmp-017 true") < 0 {
 		t.Fatalf("warn → critical: %v", w.calls)
+	}
+}
+
+// fakePlacer places every server on cmp-002 except those named in refuse.
+type fakePlacer struct{ refuse map[string]string }
+
+func (p fakePlacer) Place(_ context.Context, _ string, servers []Server) ([]Placement, map[string]string) {
+	var out []Placement
+	un := map[string]string{}
+	for _, s := range servers {
+		if why, ok := p.refuse[s.ID]; ok {
+			un[s.ID] = why
+			continue
+		}
+		out = append(out, Placement{Server: s, Dest: "cmp-002"})
+	}
+	return out, un
+}
+
+func newEvacMachine(t *testing.T, w *fakeWorld, p Placer, h Host) *Machine {
+	t.Helper()
+	a := &Actor{Mode: ModeAuto, AfterFence: AfterFenceEvacuate, Nova: w, Gate: w, Placer: p, Power: w, Checker: w, Notify: w, Journal: w,
+		Clock: clock.NewFake(t0), Log: zerolog.Nop(), EvacuateParallel: 1}
+	cfg := testCfg(ModeAuto)
+	cfg.AfterFence = AfterFenceEvacuate
+	m, err := NewMachine(cfg, h, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestCriticalForcesDownBeforeDisabling(t *testing.T) {
+	w := &fakeWorld{}
+	m := newTestMachine(t, ModeApprove, w, Normal)
+	if _, err := m.Step(context.Background(), Input{Now: t0, Verdict: critical(), Fleet: calmFleet}); err != nil {
+		t.Fatal(err)
+	}
+	fd, dis := indexOf(w.calls, "force_down cmp-017 true"), indexOf(w.calls, "disable cmp-017")
+	if fd < 0 || dis < 0 || fd > dis {
+		t.Fatalf("a frozen compute must be forced down before it is disabled (Nova then skips its RPC to the compute): %v", w.calls)
+	}
+}
+
+func TestEvacuateRecoveryPowersOffEvacuatesPowersOn(t *testing.T) {
+	w := &fakeWorld{servers: []Server{{ID: "a", Name: "a", Evacuable: true}, {ID: "b", Name: "b", Evacuable: true}, {ID: "pinned", Name: "pinned"}}}
+	m := newEvacMachine(t, w, fakePlacer{}, Host{Name: "cmp-017", State: Critical, ControlFenced: true})
+	ctx := context.Background()
+	ch, err := m.Step(ctx, Input{Now: t0, Verdict: critical(), Fleet: calmFleet})
+	if err != nil || states(ch) != "fenced,rebooting" {
+		t.Fatalf("fence: %v %s", err, states(ch))
+	}
+	if indexOf(w.calls, "power_off cmp-017") >= 0 {
+		t.Fatalf("entering rebooting must not act yet (the next tick does): %v", w.calls)
+	}
+	if _, err := m.Step(ctx, Input{Now: t0.Add(10 * time.Second), Verdict: &signals.Verdict{Blind: true}, Fleet: calmFleet}); err != nil {
+		t.Fatal(err)
+	}
+	off, on := indexOf(w.calls, "power_off cmp-017"), indexOf(w.calls, "power_on cmp-017")
+	ea, eb := indexOf(w.calls, "evacuate a cmp-002"), indexOf(w.calls, "evacuate b cmp-002")
+	if off < 0 || ea < off || eb < off || on < ea || on < eb || indexOf(w.calls, "intent power_off") > off {
+		t.Fatalf("want intent, power off, evacuate a and b, power on: %v", w.calls)
+	}
+	if indexOf(w.calls, "evacuate pinned cmp-002") >= 0 {
+		t.Fatalf("a server that is not evacuable was evacuated: %v", w.calls)
+	}
+	if h := m.Host(); h.State != Rebooting || h.Step != StepOn {
+		t.Fatalf("after power on: %s step %q", h.State, h.Step)
+	}
+	// the next ticks only wait for the host; nothing is repeated
+	n := len(w.calls)
+	if _, err := m.Step(ctx, Input{Now: t0.Add(20 * time.Second), Verdict: &signals.Verdict{Blind: true}, Fleet: calmFleet}); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.calls) != n {
+		t.Fatalf("a waiting tick acted: %v", w.calls[n:])
+	}
+	w.back = true
+	w.servers = []Server{{ID: "pinned", Name: "pinned", Status: "ACTIVE", Running: true}} // a and b left with the evacuation
+	ch, err = m.Step(ctx, Input{Now: t0.Add(30 * time.Second), Verdict: &signals.Verdict{D: 0.1}, Fleet: calmFleet})
+	if err != nil || states(ch) != "restored" {
+		t.Fatalf("back: %v %s", err, states(ch))
+	}
+}
+
+func TestEvacuateRecoveryResumesWithoutRepeatingThePowerOff(t *testing.T) {
+	// a new leader resumes a record whose power off happened but was not
+	// recorded as a step: the BMC says off, so it is not sent again
+	w := &fakeWorld{power: fencing.Off, servers: []Server{{ID: "a", Name: "a", Evacuable: true}}}
+	m := newEvacMachine(t, w, fakePlacer{}, Host{Name: "cmp-017", State: Rebooting, Since: t0, ControlFenced: true})
+	if _, err := m.Step(context.Background(), Input{Now: t0.Add(5 * time.Second), Verdict: &signals.Verdict{Blind: true}, Fleet: calmFleet}); err != nil {
+		t.Fatal(err)
+	}
+	if indexOf(w.calls, "power_off cmp-017") >= 0 || indexOf(w.calls, "intent power_off") >= 0 {
+		t.Fatalf("power off sent twice: %v", w.calls)
+	}
+	if indexOf(w.calls, "evacuate a cmp-002") < 0 || indexOf(w.calls, "power_on cmp-017") < 0 {
+		t.Fatalf("the recovery must go on: %v", w.calls)
+	}
+}
+
+func TestUnplacedServersGoToAPersonAfterPowerOn(t *testing.T) {
+	w := &fakeWorld{servers: []Server{{ID: "a", Name: "a", Evacuable: true}, {ID: "big", Name: "big", Evacuable: true}},
+		evacErr: map[string]error{"a": errors.New("rebuild failed on cmp-002")}}
+	m := newEvacMachine(t, w, fakePlacer{refuse: map[string]string{"big": "no normal host with 64 vCPUs free"}},
+		Host{Name: "cmp-017", State: Rebooting, Since: t0, ControlFenced: true})
+	ch, err := m.Step(context.Background(), Input{Now: t0.Add(5 * time.Second), Verdict: &signals.Verdict{Blind: true}, Fleet: calmFleet})
+	if err != nil || states(ch) != "needs_human" {
+		t.Fatalf("%v %s", err, states(ch))
+	}
+	if r := ch[0].Reason; !strings.Contains(r, "big: no normal host") || !strings.Contains(r, "a (a): ") {
+		t.Fatalf("the reason must list every server left behind: %q", r)
+	}
+	if indexOf(w.calls, "power_on cmp-017") < 0 {
+		t.Fatalf("the host is powered on before a person takes over: %v", w.calls)
+	}
+}
+
+func TestFractionAllowsAtLeastOneHost(t *testing.T) {
+	for _, c := range []struct {
+		total, want int
+	}{{1, 1}, {3, 1}, {6, 1}, {10, 1}, {19, 1}, {20, 2}, {100, 10}} {
+		if got := FractionAllows(0.1, c.total); got != c.want {
+			t.Errorf("max_fraction 0.1 of %d hosts: %d, want %d", c.total, got, c.want)
+		}
+	}
+	// a 6-host cloud fences its one bad host, but not a second one
+	cfg := testCfg(ModeAuto)
+	if why := guard(cfg, Fleet{Total: 6, AtWarnOrWorse: 1}); why != "" {
+		t.Fatalf("6 hosts, none fenced: %s", why)
+	}
+	if why := guard(cfg, Fleet{Total: 6, AtWarnOrWorse: 2, Fencing: 1}); !strings.Contains(why, "allows 1") {
+		t.Fatalf("6 hosts, one fenced: %q", why)
 	}
 }

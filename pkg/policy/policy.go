@@ -49,6 +49,7 @@ type Signal struct {
 type Policy struct {
 	Schema     int    `yaml:"version"`
 	Mode       string `yaml:"mode"`
+	AfterFence string `yaml:"after_fence"` // evacuate (default) or reboot_in_place
 	Thresholds struct {
 		DWarn      float64 `yaml:"d_warn"`
 		DCrit      float64 `yaml:"d_crit"`
@@ -182,7 +183,7 @@ func (p *Policy) SignalsConfig() signals.Config {
 // PlaybookConfig is the playbook's configuration.
 func (p *Policy) PlaybookConfig() playbook.Config {
 	return playbook.Config{
-		Mode:  playbook.Mode(p.Mode),
+		Mode: playbook.Mode(p.Mode), AfterFence: afterFence(p.AfterFence),
 		DWarn: p.Thresholds.DWarn, DCrit: p.Thresholds.DCrit, Hysteresis: p.Thresholds.Hysteresis,
 		DwellWarn: time.Duration(p.Dwell.Warn), DwellCrit: time.Duration(p.Dwell.Critical),
 		RecoverAfter: time.Duration(p.RecoverAfter), RestoreHold: time.Duration(p.RestoreHold),
@@ -194,4 +195,11 @@ func (p *Policy) PlaybookConfig() playbook.Config {
 			SaturationFraction: p.StormGuard.SaturationFraction,
 		},
 	}
+}
+
+func afterFence(s string) playbook.AfterFence {
+	if s == "" {
+		return playbook.AfterFenceEvacuate
+	}
+	return playbook.AfterFence(s)
 }

@@ -59,6 +59,7 @@ type Result struct {
 	Changes        []playbook.Change
 	PowerCycles    int
 	Migrations     int
+	Evacuations    int
 	MigrationFails int
 	Notifications  int
 	Intents        int
@@ -91,7 +92,7 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 		res: &Result{Hosts: map[string]*HostResult{}, Mode: pc.Mode, PolicyVersion: opt.Policy.Version()},
 	}
 	rn.w = lab.NewWorld(rn.clk.Now, opt.RebootTime, sc)
-	actor := &playbook.Actor{Mode: pc.Mode, Nova: rn.w, Gate: rn.w, Power: rn.w, Checker: rn.w,
+	actor := &playbook.Actor{Mode: pc.Mode, AfterFence: pc.AfterFence, Nova: rn.w, Gate: rn.w, Placer: rn.w, Power: rn.w, Checker: rn.w,
 		Notify: rn.w, Journal: rn.w, Clock: rn.clk, Log: zerolog.Nop()}
 	f, err := fleet.New(sc, pc, actor, fleet.Hooks{Control: rn.w.Control, Verdict: rn.verdict, Change: rn.change})
 	if err != nil {
@@ -147,7 +148,7 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 	}
 	rn.res.End = last
 	c := rn.w.Counters
-	rn.res.PowerCycles, rn.res.Migrations, rn.res.MigrationFails = c.PowerCycles, c.Migrations, c.MigrationFailures
+	rn.res.PowerCycles, rn.res.Migrations, rn.res.MigrationFails, rn.res.Evacuations = c.PowerCycles, c.Migrations, c.MigrationFailures, c.Evacuations
 	rn.res.Notifications, rn.res.Intents = c.Notifications, c.Intents
 	for _, v := range f.Views() {
 		hr := rn.res.Hosts[v.Host.Name]

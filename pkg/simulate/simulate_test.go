@@ -115,8 +115,9 @@ func TestIncidentAuto(t *testing.T) {
 	if !strings.Contains(cs[3].Reason, "gate closed") {
 		t.Errorf("libvirt is unresponsive: the gate must send the host to a power cycle, got %q", cs[3].Reason)
 	}
-	if res.PowerCycles != 1 || res.Migrations != 0 {
-		t.Errorf("power cycles %d migrations %d, want exactly one power cycle", res.PowerCycles, res.Migrations)
+	if res.PowerCycles != 1 || res.Migrations != 0 || res.Evacuations == 0 {
+		t.Errorf("power cycles %d migrations %d evacuations %d, want one power off/on and the servers evacuated",
+			res.PowerCycles, res.Migrations, res.Evacuations)
 	}
 	// the paper: decision at 02:02 (48 min after 01:14), restoration at 02:25 (71 min)
 	if fenced.At.Sub(trace.IncidentOnset) >= PaperDecision/4 {
