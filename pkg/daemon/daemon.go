@@ -50,6 +50,9 @@ type Config struct {
 	HA *HA
 	// Webhooks reports webhook delivery counters (nil: no webhooks).
 	Webhooks func() map[string]int64
+	// Unfenceable reports hosts whose fence path (BMC) failed its last
+	// check, with why (nil: no checks).
+	Unfenceable func() map[string]string
 }
 
 // Snapshot is what readers see: every host, recent changes, counters.
@@ -75,6 +78,8 @@ type Snapshot struct {
 	Collectors []signals.CollectorStatus `json:"collectors,omitempty"`
 	SignalAges map[signals.Name]float64  `json:"signal_age_seconds,omitempty"`
 	Webhooks   map[string]int64          `json:"webhooks,omitempty"` // deliveries by outcome
+	// Unfenceable lists hosts whose BMC failed its last fence-path check.
+	Unfenceable map[string]string `json:"unfenceable,omitempty"`
 }
 
 type op struct {
@@ -382,6 +387,9 @@ func (d *Daemon) publish(now time.Time, ch []playbook.Change, bad int64, ticked 
 	s.EtcdWrites = d.writes.Load()
 	if d.cfg.Webhooks != nil {
 		s.Webhooks = d.cfg.Webhooks()
+	}
+	if d.cfg.Unfenceable != nil {
+		s.Unfenceable = d.cfg.Unfenceable()
 	}
 	s.SampleErrors += bad
 	if len(ch) > 0 {

@@ -31,6 +31,8 @@ type Backends struct {
 	Reconcile func(ctx context.Context, in lease.Intent) (bool, error)
 	Capacity  func(host string) report.Capacity
 	Hosts     []string
+	// Unfenceable reports hosts whose fence path failed its last check.
+	Unfenceable func() map[string]string
 }
 
 // ReplicaConfig is one HA replica on etcd.
@@ -74,7 +76,7 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 		Settle: cfg.Settle, Reconcile: be.Reconcile}
 	d, err := New(Config{Policy: cfg.Policy, Tick: cfg.Tick, Clock: cfg.Clock, Log: cfg.Log.With().Str("replica", cfg.ID).Logger(),
 		Audit: auditLog, HA: ha, Source: be.Source, Actor: actor, Control: be.Control, Hosts: be.Hosts,
-		Capacity: be.Capacity, Webhooks: whStats})
+		Capacity: be.Capacity, Webhooks: whStats, Unfenceable: be.Unfenceable})
 	if err != nil {
 		return nil, err
 	}
