@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,78 +16,28 @@ import (
 	"github.com/fencedhq/fenced/pkg/lease"
 )
 
-// etcdCluster is three Debian etcd members on loopback.
+// etcdCluster is the harness's three Debian etcd members on loopback, with
+// the names the tests use.
 type etcdCluster struct {
-	t       *testing.T
-	dir     string
-	names   []string
-	client  []int
-	peer    []int
-	procs   []*harness.Proc
-	initial string
+	*harness.EtcdCluster
+	t *testing.T
 }
 
 func startCluster(t *testing.T) *etcdCluster {
 	t.Helper()
-	if _, err := exec.LookPath("etcd"); err != nil {
-		t.Fatal("etcd not found: install Debian's etcd-server (make deps does)")
-	}
-	c := &etcdCluster{t: t, dir: t.TempDir()}
-	var parts []string
-	for i := 1; i <= 3; i++ {
-		c.names = append(c.names, fmt.Sprintf("n%d", i))
-		c.client = append(c.client, harness.FreePort(t))
-		c.peer = append(c.peer, harness.FreePort(t))
-		parts = append(parts, fmt.Sprintf("n%d=http://127.0.0.1:%d", i, c.peer[i-1]))
-	}
-	c.initial = strings.Join(parts, ",")
-	c.procs = make([]*harness.Proc, 3)
-	for i := range c.names {
-		c.start(i, "new")
-	}
-	cli := c.clientv3()
-	defer cli.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := cli.Put(ctx, "/ha-test/ready", "1")
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("etcd cluster not ready: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return c
+	return &etcdCluster{EtcdCluster: harness.StartEtcdCluster(t), t: t}
 }
 
-func (c *etcdCluster) start(i int, state string) {
-	c.procs[i] = harness.Start(c.t, "etcd", "--name", c.names[i], "--data-dir", filepath.Join(c.dir, c.names[i]),
-		"--listen-client-urls", fmt.Sprintf("http://127.0.0.1:%d", c.client[i]),
-		"--advertise-client-urls", fmt.Sprintf("http://127.0.0.1:%d", c.client[i]),
-		"--listen-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", c.peer[i]),
-		"--initial-advertise-peer-urls", fmt.Sprintf("http://127.0.0.1:%d", c.peer[i]),
-		"--initial-cluster", c.initial, "--initial-cluster-state", state, "--initial-cluster-token", "fenced-ha",
-		"--heartbeat-interval", "100", "--election-timeout", "1000", "--log-level", "warn")
-}
-
-func (c *etcdCluster) kill(i int) {
-	_ = syscall.Kill(-c.procs[i].Cmd.Process.Pid, syscall.SIGKILL)
-	_ = c.procs[i].Cmd.Wait()
-}
+func (c *etcdCluster) kill(i int) { c.Kill(i) }
 
 // restart starts a killed member again with its data.
-func (c *etcdCluster) restart(i int) { c.start(i, "existing") }
-
-func (c *etcdCluster) endpoints() []string {
-	var out []string
-	for _, p := range c.client {
-		out = append(out, fmt.Sprintf("http://127.0.0.1:%d", p))
+func (c *etcdCluster) restart(i int) {
+	if err := c.Restart(i); err != nil {
+		c.t.Fatal(err)
 	}
-	return out
 }
+
+func (c *etcdCluster) endpoints() []string { return c.Endpoints() }
 
 func (c *etcdCluster) clientv3() *clientv3.Client {
 	cli, err := lease.Connect(lease.ClientConfig{Endpoints: c.endpoints(), DialTimeout: 2 * time.Second})

@@ -57,12 +57,21 @@ func Fenced(t testing.TB) string {
 // FreePort returns a free TCP port on 127.0.0.1.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := PickPort()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p
+}
+
+// PickPort returns a free TCP port on 127.0.0.1 (FreePort without a test).
+func PickPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Proc is a started process with its output captured.
@@ -92,28 +101,67 @@ func (p *Proc) Output() string {
 // Start runs a program and stops it (SIGINT, then SIGKILL) when the test ends.
 func Start(t testing.TB, name string, args ...string) *Proc {
 	t.Helper()
-	p := &Proc{Out: &bytes.Buffer{}}
-	p.Cmd = exec.Command(name, args...)
-	p.Cmd.Stdout, p.Cmd.Stderr = lockedWriter{p}, lockedWriter{p}
-	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.Cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
+	return StartEnv(t, nil, name, args...)
+}
+
+// StartEnv is Start with K=V entries added to the environment.
+func StartEnv(t testing.TB, env []string, name string, args ...string) *Proc {
+	t.Helper()
+	p, err := Spawn(env, name, args...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { _ = p.Cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
+		p.Stop()
 		if t.Failed() {
 			t.Logf("%s output:\n%s", filepath.Base(name), p.Output())
 		}
 	})
 	return p
+}
+
+// Spawn runs a program in a process group of its own, with K=V entries added
+// to the environment, without a test to stop it: for TestMain, which calls
+// Stop.
+func Spawn(env []string, name string, args ...string) (*Proc, error) {
+	p := &Proc{Out: &bytes.Buffer{}}
+	p.Cmd = exec.Command(name, args...)
+	if len(env) > 0 {
+		p.Cmd.Env = append(os.Environ(), env...)
+	}
+	p.Cmd.Stdout, p.Cmd.Stderr = lockedWriter{p}, lockedWriter{p}
+	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.Cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %v", name, err)
+	}
+	return p, nil
+}
+
+// Stop sends SIGINT to the process group, then SIGKILL after 10 s, and waits.
+// A process already killed and waited for is left alone.
+func (p *Proc) Stop() {
+	if p.Cmd.ProcessState != nil {
+		return
+	}
+	_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGCONT) // a stopped process cannot act on SIGINT
+	_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGINT)
+	done := make(chan struct{})
+	go func() { _ = p.Cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+// Kill sends SIGKILL to the process group and waits.
+func (p *Proc) Kill() {
+	if p.Cmd.ProcessState != nil {
+		return
+	}
+	_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
+	_ = p.Cmd.Wait()
 }
 
 // WaitHTTP polls url until it answers 200 or the timeout passes.
