@@ -52,7 +52,7 @@ func TestCLIAgainstAnInProcessDaemon(t *testing.T) {
 	go d.Run(ctx)
 
 	viewer, operator := "viewer-token-0123456789", "operator-token-0123456789"
-	srv := httptest.NewTLSServer(api.New(d, map[string]api.Role{viewer: api.Viewer, operator: api.Operator}))
+	srv := httptest.NewTLSServer(api.New(d, map[string]api.Identity{viewer: {Name: "vic", Role: api.Viewer}, operator: {Name: "alice", Role: api.Operator}}))
 	defer srv.Close()
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {

@@ -42,9 +42,9 @@ Start with:
 	}
 	root.PersistentFlags().StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().BoolVar(&o.logJSON, "log-json", false, "write logs as JSON lines (default: console format)")
-	root.AddCommand(newRunCmd(), newSimulateCmd(), newPolicyCmd(), newTraceCmd(), newHostsCmd(), newHostCmd(),
+	root.AddCommand(newRunCmd(), newSimulateCmd(), newPolicyCmd(), newConfigCmd(), newTraceCmd(), newHostsCmd(), newHostCmd(),
 		newOperateCmd("approve"), newOperateCmd("abort"), newOperateCmd("unfence"), newAuditCmd(),
-		newPauseCmd(true), newPauseCmd(false), newReportCmd(), newLabCmd())
+		newPauseCmd(true), newPauseCmd(false), newReportCmd(), newLabCmd(), newBMCCmd())
 	return root
 }
 

@@ -69,11 +69,17 @@ page on loopback. Watch it go warn → critical; in approve mode (the default)
 approve it from the page or with 'fenced approve HOST --reason …' and watch the
 power cycle and the restoration. Ctrl-C stops it and leaves nothing behind.
 
---config FILE reads real signals (Prometheus) and serves the same API. This
-build has no Nova adapter, BMC inventory or etcd wiring yet, so --config runs
-in observe mode only: it classifies hosts and notifies, and changes nothing.`,
+--config FILE runs one replica against a real cloud: signals from Nova,
+libvirt and Prometheus; Nova's compute API to disable, force down and
+evacuate; the BMCs (Redfish) to power hosts off and on; etcd for leadership,
+host records, approvals and the audit chain. Everything is set in the file
+(see deploy/fenced.yaml and docs/production.md); with --config only --mode
+and --id apply, and any other flag is an error. Roll out observe → approve →
+auto: --mode overrides the policy's mode.`,
 		Example: `  fenced run --dev
-  fenced run --dev --mode auto --listen 127.0.0.1:9000`,
+  fenced run --dev --mode auto --listen 127.0.0.1:9000
+  fenced config check /etc/fenced/fenced.yaml
+  fenced run --config /etc/fenced/fenced.yaml --mode observe --id ctl-1`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
@@ -128,11 +134,7 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		}
 		clk = clock.NewScaled(o.speed)
 	}
-	id := o.id
-	if id == "" {
-		host, _ := os.Hostname()
-		id = fmt.Sprintf("%s/%d", host, os.Getpid())
-	}
+	id := replicaID(o.id)
 	var be daemon.Backends
 	var world *lab.World
 	if o.labURL != "" {
@@ -205,7 +207,7 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 // apiTLS is the API's optional TLS certificate.
 type apiTLS struct{ cert, key string }
 
-func serve(ctx context.Context, cmd *cobra.Command, d *daemon.Daemon, listen string, tokens map[string]api.Role, tlsFiles ...apiTLS) error {
+func serve(ctx context.Context, cmd *cobra.Command, d *daemon.Daemon, listen string, tokens map[string]api.Identity, tlsFiles ...apiTLS) error {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", listen, err)

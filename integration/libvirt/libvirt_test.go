@@ -175,8 +175,10 @@ func TestRunWithLibvirtProbe(t *testing.T) {
 	d := harness.StartLibvirtd(t)
 	bin := harness.Fenced(t)
 	port := harness.FreePort(t)
-	cfg := filepath.Join(t.TempDir(), "fenced.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("listen: 127.0.0.1:%d\ntick: 1s\nlibvirt:\n  uris: {cmp-017: %q}\n  call_timeout: 1s\n", port, d.URI)), 0o644); err != nil {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "fenced.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("api: {listen: 127.0.0.1:%d}\ntick: 1s\netcd: {embedded: {data_dir: %s}}\nlibvirt:\n  hosts: {cmp-017: %q}\n  call_timeout: 1s\n",
+		port, filepath.Join(dir, "etcd"), d.URI)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	harness.Start(t, bin, "run", "--config", cfg, "--log-json")

@@ -219,15 +219,18 @@ func TestRunWithConfigShowsRealVerdicts(t *testing.T) {
 	st.exp.set(0.3, 0)
 	dir := t.TempDir()
 	port := harness.FreePort(t)
-	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
+	cfg := fmt.Sprintf(`api:
+  listen: 127.0.0.1:%d
 tick: 1s
+etcd:
+  embedded: {data_dir: %s}
 prometheus:
   url: %s
   host_label: host
   queries:
     cpu_steal_pct: '100 * avg by (host) (rate(node_cpu_seconds_total{mode="steal"}[5s]))'
     runqueue_per_core: 'max_over_time(node_procs_running[3s]) / on (host) count by (host) (node_cpu_seconds_total{mode="idle"})'
-`, port, st.promURL)
+`, port, filepath.Join(dir, "etcd"), st.promURL)
 	path := filepath.Join(dir, "fenced.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -13,7 +13,8 @@
 //	GET  /                               status page
 //
 // With tokens configured, requests carry "Authorization: Bearer TOKEN"; a
-// viewer token reads, an operator token also writes.
+// viewer token reads, an operator token also writes. The name a write is
+// audited under is the token's name; a name in the body is not trusted.
 package api
 
 import (
@@ -55,16 +56,24 @@ const (
 	Operator Role = "operator"
 )
 
+// Identity is who a token speaks for.
+type Identity struct {
+	Name string
+	Role Role
+}
+
 // Server is the HTTP handler.
 type Server struct {
 	b      Backend
-	tokens map[string]Role // nil: no authentication (loopback dev mode)
+	tokens map[string]Identity // nil: no authentication (loopback dev mode)
 	mux    *http.ServeMux
 }
 
-// New returns the API handler. tokens maps bearer tokens to roles; nil
-// disables authentication (only for a listener on loopback).
-func New(b Backend, tokens map[string]Role) *Server {
+type identityKey struct{}
+
+// New returns the API handler. tokens maps bearer tokens to identities;
+// nil disables authentication (only for a listener on loopback).
+func New(b Backend, tokens map[string]Identity) *Server {
 	s := &Server{b: b, tokens: tokens, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /api/v1/hosts", s.auth(Viewer, s.hosts))
 	s.mux.HandleFunc("GET /api/v1/hosts/{host}", s.auth(Viewer, s.host))
@@ -100,15 +109,16 @@ func (s *Server) auth(need Role, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.tokens != nil {
 			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			role, known := s.tokens[tok]
+			id, known := s.tokens[tok]
 			switch {
 			case !ok || !known:
 				writeJSON(w, http.StatusUnauthorized, Error{Error: "missing or unknown bearer token"})
 				return
-			case need == Operator && role != Operator:
+			case need == Operator && id.Role != Operator:
 				writeJSON(w, http.StatusForbidden, Error{Error: "this token may read but not act (role viewer)"})
 				return
 			}
+			r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
 		}
 		h(w, r)
 	}
@@ -208,6 +218,10 @@ func readOperate(w http.ResponseWriter, r *http.Request) (OperateRequest, bool) 
 	if err := dec.Decode(&req); err != nil {
 		writeJSON(w, http.StatusBadRequest, Error{Error: "body must be JSON {\"operator\":…,\"reason\":…}: " + err.Error()})
 		return req, false
+	}
+	if id, ok := r.Context().Value(identityKey{}).(Identity); ok {
+		// the token says who acts; a name in the body is not trusted
+		req.Operator = id.Name
 	}
 	for _, f := range []struct{ name, v string }{{"operator", req.Operator}, {"reason", req.Reason}} {
 		if strings.TrimSpace(f.v) == "" {

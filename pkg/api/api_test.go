@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -111,8 +113,9 @@ func TestReadsAndWrites(t *testing.T) {
 }
 
 func TestTokensAndRoles(t *testing.T) {
-	s := New(backend(), map[string]Role{"v": Viewer, "o": Operator})
-	body := `{"operator":"a","reason":"b"}`
+	b := backend()
+	s := New(b, map[string]Identity{"v": {"vic", Viewer}, "o": {"carol", Operator}})
+	body := `{"operator":"mallory","reason":"b"}`
 	for _, c := range []struct {
 		method, path, token string
 		code                int
@@ -125,6 +128,39 @@ func TestTokensAndRoles(t *testing.T) {
 	} {
 		if code, _ := do(t, s, c.method, c.path, c.token, body); code != c.code {
 			t.Errorf("%s %s token %q: %d, want %d", c.method, c.path, c.token, code, c.code)
+		}
+	}
+	// the operator token's name is audited, not the name in the body
+	if len(b.ops) != 1 || b.ops[0] != "cmp-017 approve carol b" {
+		t.Fatalf("backend saw %v, want carol (the token's name)", b.ops)
+	}
+	// without a name in the body the token's name is enough
+	if code, _ := do(t, s, "POST", "/api/v1/hosts/cmp-017/abort", "o", `{"reason":"x"}`); code != 200 {
+		t.Fatalf("abort without operator: %d", code)
+	}
+}
+
+func TestReadTokens(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ text, want string }{
+		{"# ops\noperator carol 0123456789abcdef\nviewer vic fedcba9876543210\n", ""},
+		{"operator 0123456789abcdef\n", ":1: want \"ROLE NAME TOKEN\""},
+		{"admin carol 0123456789abcdef\n", ":1: want"},
+		{"operator carol short\n", ":1: token of carol shorter than 16"},
+		{"operator carol 0123456789abcdef\nviewer carol fedcba9876543210\n", ":2: name carol already used on line 1"},
+		{"operator a 0123456789abcdef\nviewer b 0123456789abcdef\n", ":2: token of b repeats"},
+		{"# nothing\n", "no tokens"},
+	} {
+		p := filepath.Join(dir, "tokens")
+		if err := os.WriteFile(p, []byte(c.text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ids, err := ReadTokens(p)
+		switch {
+		case c.want == "" && (err != nil || ids["0123456789abcdef"] != Identity{"carol", Operator} || ids["fedcba9876543210"].Role != Viewer):
+			t.Errorf("%q: %v %v", c.text, ids, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%q: %v, want %q", c.text, err, c.want)
 		}
 	}
 }
@@ -177,7 +213,7 @@ func TestAuditEndpoints(t *testing.T) {
 
 func TestPauseResume(t *testing.T) {
 	b := backend()
-	s := New(b, map[string]Role{"v": Viewer, "o": Operator})
+	s := New(b, map[string]Identity{"v": {"vic", Viewer}, "o": {"a", Operator}})
 	if code, _ := do(t, s, "POST", "/api/v1/pause", "v", `{"operator":"a","reason":"maintenance"}`); code != 403 {
 		t.Fatalf("viewer paused the fleet: %d", code)
 	}

@@ -1,35 +1,112 @@
-// Package config loads the configuration file of `fenced run` (the part that
-// is about this deployment; thresholds live in the policy). Loading is
-// strict: unknown keys are errors and every error names the file, line and
-// field.
+// Package config loads the configuration file of `fenced run --config` (the
+// part that is about this deployment; thresholds live in the policy).
+// Loading is strict: unknown keys are errors and every error names the file,
+// line and field. Parse checks the file alone; Resolve reads what the file
+// points to (credentials in environment variables and files) and expands
+// the per-host templates.
+//
+// deploy/fenced.yaml is the commented example; docs/production.md explains
+// every section.
 package config
 
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
+	"github.com/fencedhq/fenced/pkg/fencing/inventory"
+	"github.com/fencedhq/fenced/pkg/fencing/redfish"
 	"github.com/fencedhq/fenced/pkg/signals"
 	"github.com/fencedhq/fenced/pkg/yamlfile"
 )
 
 // Config is the file.
 type Config struct {
-	Listen     string        `yaml:"listen"`      // API address; default 127.0.0.1:8480
-	Policy     string        `yaml:"policy"`      // policy file; default: built-in
-	Tick       time.Duration `yaml:"tick"`        // default 10s
-	TokensFile string        `yaml:"tokens_file"` // lines "ROLE TOKEN"; required unless listen is loopback
-	TLSCert    string        `yaml:"tls_cert"`    // serve the API over HTTPS with this certificate
-	TLSKey     string        `yaml:"tls_key"`
-	Hosts      []string      `yaml:"hosts"` // hosts known up front
-	Prometheus *Prometheus   `yaml:"prometheus"`
-	Libvirt    *Libvirt      `yaml:"libvirt"`
+	Policy     string        `yaml:"policy"` // policy file; default: built-in
+	Tick       time.Duration `yaml:"tick"`   // default 10s
+	Hosts      []string      `yaml:"hosts"`  // hosts known up front (Nova's computes are added)
+	API        API           `yaml:"api"`
+	Etcd       *Etcd         `yaml:"etcd"`
 	Nova       *Nova         `yaml:"nova"`
+	BMC        *BMC          `yaml:"bmc"`
+	Libvirt    *Libvirt      `yaml:"libvirt"`
+	Prometheus *Prometheus   `yaml:"prometheus"`
 	Webhooks   []Webhook     `yaml:"webhooks"`
 
 	file string
+	doc  *yamlfile.Doc
+}
+
+// API is the HTTP API, /metrics and the status page.
+type API struct {
+	Listen     string `yaml:"listen"`      // default 127.0.0.1:8480
+	TLSCert    string `yaml:"tls_cert"`    // serve over HTTPS with this certificate
+	TLSKey     string `yaml:"tls_key"`     //
+	TokensFile string `yaml:"tokens_file"` // lines "ROLE NAME TOKEN"; required unless listen is loopback
+}
+
+// Etcd is where leadership, host records, intents and the audit chain live.
+type Etcd struct {
+	Endpoints    []string      `yaml:"endpoints"`
+	CAFile       string        `yaml:"ca_file"`
+	CertFile     string        `yaml:"cert_file"`
+	KeyFile      string        `yaml:"key_file"`
+	Username     string        `yaml:"username"`
+	PasswordEnv  string        `yaml:"password_env"`
+	PasswordFile string        `yaml:"password_file"`
+	Prefix       string        `yaml:"prefix"` // default /fenced/
+	TTL          time.Duration `yaml:"ttl"`    // session TTL: how fast a dead leader is replaced; default 5s
+	Settle       time.Duration `yaml:"settle"` // a new leader's wait for an old leader's in-flight action; default 60s
+	// Embedded runs an etcd inside this process: one replica, no HA.
+	Embedded *Embedded `yaml:"embedded"`
+}
+
+// Embedded is an in-process etcd.
+type Embedded struct {
+	DataDir string `yaml:"data_dir"`
+}
+
+// Nova configures the compute API (auth as the openstack CLI: clouds.yaml or OS_*).
+type Nova struct {
+	Cloud          string        `yaml:"cloud"` // clouds.yaml entry (default: OS_CLOUD, then OS_* variables)
+	Region         string        `yaml:"region"`
+	Interface      string        `yaml:"interface"`       // public, internal, admin
+	ReportInterval time.Duration `yaml:"report_interval"` // Nova's report_interval (default 10s)
+	CallTimeout    time.Duration `yaml:"call_timeout"`    // one HTTP attempt (default 10s)
+	// DisableTimeout bounds a disable of a compute Nova still thinks is up
+	// (nova-api calls the compute synchronously; default 5s).
+	DisableTimeout time.Duration `yaml:"disable_timeout"`
+	// Evacuable, when set, evacuates only the servers it matches.
+	Evacuable *Evacuable `yaml:"evacuable"`
+	// EvacuateParallel bounds concurrent evacuations off one host (default 4).
+	EvacuateParallel int `yaml:"evacuate_parallel"`
+}
+
+// Evacuable is the evacuable filter: any one match makes a server
+// evacuable. Each is "key=value".
+type Evacuable struct {
+	FlavorExtraSpec   string `yaml:"flavor_extra_spec"`
+	ImageProperty     string `yaml:"image_property"`
+	AggregateMetadata string `yaml:"aggregate_metadata"`
+}
+
+// BMC is the Redfish inventory: a template for every host and per-host
+// entries that replace it.
+type BMC struct {
+	CheckInterval time.Duration              `yaml:"check_interval"` // fence-path health check; default 5m
+	Template      *inventory.Entry           `yaml:"template"`       // {host} is replaced in endpoint and system_id
+	Hosts         map[string]inventory.Entry `yaml:"hosts"`
+}
+
+// Libvirt configures the management-path probes.
+type Libvirt struct {
+	URI         string            `yaml:"uri"`          // template, e.g. qemu+tls://{host}/system
+	Hosts       map[string]string `yaml:"hosts"`        // per-host URIs that replace the template
+	CallTimeout time.Duration     `yaml:"call_timeout"` // default 2s
 }
 
 // Prometheus configures the PromQL collector.
@@ -39,20 +116,6 @@ type Prometheus struct {
 	HostMap   map[string]string `yaml:"host_map"`
 	Timeout   time.Duration     `yaml:"timeout"`
 	Queries   map[string]string `yaml:"queries"` // signal → PromQL; replaces the defaults when set
-}
-
-// Nova configures the compute API (auth as the openstack CLI: clouds.yaml or OS_*).
-type Nova struct {
-	Cloud          string        `yaml:"cloud"` // clouds.yaml entry (default: OS_CLOUD, then OS_* variables)
-	Region         string        `yaml:"region"`
-	Interface      string        `yaml:"interface"`       // public, internal, admin
-	ReportInterval time.Duration `yaml:"report_interval"` // Nova's report_interval (default 10s)
-}
-
-// Libvirt configures the management-path probes.
-type Libvirt struct {
-	URIs        map[string]string `yaml:"uris"`         // host → qemu+tcp://…/system, qemu+tls://…, qemu+ssh://…
-	CallTimeout time.Duration     `yaml:"call_timeout"` // default 2s
 }
 
 // Webhook is one on-call endpoint.
@@ -75,26 +138,71 @@ func Load(path string) (*Config, error) {
 
 // Parse decodes and validates config data.
 func Parse(name string, data []byte) (*Config, error) {
-	c := &Config{Listen: "127.0.0.1:8480", Tick: 10 * time.Second, file: name}
+	c := &Config{Tick: 10 * time.Second, API: API{Listen: "127.0.0.1:8480"}, file: name}
 	doc, err := yamlfile.Decode(name, data, c)
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return nil, doc.Errorf("listen", "%q is not host:port", c.Listen)
-	}
+	c.doc = doc
 	if c.Tick < time.Second {
 		return nil, doc.Errorf("tick", "must be at least 1s, have %s", c.Tick)
 	}
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		return nil, doc.Errorf("tls_cert", "tls_cert and tls_key go together")
+	for i, h := range c.Hosts {
+		if err := validHost(h); err != nil {
+			return nil, doc.Errorf(fmt.Sprintf("hosts[%d]", i), "%v", err)
+		}
 	}
-	if c.TokensFile == "" && !c.Loopback() {
-		return nil, doc.Errorf("tokens_file", "required when listen is not a loopback address")
+	if err := c.checkAPI(doc); err != nil {
+		return nil, err
+	}
+	if err := c.checkEtcd(doc); err != nil {
+		return nil, err
+	}
+	if n := c.Nova; n != nil {
+		for f, d := range map[string]time.Duration{"report_interval": n.ReportInterval, "call_timeout": n.CallTimeout, "disable_timeout": n.DisableTimeout} {
+			if d < 0 {
+				return nil, doc.Errorf("nova."+f, "must not be negative")
+			}
+		}
+		if n.EvacuateParallel < 0 {
+			return nil, doc.Errorf("nova.evacuate_parallel", "must not be negative")
+		}
+		if e := n.Evacuable; e != nil {
+			for f, v := range map[string]string{"flavor_extra_spec": e.FlavorExtraSpec, "image_property": e.ImageProperty, "aggregate_metadata": e.AggregateMetadata} {
+				if k, _, ok := strings.Cut(v, "="); v != "" && (!ok || k == "") {
+					return nil, doc.Errorf("nova.evacuable."+f, "%q: want key=value, e.g. evacuable=true", v)
+				}
+			}
+		}
+	}
+	if err := c.checkBMC(doc); err != nil {
+		return nil, err
+	}
+	if l := c.Libvirt; l != nil {
+		if l.URI == "" && len(l.Hosts) == 0 {
+			return nil, doc.Errorf("libvirt", "give uri (a template with {host}) or hosts")
+		}
+		if l.URI != "" && (!strings.Contains(l.URI, "://") || !strings.Contains(l.URI, "{host}")) {
+			return nil, doc.Errorf("libvirt.uri", "%q: want a libvirt URI template with {host}, e.g. qemu+tls://{host}/system", l.URI)
+		}
+		for h, u := range l.Hosts {
+			if !strings.Contains(u, "://") {
+				return nil, doc.Errorf("libvirt.hosts."+h, "%q is not a libvirt URI", u)
+			}
+		}
+		if l.CallTimeout < 0 {
+			return nil, doc.Errorf("libvirt.call_timeout", "must not be negative")
+		}
 	}
 	if p := c.Prometheus; p != nil {
 		if p.URL == "" {
 			return nil, doc.Errorf("prometheus.url", "required")
+		}
+		if u, err := url.Parse(p.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, doc.Errorf("prometheus.url", "%q: want http(s)://host:port", p.URL)
+		}
+		if p.Timeout < 0 {
+			return nil, doc.Errorf("prometheus.timeout", "must not be negative")
 		}
 		for sig := range p.Queries {
 			if !signals.Name(sig).Valid() {
@@ -102,20 +210,11 @@ func Parse(name string, data []byte) (*Config, error) {
 			}
 		}
 	}
-	if l := c.Libvirt; l != nil {
-		if len(l.URIs) == 0 {
-			return nil, doc.Errorf("libvirt.uris", "list at least one host")
-		}
-		for h, u := range l.URIs {
-			if !strings.Contains(u, "://") {
-				return nil, doc.Errorf("libvirt.uris."+h, "%q is not a libvirt URI", u)
-			}
-		}
-	}
 	for i, w := range c.Webhooks {
 		f := fmt.Sprintf("webhooks[%d]", i)
-		if w.URL == "" {
-			return nil, doc.Errorf(f, "url is required")
+		u, err := url.Parse(w.URL)
+		if w.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, doc.Errorf(f, "url %q: want http(s)://host/path", w.URL)
 		}
 		switch w.Format {
 		case "", "generic", "slack", "pagerduty":
@@ -126,9 +225,139 @@ func Parse(name string, data []byte) (*Config, error) {
 	return c, nil
 }
 
+func validHost(h string) error {
+	if h == "" || strings.ContainsAny(h, " /\t\n\r{}") {
+		return fmt.Errorf("%q is not a host name", h)
+	}
+	return nil
+}
+
+func (c *Config) checkAPI(doc *yamlfile.Doc) error {
+	a := c.API
+	if _, _, err := net.SplitHostPort(a.Listen); err != nil {
+		return doc.Errorf("api.listen", "%q is not host:port", a.Listen)
+	}
+	if (a.TLSCert == "") != (a.TLSKey == "") {
+		return doc.Errorf("api.tls_cert", "tls_cert and tls_key go together")
+	}
+	if a.TokensFile == "" && !c.Loopback() {
+		return doc.Errorf("api.tokens_file", "required when listen is not a loopback address")
+	}
+	return nil
+}
+
+func (c *Config) checkEtcd(doc *yamlfile.Doc) error {
+	e := c.Etcd
+	if e == nil {
+		return doc.Errorf("etcd", "required: endpoints of an etcd cluster, or embedded: {data_dir: …} for a single replica")
+	}
+	switch {
+	case e.Embedded != nil && len(e.Endpoints) > 0:
+		return doc.Errorf("etcd.embedded", "embedded and endpoints exclude each other")
+	case e.Embedded != nil:
+		if e.Embedded.DataDir == "" {
+			return doc.Errorf("etcd.embedded.data_dir", "required: the embedded etcd keeps host records, approvals and the audit chain there")
+		}
+		for f, v := range map[string]string{"ca_file": e.CAFile, "cert_file": e.CertFile, "key_file": e.KeyFile, "username": e.Username} {
+			if v != "" {
+				return doc.Errorf("etcd."+f, "does not apply to an embedded etcd")
+			}
+		}
+	case len(e.Endpoints) == 0:
+		return doc.Errorf("etcd.endpoints", "list the cluster's client URLs, or use embedded: {data_dir: …}")
+	}
+	for i, ep := range e.Endpoints {
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return doc.Errorf(fmt.Sprintf("etcd.endpoints[%d]", i), "%q: want http(s)://host:port", ep)
+		}
+	}
+	if (e.CertFile == "") != (e.KeyFile == "") {
+		return doc.Errorf("etcd.cert_file", "cert_file and key_file go together")
+	}
+	if e.Username != "" && (e.PasswordEnv == "") == (e.PasswordFile == "") {
+		return doc.Errorf("etcd.username", "give exactly one of password_env and password_file")
+	}
+	if e.Username == "" && (e.PasswordEnv != "" || e.PasswordFile != "") {
+		return doc.Errorf("etcd.username", "required with a password")
+	}
+	if e.Prefix == "" {
+		e.Prefix = "/fenced/"
+	}
+	if !strings.HasPrefix(e.Prefix, "/") || !strings.HasSuffix(e.Prefix, "/") {
+		return doc.Errorf("etcd.prefix", "%q: want /name/", e.Prefix)
+	}
+	if e.TTL == 0 {
+		e.TTL = 5 * time.Second
+	}
+	if e.TTL < time.Second {
+		return doc.Errorf("etcd.ttl", "must be at least 1s, have %s", e.TTL)
+	}
+	if e.Settle == 0 {
+		e.Settle = time.Minute
+	}
+	if e.Settle < 0 {
+		return doc.Errorf("etcd.settle", "must not be negative")
+	}
+	return nil
+}
+
+func (c *Config) checkBMC(doc *yamlfile.Doc) error {
+	b := c.BMC
+	if b == nil {
+		return nil
+	}
+	if b.Template == nil && len(b.Hosts) == 0 {
+		return doc.Errorf("bmc", "give a template (with {host}) or per-host entries under hosts")
+	}
+	if b.CheckInterval == 0 {
+		b.CheckInterval = 5 * time.Minute
+	}
+	if b.CheckInterval < time.Second {
+		return doc.Errorf("bmc.check_interval", "must be at least 1s, have %s", b.CheckInterval)
+	}
+	if t := b.Template; t != nil {
+		if !strings.Contains(t.Endpoint+t.SystemID, "{host}") {
+			return doc.Errorf("bmc.template", "endpoint or system_id must contain {host}: one template serves every host")
+		}
+		if err := inventory.Check(expand(*t, "host"), nil); err != nil {
+			return doc.Errorf("bmc.template."+fieldOf(err), "%v", msgOf(err))
+		}
+	}
+	for h, e := range b.Hosts {
+		if err := validHost(h); err != nil {
+			return doc.Errorf("bmc.hosts."+h, "%v", err)
+		}
+		if err := inventory.Check(e, nil); err != nil {
+			return doc.Errorf("bmc.hosts."+h+"."+fieldOf(err), "%v", msgOf(err))
+		}
+	}
+	return nil
+}
+
+func fieldOf(err error) string {
+	if fe, ok := err.(*inventory.FieldError); ok {
+		return fe.Field
+	}
+	return ""
+}
+
+func msgOf(err error) error {
+	if fe, ok := err.(*inventory.FieldError); ok {
+		return fe.Err
+	}
+	return err
+}
+
+func expand(e inventory.Entry, host string) inventory.Entry {
+	e.Endpoint = strings.ReplaceAll(e.Endpoint, "{host}", host)
+	e.SystemID = strings.ReplaceAll(e.SystemID, "{host}", host)
+	return e
+}
+
 // Loopback reports whether the API listens on loopback only.
 func (c *Config) Loopback() bool {
-	host, _, err := net.SplitHostPort(c.Listen)
+	host, _, err := net.SplitHostPort(c.API.Listen)
 	if err != nil {
 		return false
 	}
@@ -138,3 +367,91 @@ func (c *Config) Loopback() bool {
 
 // File is where the config came from.
 func (c *Config) File() string { return c.file }
+
+// Errorf is an error at a field of the file (with its line).
+func (c *Config) Errorf(field, format string, a ...any) error {
+	if c.doc == nil {
+		return fmt.Errorf("%s: %s: %s", c.file, field, fmt.Sprintf(format, a...))
+	}
+	return c.doc.Errorf(field, format, a...)
+}
+
+// BMCTargets resolves the BMC of every host (per-host entry, else the
+// template), with credentials from the environment or files. Hosts without
+// an entry and no template are left out.
+func (c *Config) BMCTargets(hosts []string, getenv func(string) string) (map[string]redfish.Target, error) {
+	out := map[string]redfish.Target{}
+	if c.BMC == nil {
+		return out, nil
+	}
+	all := map[string]bool{}
+	for _, h := range hosts {
+		all[h] = true
+	}
+	for h := range c.BMC.Hosts {
+		all[h] = true
+	}
+	names := make([]string, 0, len(all))
+	for h := range all {
+		names = append(names, h)
+	}
+	sort.Strings(names)
+	for _, h := range names {
+		e, field := c.BMC.Hosts[h], "bmc.hosts."+h
+		if _, ok := c.BMC.Hosts[h]; !ok {
+			if c.BMC.Template == nil {
+				continue
+			}
+			e, field = expand(*c.BMC.Template, h), "bmc.template"
+		}
+		t, err := inventory.Resolve(h, e, getenv)
+		if err != nil {
+			return nil, c.Errorf(field+"."+fieldOf(err), "%s: %v", h, msgOf(err))
+		}
+		out[h] = t
+	}
+	return out, nil
+}
+
+// LibvirtURIs is the libvirt URI of every host (per-host entry, else the
+// template).
+func (c *Config) LibvirtURIs(hosts []string) map[string]string {
+	out := map[string]string{}
+	if c.Libvirt == nil {
+		return out
+	}
+	for h, u := range c.Libvirt.Hosts {
+		out[h] = u
+	}
+	if c.Libvirt.URI != "" {
+		for _, h := range hosts {
+			if _, ok := out[h]; !ok {
+				out[h] = strings.ReplaceAll(c.Libvirt.URI, "{host}", h)
+			}
+		}
+	}
+	return out
+}
+
+// EtcdPassword reads the etcd password from its variable or file.
+func (c *Config) EtcdPassword(getenv func(string) string) (string, error) {
+	e := c.Etcd
+	switch {
+	case e == nil || e.Username == "":
+		return "", nil
+	case e.PasswordEnv != "":
+		if pw := getenv(e.PasswordEnv); pw != "" {
+			return pw, nil
+		}
+		return "", c.Errorf("etcd.password_env", "environment variable %s is empty or unset", e.PasswordEnv)
+	default:
+		b, err := os.ReadFile(e.PasswordFile)
+		if err != nil {
+			return "", c.Errorf("etcd.password_file", "%v", err)
+		}
+		if pw := strings.TrimSpace(string(b)); pw != "" {
+			return pw, nil
+		}
+		return "", c.Errorf("etcd.password_file", "%s is empty", e.PasswordFile)
+	}
+}

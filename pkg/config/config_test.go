@@ -1,15 +1,38 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
-func TestParse(t *testing.T) {
-	c, err := Parse("fenced.yaml", []byte(`
-listen: 127.0.0.1:9000
+const full = `
 tick: 5s
+hosts: [cn1, cn2]
+api:
+  listen: 127.0.0.1:9000
+etcd:
+  endpoints: [https://10.0.0.1:2379, https://10.0.0.2:2379]
+  ca_file: /etc/fenced/etcd-ca.pem
+  username: fenced
+  password_env: ETCD_PW
+nova:
+  cloud: prod
+  evacuable: {flavor_extra_spec: "evacuable=true"}
+bmc:
+  check_interval: 1m
+  template:
+    endpoint: https://{host}-bmc.example
+    system_id: System.Embedded.1
+    username: fenced
+    password_env: BMC_PW
+  hosts:
+    cn2: {endpoint: "https://10.1.0.2", system_id: "1", username: root, password_env: CN2_PW, insecure: true}
+libvirt:
+  uri: qemu+tls://{host}/system
+  hosts: {cn2: "qemu+tcp://10.1.0.2/system"}
 prometheus:
   url: http://127.0.0.1:9090
   host_label: host
@@ -17,31 +40,104 @@ prometheus:
     cpu_steal_pct: 'rate(x[1m])'
 webhooks:
   - {name: oncall, url: "http://127.0.0.1:1/hook", format: slack}
-`))
+`
+
+func TestParseAndResolve(t *testing.T) {
+	c, err := Parse("fenced.yaml", []byte(full))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Tick != 5*time.Second || c.Prometheus.HostLabel != "host" || !c.Loopback() || c.Webhooks[0].Format != "slack" {
 		t.Fatalf("%+v", c)
 	}
-	if c, err := Parse("empty.yaml", nil); err != nil || c.Listen != "127.0.0.1:8480" {
-		t.Fatalf("empty file: %v", err)
+	if e := c.Etcd; e.Prefix != "/fenced/" || e.TTL != 5*time.Second || e.Settle != time.Minute {
+		t.Fatalf("etcd defaults: %+v", e)
+	}
+	env := map[string]string{"BMC_PW": "tmpl-secret", "CN2_PW": "cn2-secret", "ETCD_PW": "e"}
+	targets, err := c.BMCTargets([]string{"cn1", "cn2", "cn3"}, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if t1 := targets["cn1"]; t1.Endpoint != "https://cn1-bmc.example" || t1.Password != "tmpl-secret" || t1.SystemID != "System.Embedded.1" {
+		t.Fatalf("template: %+v", t1)
+	}
+	if t2 := targets["cn2"]; t2.Endpoint != "https://10.1.0.2" || t2.Password != "cn2-secret" || !t2.Insecure || t2.Username != "root" {
+		t.Fatalf("per-host entry: %+v", t2)
+	}
+	if len(targets) != 3 {
+		t.Fatalf("want cn1..cn3, have %d", len(targets))
+	}
+	uris := c.LibvirtURIs([]string{"cn1", "cn2"})
+	if uris["cn1"] != "qemu+tls://cn1/system" || uris["cn2"] != "qemu+tcp://10.1.0.2/system" {
+		t.Fatalf("libvirt: %v", uris)
+	}
+	// a missing secret names the field and the host, never a value
+	delete(env, "BMC_PW")
+	_, err = c.BMCTargets([]string{"cn1"}, func(k string) string { return env[k] })
+	if err == nil || !strings.Contains(err.Error(), "bmc.template.password_env") || !strings.Contains(err.Error(), "cn1") {
+		t.Fatalf("missing BMC_PW: %v", err)
+	}
+	if pw, err := c.EtcdPassword(func(k string) string { return env[k] }); err != nil || pw != "e" {
+		t.Fatalf("etcd password: %q %v", pw, err)
+	}
+}
+
+func TestPasswordFile(t *testing.T) {
+	dir := t.TempDir()
+	pwf := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pwf, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse("f.yaml", []byte("etcd: {embedded: {data_dir: "+dir+"}}\nbmc:\n  hosts:\n    cn1: {endpoint: http://127.0.0.1:1, username: u, password_file: "+pwf+"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := c.BMCTargets(nil, os.Getenv)
+	if err != nil || ts["cn1"].Password != "s3cret" {
+		t.Fatalf("%v %+v", err, ts)
 	}
 }
 
 func TestErrorsNameFileLineField(t *testing.T) {
+	const etcd = "etcd: {embedded: {data_dir: /tmp/x}}\n"
 	for _, c := range []struct{ yaml, want string }{
-		{"listen: 127.0.0.1:9000\nticks: 5s\n", "f.yaml:2: field ticks not found"},
-		{"listen: nowhere\n", "f.yaml:1: listen"},
-		{"listen: 0.0.0.0:8480\n", "f.yaml:1: tokens_file: required"},
-		{"tick: 10ms\n", "f.yaml:1: tick"},
-		{"prometheus:\n  host_label: x\n", "f.yaml:1: prometheus.url: required"},
-		{"prometheus:\n  url: http://p\n  queries:\n    cpu_stolen: x\n", "f.yaml:4: prometheus.queries.cpu_stolen: unknown signal"},
-		{"webhooks:\n  - url: http://x\n  - url: http://y\n    format: teams\n", "f.yaml:3: webhooks[1]: format"},
+		{etcd + "api:\n  listen: 127.0.0.1:9000\nticks: 5s\n", "f.yaml:4: field ticks not found"},
+		{etcd + "listen: 127.0.0.1:9000\n", "f.yaml:2: field listen not found"},
+		{etcd + "api:\n  listen: nowhere\n", "f.yaml:3: api.listen"},
+		{etcd + "api:\n  listen: 0.0.0.0:8480\n", "f.yaml:2: api.tokens_file: required"},
+		{etcd + "tick: 10ms\n", "f.yaml:2: tick"},
+		{"tick: 5s\n", "etcd: required"},
+		{"etcd:\n  endpoints: [http://a:1]\n  embedded: {data_dir: /x}\n", "f.yaml:3: etcd.embedded: embedded and endpoints exclude"},
+		{"etcd:\n  endpoints: [a:1]\n", "f.yaml:2: etcd.endpoints[0]"},
+		{"etcd:\n  endpoints: [http://a:1]\n  username: u\n", "f.yaml:3: etcd.username: give exactly one"},
+		{"etcd:\n  embedded: {}\n", "etcd.embedded.data_dir: required"},
+		{"etcd:\n  embedded: {data_dir: /x}\n  ca_file: /y\n", "f.yaml:3: etcd.ca_file: does not apply"},
+		{etcd + "prometheus:\n  host_label: x\n", "f.yaml:2: prometheus.url: required"},
+		{etcd + "prometheus:\n  url: ftp://p\n", "f.yaml:3: prometheus.url"},
+		{etcd + "prometheus:\n  url: http://p\n  queries:\n    cpu_stolen: x\n", "f.yaml:5: prometheus.queries.cpu_stolen: unknown signal"},
+		{etcd + "webhooks:\n  - url: http://x\n  - url: http://y\n    format: teams\n", "f.yaml:4: webhooks[1]: format"},
+		{etcd + "webhooks:\n  - url: ftp://x\n", "f.yaml:3: webhooks[0]: url"},
+		{etcd + "bmc:\n  template: {endpoint: https://bmc, username: u, password_env: X}\n", "f.yaml:3: bmc.template: endpoint or system_id must contain {host}"},
+		{etcd + "bmc:\n  hosts:\n    cn1: {endpoint: https://bmc, password_env: X}\n", "f.yaml:4: bmc.hosts.cn1.username: required"},
+		{etcd + "bmc:\n  hosts:\n    cn1: {endpoint: https://bmc, username: u, password_env: X, insecure: true, ca_file: /c}\n", "bmc.hosts.cn1.insecure"},
+		{etcd + "bmc:\n  hosts:\n    cn1: {endpoint: https://bmc, username: u, password_env: X, passwd: y}\n", "f.yaml:4: field passwd not found"},
+		{etcd + "libvirt:\n  uri: qemu+tls://host/system\n", "f.yaml:3: libvirt.uri"},
+		{etcd + "nova:\n  evacuable: {flavor_extra_spec: evacuable}\n", "f.yaml:3: nova.evacuable.flavor_extra_spec"},
+		{etcd + "hosts: [\"a b\"]\n", "f.yaml:2: hosts[0]"},
 	} {
 		_, err := Parse("f.yaml", []byte(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: %v, want %q", c.yaml, err, c.want)
 		}
+	}
+}
+
+func TestShippedExampleParses(t *testing.T) {
+	c, err := Load(filepath.Join("..", "..", "deploy", "fenced.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Nova == nil || c.BMC == nil || c.Libvirt == nil || c.Etcd == nil || len(c.Etcd.Endpoints) != 3 {
+		t.Fatalf("the example should show every section: %+v", c)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -325,16 +326,25 @@ func (d *Daemon) VerifyAudit(ctx context.Context) (int, error) {
 // a persistence failure that ends the leader's term.
 func (d *Daemon) apply(ctx context.Context, o op) (ch []playbook.Change, err, perr error) {
 	now := d.cfg.Clock.Now()
+	// the command is in the audit chain (in etcd) before anything it allows
+	// runs: a crash right after still shows who approved
+	req := audit.Record{Timestamp: now, Component: "api", HostID: o.host, Action: string(o.ev), Operator: o.operator,
+		Outcome: "requested", Detail: o.reason, PolicyVersion: d.cfg.Policy.Version()}
+	if d.cfg.Audit != nil {
+		if _, aerr := d.cfg.Audit.Append(ctx, req); aerr != nil {
+			return nil, fmt.Errorf("daemon: %s not applied: cannot audit it first: %w", o.ev, aerr), nil
+		}
+	}
 	switch o.ev {
 	case evPause, evResume:
-		d.fleet.SetPaused(o.ev == evPause)
+		err = d.setPaused(ctx, o)
 	default:
 		ch, err = d.fleet.Operate(ctx, now, o.host, o.ev, o.operator+": "+o.reason)
 	}
 	d.cfg.Log.Info().Str("host", o.host).Str("action", string(o.ev)).Str("operator", o.operator).
 		Str("outcome", outcome(err)).Msg("operator command")
-	rec := audit.Record{Timestamp: now, Component: "api", HostID: o.host, Action: string(o.ev), Operator: o.operator,
-		Outcome: outcome(err), Detail: o.reason, PolicyVersion: d.cfg.Policy.Version()}
+	rec := req
+	rec.Outcome = outcome(err)
 	if err != nil {
 		rec.Detail += "; refused: " + err.Error()
 	}
@@ -343,6 +353,24 @@ func (d *Daemon) apply(ctx context.Context, o op) (ch []playbook.Change, err, pe
 	perr = d.persist(ctx)
 	d.publish(now, ch, 0, false)
 	return ch, err, perr
+}
+
+// setPaused stores the fleet-wide pause in etcd (under the leader guard)
+// before the engine honours it, so that it survives every replica's restart.
+func (d *Daemon) setPaused(ctx context.Context, o op) error {
+	paused := o.ev == evPause
+	if d.cfg.HA != nil {
+		l := d.ha.get()
+		if l == nil {
+			return ErrFollower
+		}
+		f := lease.Fleet{Paused: paused, Operator: o.operator, Reason: o.reason, At: d.cfg.Clock.Now()}
+		if err := d.cfg.HA.Store.PutFleet(ctx, *l, f); err != nil {
+			return fmt.Errorf("daemon: store the pause: %w", err)
+		}
+	}
+	d.fleet.SetPaused(paused)
+	return nil
 }
 
 func outcome(err error) string {
@@ -414,4 +442,19 @@ func (d *Daemon) publish(now time.Time, ch []playbook.Change, bad int64, ticked 
 
 func sortViews(v []fleet.View) {
 	sort.Slice(v, func(i, j int) bool { return v[i].Host.Name < v[j].Host.Name })
+}
+
+// GateAnswered records a live-migration gate answer in the audit log
+// (hypervisor.AuditSink).
+func (d *Daemon) GateAnswered(ctx context.Context, host string, a playbook.GateAnswer) {
+	out := "closed"
+	if a.Allowed {
+		out = "open"
+	}
+	detail := strings.Join(a.Reasons, "; ")
+	if a.Destination != "" {
+		detail = "destination " + a.Destination + "; " + detail
+	}
+	d.record(ctx, audit.Record{Timestamp: d.cfg.Clock.Now(), Component: "migration-gate", HostID: host, Action: "live_migration_gate",
+		Outcome: out, Detail: detail, PolicyVersion: d.cfg.Policy.Version()})
 }

@@ -144,7 +144,12 @@ func (d *Daemon) lead(l lease.Leadership) error {
 		}
 		d.ha.persisted[name] = h
 	}
-	log.Info().Int("hosts", len(recs)).Msg("resumed host records")
+	fl, err := d.cfg.HA.Store.GetFleet(ctx)
+	if err != nil {
+		return err
+	}
+	d.fleet.SetPaused(fl.Paused)
+	log.Info().Int("hosts", len(recs)).Bool("paused", fl.Paused).Msg("resumed host records and the fleet-wide pause")
 	if err := d.reconcile(ctx, l); err != nil {
 		return err
 	}
@@ -321,9 +326,10 @@ func (d *Daemon) follow(ctx context.Context) {
 		}
 		rctx, cancel := context.WithTimeout(ctx, d.cfg.Tick)
 		recs, err := lease.Hosts[playbook.Host](rctx, d.cfg.HA.Store)
+		fl, ferr := d.cfg.HA.Store.GetFleet(rctx)
 		id, tok, _ := d.cfg.HA.Elector.Leader(rctx)
 		cancel()
-		if err != nil {
+		if err = errors.Join(err, ferr); err != nil {
 			d.cfg.Log.Warn().Err(err).Msg("follower cannot read host records")
 			continue
 		}
@@ -334,7 +340,7 @@ func (d *Daemon) follow(ctx context.Context) {
 		}
 		sortViews(views)
 		d.mu.Lock()
-		d.snap.At, d.snap.Hosts, d.snap.Leader, d.snap.LeaderID, d.snap.Token = d.cfg.Clock.Now(), views, false, id, tok
+		d.snap.At, d.snap.Hosts, d.snap.Leader, d.snap.LeaderID, d.snap.Token, d.snap.Paused = d.cfg.Clock.Now(), views, false, id, tok, fl.Paused
 		d.mu.Unlock()
 	}
 }

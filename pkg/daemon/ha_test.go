@@ -42,7 +42,11 @@ func replica(t *testing.T, endpoints []string, id string, world *lab.World, clk 
 	if err != nil {
 		t.Fatal(err)
 	}
-	world.SetViews(d.Fleet())
+	if id == "a" {
+		// one world serves both replicas; its placer reads the first
+		// leader's fleet (a follower's fleet is all blind)
+		world.SetViews(d.Fleet())
+	}
 	return d
 }
 
@@ -196,4 +200,47 @@ func testLog(t *testing.T, id string) zerolog.Logger {
 		return zerolog.Nop()
 	}
 	return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr}).With().Str("replica", id).Timestamp().Logger()
+}
+
+func TestPauseSurvivesARestartOfEveryReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd")
+	}
+	endpoints := startEtcd(t)
+	clk := clock.NewScaled(60)
+	world := lab.NewWorld(clk.Now, 30*time.Second, policy.Default().SignalsConfig())
+	run := func(id string) (*daemon.Daemon, func()) {
+		d := replica(t, endpoints, id, world, clk, "auto")
+		ctx, stop := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- d.Run(ctx) }()
+		waitUntil(t, id+" leads", 15*time.Second, func() bool { return d.Snapshot().Leader })
+		return d, func() { stop(); <-done }
+	}
+	a, stopA := run("a")
+	octx, ocancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ocancel()
+	if err := a.SetPaused(octx, true, "alice", "maintenance window"); err != nil {
+		t.Fatal(err)
+	}
+	stopA()
+	b, stopB := run("b")
+	defer stopB()
+	if !b.Snapshot().Paused {
+		t.Fatal("the pause was lost when every replica restarted")
+	}
+	// the pause command was audited before it took effect, and by name
+	recs, err := b.AuditRecords(octx, "", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for _, r := range recs {
+		if r.Action == "pause" {
+			seen = append(seen, r.Operator+" "+r.Outcome)
+		}
+	}
+	if strings.Join(seen, ",") != "alice requested,alice ok" {
+		t.Fatalf("pause audit records %v, want the request before its outcome", seen)
+	}
 }

@@ -40,7 +40,8 @@ func (c GateConfig) withDefaults() GateConfig {
 // Destination is a host that could receive the servers.
 type Destination struct {
 	Host      string
-	State     string // its playbook state; only "normal" qualifies
+	State     string  // its playbook state; only "normal" qualifies
+	D         float64 // its divergence: the lowest goes first
 	FreeVCPUs int
 	FreeRAMMB int
 }
@@ -82,14 +83,72 @@ func Decide(cfg GateConfig, st Stats, now time.Time, dests []Destination, need N
 	if len(why) > 0 {
 		return playbook.GateAnswer{Reasons: why}
 	}
-	sort.Slice(fit, func(i, j int) bool {
-		if fit[i].FreeVCPUs != fit[j].FreeVCPUs {
-			return fit[i].FreeVCPUs > fit[j].FreeVCPUs
-		}
-		return fit[i].Host < fit[j].Host
-	})
+	sortDestinations(fit)
 	return playbook.GateAnswer{Allowed: true, Destination: fit[0].Host,
 		Reasons: []string{fmt.Sprintf("libvirt p95 %s, timeouts %.1f%%; %s has %d vCPUs free", st.P95.Round(time.Millisecond), st.TimeoutPct, fit[0].Host, fit[0].FreeVCPUs)}}
+}
+
+// sortDestinations orders candidates by execution truth: lowest d first,
+// then most free vCPUs, then name.
+func sortDestinations(ds []Destination) {
+	sort.Slice(ds, func(i, j int) bool {
+		switch {
+		case ds[i].D != ds[j].D:
+			return ds[i].D < ds[j].D
+		case ds[i].FreeVCPUs != ds[j].FreeVCPUs:
+			return ds[i].FreeVCPUs > ds[j].FreeVCPUs
+		}
+		return ds[i].Host < ds[j].Host
+	})
+}
+
+// Place assigns evacuation destinations (playbook.Placer): each server to
+// the first normal host, lowest d first, that still has headroom for its
+// flavor once the servers placed before it are counted. The biggest
+// servers are placed first. The source host's libvirt does not matter here:
+// the host is powered off.
+func (g *Gate) Place(ctx context.Context, host string, servers []playbook.Server) ([]playbook.Placement, map[string]string) {
+	unplaced := map[string]string{}
+	var dests []Destination
+	var err error
+	if g.Destinations == nil {
+		err = fmt.Errorf("no destination source")
+	} else {
+		dests, _, err = g.Destinations(ctx, host)
+	}
+	if err != nil {
+		for _, s := range servers {
+			unplaced[s.Name+" ("+s.ID+")"] = "cannot list destinations: " + err.Error()
+		}
+		return nil, unplaced
+	}
+	var fit []Destination
+	for _, d := range dests {
+		if d.State == string(playbook.Normal) && d.Host != host {
+			fit = append(fit, d)
+		}
+	}
+	sortDestinations(fit)
+	order := append([]playbook.Server(nil), servers...)
+	sort.SliceStable(order, func(i, j int) bool { return order[i].VCPUs > order[j].VCPUs })
+	var out []playbook.Placement
+	for _, s := range order {
+		placed := false
+		for i := range fit {
+			if fit[i].FreeVCPUs >= s.VCPUs && fit[i].FreeRAMMB >= s.RAMMB {
+				fit[i].FreeVCPUs -= s.VCPUs
+				fit[i].FreeRAMMB -= s.RAMMB
+				out = append(out, playbook.Placement{Server: s, Dest: fit[i].Host})
+				placed = true
+				break
+			}
+		}
+		if !placed {
+			unplaced[s.Name+" ("+s.ID+")"] = fmt.Sprintf("no normal host with %d vCPUs and %d MB free", s.VCPUs, s.RAMMB)
+		}
+	}
+	g.Log.Info().Str("host", host).Str("component", "placer").Int("placed", len(out)).Int("unplaced", len(unplaced)).Msg("evacuation placement")
+	return out, unplaced
 }
 
 // AuditSink receives every gate answer.

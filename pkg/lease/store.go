@@ -360,3 +360,39 @@ func (s *Store) AwaitResult(ctx context.Context, id string) (Result, error) {
 	_, _ = s.Client.Delete(ctx, key)
 	return r, nil
 }
+
+// Fleet is the fleet-wide state an operator sets: it survives every
+// replica's restart.
+type Fleet struct {
+	Paused   bool      `json:"paused"`
+	Operator string    `json:"operator,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+// PutFleet stores the fleet-wide state under the leader guard.
+func (s *Store) PutFleet(ctx context.Context, l Leadership, f Fleet) error {
+	v, err := wrap(l.Token, f)
+	if err != nil {
+		return err
+	}
+	return s.guarded(ctx, l, clientv3.OpPut(s.key("fleet"), v))
+}
+
+// GetFleet reads the fleet-wide state (the zero value when never set).
+func (s *Store) GetFleet(ctx context.Context) (Fleet, error) {
+	cctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.Client.Get(cctx, s.key("fleet"))
+	if err != nil {
+		return Fleet{}, fmt.Errorf("lease: read fleet state: %w", err)
+	}
+	var f Fleet
+	if len(resp.Kvs) == 0 {
+		return f, nil
+	}
+	if err := unwrap(string(resp.Kvs[0].Key), resp.Kvs[0].Value, &f); err != nil {
+		return Fleet{}, err
+	}
+	return f, nil
+}

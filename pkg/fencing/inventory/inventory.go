@@ -15,6 +15,7 @@
 package inventory
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -68,37 +69,94 @@ func Parse(name string, data []byte, getenv func(string) string) (map[string]red
 	sort.Strings(hosts)
 	out := map[string]redfish.Target{}
 	for _, h := range hosts {
-		e := f.BMCs[h]
-		field := "bmcs." + h
-		u, err := url.Parse(e.Endpoint)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return nil, doc.Errorf(field+".endpoint", "%q: want https://HOST[:PORT]", e.Endpoint)
-		}
-		if e.Username == "" {
-			return nil, doc.Errorf(field+".username", "required")
-		}
-		if (e.PasswordEnv == "") == (e.PasswordFile == "") {
-			return nil, doc.Errorf(field, "give exactly one of password_env and password_file")
-		}
-		if e.Insecure && e.CAFile != "" {
-			return nil, doc.Errorf(field+".insecure", "insecure and ca_file exclude each other")
-		}
-		var pw string
-		if e.PasswordEnv != "" {
-			if pw = getenv(e.PasswordEnv); pw == "" {
-				return nil, doc.Errorf(field+".password_env", "environment variable %s is empty or unset", e.PasswordEnv)
+		t, err := Resolve(h, f.BMCs[h], getenv)
+		if err != nil {
+			var fe *FieldError
+			if errors.As(err, &fe) {
+				field := "bmcs." + h
+				if fe.Field != "" {
+					field += "." + fe.Field
+				}
+				return nil, doc.Errorf(field, "%v", fe.Err)
 			}
-		} else {
-			b, err := os.ReadFile(e.PasswordFile)
-			if err != nil {
-				return nil, doc.Errorf(field+".password_file", "%v", err)
-			}
-			if pw = strings.TrimSpace(string(b)); pw == "" {
-				return nil, doc.Errorf(field+".password_file", "%s is empty", e.PasswordFile)
-			}
+			return nil, err
 		}
-		out[h] = redfish.Target{Host: h, Endpoint: e.Endpoint, SystemID: e.SystemID, Username: e.Username, Password: pw,
-			BasicAuth: e.BasicAuth, Insecure: e.Insecure, CAFile: e.CAFile}
+		out[h] = t
 	}
 	return out, nil
+}
+
+// FieldError is a problem with one field of an entry ("" for the entry).
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string {
+	if e.Field == "" {
+		return e.Err.Error()
+	}
+	return e.Field + ": " + e.Err.Error()
+}
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldErr(field, format string, a ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, a...)}
+}
+
+// Check validates an entry without reading its credentials (getenv nil) or
+// with them.
+func Check(e Entry, getenv func(string) string) error {
+	u, err := url.Parse(e.Endpoint)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fieldErr("endpoint", "%q: want https://HOST[:PORT]", e.Endpoint)
+	}
+	if e.Username == "" {
+		return fieldErr("username", "required")
+	}
+	if (e.PasswordEnv == "") == (e.PasswordFile == "") {
+		return fieldErr("", "give exactly one of password_env and password_file")
+	}
+	if e.Insecure && e.CAFile != "" {
+		return fieldErr("insecure", "insecure and ca_file exclude each other")
+	}
+	if getenv != nil {
+		_, err := password(e, getenv)
+		return err
+	}
+	return nil
+}
+
+func password(e Entry, getenv func(string) string) (string, error) {
+	if e.PasswordEnv != "" {
+		pw := getenv(e.PasswordEnv)
+		if pw == "" {
+			return "", fieldErr("password_env", "environment variable %s is empty or unset", e.PasswordEnv)
+		}
+		return pw, nil
+	}
+	b, err := os.ReadFile(e.PasswordFile)
+	if err != nil {
+		return "", fieldErr("password_file", "%v", err)
+	}
+	pw := strings.TrimSpace(string(b))
+	if pw == "" {
+		return "", fieldErr("password_file", "%s is empty", e.PasswordFile)
+	}
+	return pw, nil
+}
+
+// Resolve checks an entry and reads its credentials into a redfish target.
+// Errors are *FieldError and never contain the secret.
+func Resolve(host string, e Entry, getenv func(string) string) (redfish.Target, error) {
+	if err := Check(e, nil); err != nil {
+		return redfish.Target{}, err
+	}
+	pw, err := password(e, getenv)
+	if err != nil {
+		return redfish.Target{}, err
+	}
+	return redfish.Target{Host: host, Endpoint: e.Endpoint, SystemID: e.SystemID, Username: e.Username, Password: pw,
+		BasicAuth: e.BasicAuth, Insecure: e.Insecure, CAFile: e.CAFile}, nil
 }

@@ -1,0 +1,382 @@
+// Package backends assembles a replica's real backends from a `fenced run
+// --config` file: Nova (signals, the control plane, evacuation), one libvirt
+// probe per host (signals, the live-migration gate), one Redfish fencer over
+// the BMC inventory (power, the fence-path check), Prometheus, webhooks, and
+// the host checker and reconciler built from them. The lab (pkg/lab) supplies
+// the same daemon.Backends with simulated parts; the daemon cannot tell them
+// apart.
+package backends
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/fencedhq/fenced/pkg/clock"
+	"github.com/fencedhq/fenced/pkg/config"
+	"github.com/fencedhq/fenced/pkg/daemon"
+	"github.com/fencedhq/fenced/pkg/fencing"
+	"github.com/fencedhq/fenced/pkg/fencing/redfish"
+	"github.com/fencedhq/fenced/pkg/fleet"
+	"github.com/fencedhq/fenced/pkg/hypervisor"
+	"github.com/fencedhq/fenced/pkg/lease"
+	"github.com/fencedhq/fenced/pkg/notify"
+	"github.com/fencedhq/fenced/pkg/nova"
+	"github.com/fencedhq/fenced/pkg/playbook"
+	"github.com/fencedhq/fenced/pkg/policy"
+	"github.com/fencedhq/fenced/pkg/signals"
+	"github.com/fencedhq/fenced/pkg/signals/prom"
+)
+
+// Options says what to build.
+type Options struct {
+	Config *config.Config
+	Policy *policy.Policy
+	Clock  clock.Clock
+	Log    zerolog.Logger
+	Getenv func(string) string // default os.Getenv
+}
+
+// Production is the set of real backends of one replica.
+type Production struct {
+	Backends daemon.Backends
+	Hosts    []string
+
+	Nova   *nova.Client
+	CP     *nova.ControlPlane
+	Probes map[string]*hypervisor.Probe
+	Power  *redfish.Fencer
+	Gate   *hypervisor.Gate
+
+	cfg     *config.Config
+	clk     clock.Clock
+	log     zerolog.Logger
+	mu      sync.Mutex
+	views   func() []fleet.View
+	closers []func()
+}
+
+// Build connects to what the config names. An acting mode (approve, auto)
+// needs the nova: and bmc: sections; observe needs at least one source of
+// signals.
+func Build(ctx context.Context, o Options) (*Production, error) {
+	cfg := o.Config
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
+	p := &Production{cfg: cfg, clk: o.Clock, log: o.Log, Probes: map[string]*hypervisor.Probe{}}
+	mode := o.Policy.PlaybookConfig().Mode
+	if mode != playbook.ModeObserve {
+		if cfg.Nova == nil {
+			return nil, cfg.Errorf("nova", "mode %s acts through Nova: add a nova: section (or run with --mode observe)", mode)
+		}
+		if cfg.BMC == nil {
+			return nil, cfg.Errorf("bmc", "mode %s powers hosts off through their BMCs: add a bmc: section (or run with --mode observe)", mode)
+		}
+	}
+	tick := cfg.Tick
+	reg := &signals.Registry{Timeout: tick / 2}
+	hosts := map[string]bool{}
+	for _, h := range cfg.Hosts {
+		hosts[h] = true
+	}
+	if pc := cfg.Prometheus; pc != nil {
+		var queries map[signals.Name]string
+		if len(pc.Queries) > 0 {
+			queries = map[signals.Name]string{}
+			for k, v := range pc.Queries {
+				queries[signals.Name(k)] = v
+			}
+		}
+		c, err := prom.New(prom.Config{URL: pc.URL, Queries: queries, HostLabel: pc.HostLabel, HostMap: pc.HostMap, Timeout: pc.Timeout})
+		if err != nil {
+			return nil, cfg.Errorf("prometheus", "%v", err)
+		}
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	if nc := cfg.Nova; nc != nil {
+		cl, err := nova.New(ctx, nova.Config{Cloud: nc.Cloud, Region: nc.Region, Interface: nc.Interface, ReportInterval: nc.ReportInterval,
+			CallTimeout: nc.CallTimeout, Clock: o.Clock, Logger: o.Log, Getenv: o.Getenv})
+		if err != nil {
+			return nil, cfg.Errorf("nova", "%v", err)
+		}
+		p.Nova = cl
+		p.CP = &nova.ControlPlane{C: cl, DisableTimeout: nc.DisableTimeout}
+		if e := nc.Evacuable; e != nil {
+			p.CP.Evacuable = nova.Evacuable{FlavorExtraSpec: e.FlavorExtraSpec, ImageProperty: e.ImageProperty, AggregateMetadata: e.AggregateMetadata}
+		}
+		svcs, err := cl.Services(ctx)
+		if err != nil {
+			return nil, cfg.Errorf("nova", "list compute services: %v", err)
+		}
+		for _, s := range svcs {
+			hosts[s.Host] = true
+		}
+		col := &nova.Collector{Client: cl}
+		if err := reg.Register(col); err != nil {
+			return nil, err
+		}
+		p.Backends.Control = col.Control
+		p.Backends.Nova = p.CP
+	}
+	if cfg.BMC != nil {
+		for h := range cfg.BMC.Hosts {
+			hosts[h] = true
+		}
+	}
+	if cfg.Libvirt != nil {
+		for h := range cfg.Libvirt.Hosts {
+			hosts[h] = true
+		}
+	}
+	for h := range hosts {
+		p.Hosts = append(p.Hosts, h)
+	}
+	sort.Strings(p.Hosts)
+
+	if lc := cfg.Libvirt; lc != nil {
+		var probes []*hypervisor.Probe
+		uris := cfg.LibvirtURIs(p.Hosts)
+		names := make([]string, 0, len(uris))
+		for h := range uris {
+			names = append(names, h)
+		}
+		sort.Strings(names)
+		for _, h := range names {
+			pr, err := hypervisor.NewProbe(hypervisor.ProbeConfig{Host: h, URI: uris[h], CallTimeout: lc.CallTimeout, Clock: o.Clock, Log: o.Log})
+			if err != nil {
+				p.Close()
+				return nil, cfg.Errorf("libvirt", "%v", err)
+			}
+			p.closers = append(p.closers, pr.Close)
+			p.Probes[h] = pr
+			probes = append(probes, pr)
+		}
+		if err := reg.Register(&hypervisor.Collector{Probes: probes}); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	if len(reg.Names()) == 0 {
+		return nil, cfg.Errorf("prometheus", "no collectors configured (add a prometheus:, nova: or libvirt: section)")
+	}
+	p.Backends.Source = reg
+	p.Backends.Hosts = p.Hosts
+
+	if cfg.BMC != nil {
+		targets, err := cfg.BMCTargets(p.Hosts, o.Getenv)
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		for h, t := range targets {
+			if t.Insecure {
+				o.Log.Warn().Str("host", h).Str("endpoint", t.Endpoint).Str("component", "redfish").
+					Msg("BMC TLS verification is OFF (insecure: true): anyone on the path can impersonate this BMC")
+			}
+		}
+		f, err := redfish.New(redfish.Config{Targets: targets, Clock: o.Clock, Log: o.Log})
+		if err != nil {
+			p.Close()
+			return nil, cfg.Errorf("bmc", "%v", err)
+		}
+		p.Power = f
+		p.Backends.Power = f
+	}
+	pol := o.Policy.SignalsConfig()
+	gc := hypervisor.GateConfig{}
+	if s, ok := pol.Signals[signals.LibvirtLatency]; ok && s.Warn > 0 {
+		gc.LatencyWarn = time.Duration(s.Warn * float64(time.Millisecond))
+	}
+	if s, ok := pol.Signals[signals.LibvirtTimeout]; ok && s.Warn > 0 {
+		gc.TimeoutWarnPct = s.Warn
+	}
+	p.Gate = &hypervisor.Gate{Config: gc, Probes: p.Probes, Destinations: p.destinations, Clock: o.Clock, Log: o.Log}
+	p.Backends.Gate, p.Backends.Placer = p.Gate, p.Gate
+	p.Backends.Checker = p
+	p.Backends.Reconcile = p.reconcile
+	return p, nil
+}
+
+// Close stops the probes.
+func (p *Production) Close() {
+	for _, c := range p.closers {
+		c()
+	}
+}
+
+// Attach connects the backends to the replica they serve: the fleet's
+// verdicts choose destinations, and gate answers go to its audit log.
+func (p *Production) Attach(d *daemon.Daemon) {
+	p.mu.Lock()
+	p.views = func() []fleet.View { return d.Snapshot().Hosts }
+	p.mu.Unlock()
+	p.Gate.Audit = d
+}
+
+// destinations lists the hosts that may take servers off host: verdict
+// normal (execution truth, not Nova's word), state normal, Nova's service
+// up, enabled and not forced down, with placement headroom; and what the
+// host's servers need.
+func (p *Production) destinations(ctx context.Context, host string) ([]hypervisor.Destination, hypervisor.Need, error) {
+	var need hypervisor.Need
+	if p.CP == nil {
+		return nil, need, errors.New("no nova: section: no destinations")
+	}
+	p.mu.Lock()
+	views := p.views
+	p.mu.Unlock()
+	if views == nil {
+		return nil, need, errors.New("fleet not attached yet")
+	}
+	svcs, err := p.Nova.Services(ctx)
+	if err != nil {
+		return nil, need, err
+	}
+	usable := map[string]bool{}
+	for _, s := range svcs {
+		usable[s.Host] = s.Up && s.Enabled && !s.ForcedDown
+	}
+	var out []hypervisor.Destination
+	for _, v := range views() {
+		h := v.Host.Name
+		if h == host || !usable[h] || v.Host.State != playbook.Normal || v.Verdict.Blind || v.Verdict.Level != signals.LevelNormal {
+			continue
+		}
+		vcpus, ram, err := p.CP.Headroom(ctx, h)
+		if err != nil {
+			p.log.Warn().Str("host", h).Err(err).Msg("no headroom for a candidate destination; skipped")
+			continue
+		}
+		out = append(out, hypervisor.Destination{Host: h, State: string(v.Host.State), D: v.Verdict.D, FreeVCPUs: vcpus, FreeRAMMB: ram})
+	}
+	servers, err := p.CP.Servers(ctx, host)
+	if err != nil {
+		return nil, need, err
+	}
+	for _, s := range servers {
+		need.VCPUs += s.VCPUs
+		need.RAMMB += s.RAMMB
+	}
+	return out, need, nil
+}
+
+// Back implements playbook.HostChecker: a power-cycled host is back when
+// its BMC reads On, Nova sees a fresh heartbeat (within two report
+// intervals) and libvirt answered recently.
+func (p *Production) Back(ctx context.Context, host string) (bool, error) {
+	if p.Power != nil {
+		st, err := p.Power.PowerState(ctx, host)
+		if err != nil || st != fencing.On {
+			return false, err
+		}
+	}
+	if p.Nova != nil {
+		s, err := p.Nova.ServiceStatus(ctx, host)
+		if err != nil {
+			return false, err
+		}
+		if !s.LagKnown || s.HeartbeatLag > p.reportInterval() {
+			return false, nil
+		}
+	}
+	if pr, ok := p.Probes[host]; ok {
+		st := pr.Stats(p.clk.Now())
+		if st.LastAnswer.IsZero() || p.clk.Now().Sub(st.LastAnswer) > max(3*p.cfg.Tick, 10*time.Second) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func (p *Production) reportInterval() time.Duration {
+	if p.cfg.Nova != nil && p.cfg.Nova.ReportInterval > 0 {
+		return p.cfg.Nova.ReportInterval
+	}
+	return 10 * time.Second
+}
+
+// reconcile tells a new leader whether an intent a previous leader left
+// without an outcome happened, from the BMC's power state and Nova's
+// service and migration records.
+func (p *Production) reconcile(ctx context.Context, in lease.Intent) (bool, error) {
+	switch in.Action {
+	case "power_off", "power_on":
+		if p.Power == nil {
+			return false, nil
+		}
+		st, err := p.Power.PowerState(ctx, in.Host)
+		if err != nil {
+			return false, err
+		}
+		return (st == fencing.Off) == (in.Action == "power_off"), nil
+	case "evacuate", "live_migrate":
+		if p.CP == nil || in.Target == "" {
+			return false, nil
+		}
+		typ := "evacuation"
+		if in.Action == "live_migrate" {
+			typ = "live-migration"
+		}
+		_, found, err := p.CP.MigrationSince(ctx, in.Target, typ, in.At)
+		return found, err
+	case "force_down", "force_down_off", "disable", "enable":
+		if p.Nova == nil {
+			return false, nil
+		}
+		s, err := p.Nova.ServiceStatus(ctx, in.Host)
+		if err != nil {
+			return false, err
+		}
+		switch in.Action {
+		case "force_down":
+			return s.ForcedDown, nil
+		case "force_down_off":
+			return !s.ForcedDown, nil
+		case "disable":
+			return !s.Enabled, nil
+		}
+		return s.Enabled, nil
+	}
+	// a power cycle cannot be told apart from no action by reading the
+	// power state: not done, and the playbook's wait for the host decides
+	return false, nil
+}
+
+// Webhooks turns the config's webhooks into notifier endpoints.
+func Webhooks(cfg *config.Config, getenv func(string) string) ([]notify.Endpoint, error) {
+	var eps []notify.Endpoint
+	for i, w := range cfg.Webhooks {
+		ep := notify.Endpoint{Name: w.Name, URL: w.URL, Format: notify.Format(w.Format)}
+		if w.RoutingKey != "" {
+			ep.RoutingKey = getenv(w.RoutingKey)
+		}
+		if ep.Name == "" {
+			ep.Name = fmt.Sprintf("webhook-%d", i+1)
+		}
+		if ep.Format == "" {
+			ep.Format = notify.Generic
+		}
+		if w.SecretFile != "" {
+			b, err := os.ReadFile(w.SecretFile)
+			if err != nil {
+				return nil, cfg.Errorf(fmt.Sprintf("webhooks[%d].secret_file", i), "%v", err)
+			}
+			ep.Secret = bytes.TrimSpace(b)
+		}
+		eps = append(eps, ep)
+	}
+	return eps, nil
+}
