@@ -24,8 +24,8 @@ var configFlags = map[string]bool{"config": true, "mode": true, "id": true}
 // runConfig runs a replica against the real cloud the config describes.
 func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	var bad []string
-	cmd.LocalFlags().Visit(func(f *pflag.Flag) {
-		if !configFlags[f.Name] {
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if !configFlags[f.Name] && cmd.InheritedFlags().Lookup(f.Name) == nil {
 			bad = append(bad, "--"+f.Name)
 		}
 	})

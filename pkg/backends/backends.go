@@ -293,10 +293,14 @@ func (p *Production) Back(ctx context.Context, host string) (bool, error) {
 		}
 	}
 	if pr, ok := p.Probes[host]; ok {
-		st := pr.Stats(p.clk.Now())
-		if st.LastAnswer.IsZero() || p.clk.Now().Sub(st.LastAnswer) > max(3*p.cfg.Tick, 10*time.Second) {
+		now := p.clk.Now()
+		st := pr.Stats(now)
+		if st.LastAnswer.IsZero() || now.Sub(st.LastAnswer) > max(3*p.cfg.Tick, 10*time.Second) {
 			return false, nil
 		}
+		// the host is back: the timeouts measured while it was frozen or off
+		// describe a daemon that no longer runs
+		pr.Forget(now)
 	}
 	return true, nil
 }

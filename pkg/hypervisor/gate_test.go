@@ -1,9 +1,12 @@
 package hypervisor
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fencedhq/fenced/pkg/playbook"
 )
 
 var now = time.Date(2026, 1, 15, 1, 20, 0, 0, time.UTC)
@@ -35,5 +38,33 @@ func TestDecide(t *testing.T) {
 		if a.Allowed && a.Destination != "b" {
 			t.Errorf("%s: destination %s", c.name, a.Destination)
 		}
+	}
+}
+
+func TestPlaceByExecutionTruthAndHeadroom(t *testing.T) {
+	dests := []Destination{
+		{Host: "busy", State: "normal", D: 0.30, FreeVCPUs: 64, FreeRAMMB: 256000},
+		{Host: "calm", State: "normal", D: 0.05, FreeVCPUs: 6, FreeRAMMB: 12000},
+		{Host: "warned", State: "warn", D: 0.01, FreeVCPUs: 64, FreeRAMMB: 256000},
+		{Host: "src", State: "normal", D: 0, FreeVCPUs: 64, FreeRAMMB: 256000},
+	}
+	g := &Gate{Destinations: func(context.Context, string) ([]Destination, Need, error) { return dests, Need{}, nil }}
+	servers := []playbook.Server{
+		{ID: "a", Name: "a", VCPUs: 4, RAMMB: 8000},
+		{ID: "b", Name: "b", VCPUs: 4, RAMMB: 8000},
+		{ID: "huge", Name: "huge", VCPUs: 128, RAMMB: 8000},
+	}
+	placed, unplaced := g.Place(context.Background(), "src", servers)
+	got := map[string]string{}
+	for _, p := range placed {
+		got[p.Server.ID] = p.Dest
+	}
+	// the calm host (lowest d) takes the first server it has room for; the
+	// second no longer fits there; never a warn host, never the source
+	if got["a"] != "calm" || got["b"] != "busy" || len(got) != 2 {
+		t.Fatalf("placed %v", got)
+	}
+	if why := unplaced["huge (huge)"]; !strings.Contains(why, "128 vCPUs") {
+		t.Fatalf("unplaced %v", unplaced)
 	}
 }

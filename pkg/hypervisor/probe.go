@@ -206,6 +206,19 @@ func (p *Probe) call(c *libvirt.Connect, started time.Time) {
 	}
 }
 
+// Forget drops the measurements taken before now: after a power cycle they
+// describe a daemon that no longer runs (the evaluator forgets its windows
+// too). The time of the last answer is kept.
+func (p *Probe) Forget(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := 0
+	for i < len(p.results) && p.results[i].at.Before(now) {
+		i++
+	}
+	p.results = append(p.results[:0], p.results[i:]...)
+}
+
 func (p *Probe) trim(now time.Time) {
 	keep := max(p.cfg.LatencyWindow, p.cfg.TimeoutWindow)
 	i := 0
