@@ -23,6 +23,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/config"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/fencing"
+	"github.com/fencedhq/fenced/pkg/fencing/health"
 	"github.com/fencedhq/fenced/pkg/fencing/redfish"
 	"github.com/fencedhq/fenced/pkg/fleet"
 	"github.com/fencedhq/fenced/pkg/hypervisor"
@@ -54,12 +55,15 @@ type Production struct {
 	Probes map[string]*hypervisor.Probe
 	Power  *redfish.Fencer
 	Gate   *hypervisor.Gate
+	// Health checks every BMC on the config's schedule.
+	Health *health.Checker
 
 	cfg     *config.Config
 	clk     clock.Clock
 	log     zerolog.Logger
 	mu      sync.Mutex
 	views   func() []fleet.View
+	page    func(context.Context, playbook.Notification)
 	closers []func()
 }
 
@@ -194,6 +198,22 @@ func Build(ctx context.Context, o Options) (*Production, error) {
 		}
 		p.Power = f
 		p.Backends.Power = f
+		hosts := make([]string, 0, len(targets))
+		for h := range targets {
+			hosts = append(hosts, h)
+		}
+		sort.Strings(hosts)
+		hc, err := health.New(health.Config{BMC: f, Hosts: hosts, Interval: cfg.BMC.CheckInterval, Clock: o.Clock, Log: o.Log,
+			OnChange: p.fencePathChanged})
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		p.Health = hc
+		p.Backends.Unfenceable = hc.Unfenceable
+		hctx, stop := context.WithCancel(ctx)
+		p.closers = append(p.closers, stop)
+		go hc.Run(hctx)
 	}
 	pol := o.Policy.SignalsConfig()
 	gc := hypervisor.GateConfig{}
@@ -218,12 +238,38 @@ func (p *Production) Close() {
 }
 
 // Attach connects the backends to the replica they serve: the fleet's
-// verdicts choose destinations, and gate answers go to its audit log.
+// verdicts choose destinations, gate answers go to its audit log, and a
+// broken fence path pages on-call through it (only while it leads).
 func (p *Production) Attach(d *daemon.Daemon) {
 	p.mu.Lock()
 	p.views = func() []fleet.View { return d.Snapshot().Hosts }
+	p.page = d.Page
 	p.mu.Unlock()
 	p.Gate.Audit = d
+}
+
+// Notification states of the fence-path check (not playbook states).
+const (
+	StateUnfenceable playbook.State = "unfenceable"
+	StateFenceable   playbook.State = "fenceable"
+)
+
+// fencePathChanged pages when a host's BMC check starts or stops failing:
+// before the fence path is needed.
+func (p *Production) fencePathChanged(host string, ok bool, why string) {
+	p.mu.Lock()
+	page := p.page
+	p.mu.Unlock()
+	if page == nil {
+		return
+	}
+	n := playbook.Notification{Host: host, State: StateUnfenceable, Reason: "fence path broken: " + why}
+	if ok {
+		n = playbook.Notification{Host: host, State: StateFenceable, Reason: "fence path works again"}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	page(ctx, n)
 }
 
 // destinations lists the hosts that may take servers off host: verdict

@@ -458,3 +458,14 @@ func (d *Daemon) GateAnswered(ctx context.Context, host string, a playbook.GateA
 	d.record(ctx, audit.Record{Timestamp: d.cfg.Clock.Now(), Component: "migration-gate", HostID: host, Action: "live_migration_gate",
 		Outcome: out, Detail: detail, PolicyVersion: d.cfg.Policy.Version()})
 }
+
+// Page sends a notification to on-call through the playbook's notifier,
+// only while this replica leads: two replicas never page twice.
+func (d *Daemon) Page(ctx context.Context, n playbook.Notification) {
+	if d.cfg.HA != nil && d.ha.get() == nil {
+		return
+	}
+	if d.cfg.Actor.Notify != nil {
+		d.cfg.Actor.Notify.Notify(ctx, n)
+	}
+}

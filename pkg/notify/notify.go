@@ -358,6 +358,8 @@ type Fanout []playbook.Notifier
 // Notify calls each notifier.
 func (f Fanout) Notify(ctx context.Context, n playbook.Notification) {
 	for _, x := range f {
-		x.Notify(ctx, n)
+		if x != nil {
+			x.Notify(ctx, n)
+		}
 	}
 }
