@@ -136,6 +136,9 @@ type HostSummary struct {
 	Incoherence      string    `json:"incoherence,omitempty"`
 	ApprovalDeadline time.Time `json:"approval_deadline,omitzero"`
 	Reason           string    `json:"reason,omitempty"`
+	// Unfenceable says why the host's BMC failed its last fence-path check
+	// (empty: it passed, or was not checked).
+	Unfenceable string `json:"unfenceable,omitempty"`
 }
 
 // HostsReply is the body of GET /api/v1/hosts.
@@ -152,7 +155,8 @@ func summarize(snap daemon.Snapshot) HostsReply {
 	out := HostsReply{At: snap.At, Mode: string(snap.Mode), Paused: snap.Paused, PolicyVersion: snap.PolicyVersion, Counts: snap.Counts, Hosts: []HostSummary{}}
 	for _, v := range snap.Hosts {
 		hs := HostSummary{Host: v.Host.Name, State: string(v.Host.State), Since: v.Host.Since, D: v.Verdict.D,
-			Blind: v.Verdict.Blind, Incoherent: v.Verdict.Incoherent, Incoherence: v.Verdict.Incoherence, Reason: v.Host.Reason, Top: []string{}}
+			Blind: v.Verdict.Blind, Incoherent: v.Verdict.Incoherent, Incoherence: v.Verdict.Incoherence, Reason: v.Host.Reason, Top: []string{},
+			Unfenceable: snap.Unfenceable[v.Host.Name]}
 		if v.Host.State == playbook.AwaitingApproval {
 			hs.ApprovalDeadline = v.Host.ApprovalDeadline
 		}
@@ -405,6 +409,15 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
 		for _, k := range keys {
 			fmt.Fprintf(w, "fenced_webhook_deliveries_total{outcome=%q} %d\n", k, snap.Webhooks[k])
 		}
+	}
+	fmt.Fprintln(w, "# HELP fenced_host_unfenceable 1 for each host whose BMC failed its last fence-path check.\n# TYPE fenced_host_unfenceable gauge")
+	unf := make([]string, 0, len(snap.Unfenceable))
+	for h := range snap.Unfenceable {
+		unf = append(unf, h)
+	}
+	sort.Strings(unf)
+	for _, h := range unf {
+		fmt.Fprintf(w, "fenced_host_unfenceable{host=%q} 1\n", h)
 	}
 	if hs := s.b.ActionLatencies(); len(hs) > 0 {
 		fmt.Fprintln(w, "# HELP fenced_action_duration_seconds Latency of the playbook's actions (Nova, gate, Redfish).\n# TYPE fenced_action_duration_seconds histogram")

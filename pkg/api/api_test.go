@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -59,7 +60,7 @@ func backend() *fakeBackend {
 	t := time.Date(2026, 1, 15, 1, 20, 0, 0, time.UTC)
 	return &fakeBackend{snap: daemon.Snapshot{At: t, Mode: "approve", Transitions: map[string]int64{"critical": 1}, Leader: true, Token: 42, TickDrift: 3.5,
 		Collectors: []signals.CollectorStatus{{Name: "prometheus", Failures: 2}}, SignalAges: map[signals.Name]float64{signals.CPUSteal: 12},
-		Webhooks: map[string]int64{"sent": 3},
+		Webhooks: map[string]int64{"sent": 3}, Unfenceable: map[string]string{"cmp-017": "BMC refused the credentials"},
 		Hosts: []fleet.View{
 			{Host: playbook.Host{Name: "cmp-001", State: playbook.Normal}, Verdict: signals.Verdict{D: 0.1}},
 			{Host: playbook.Host{Name: "cmp-017", State: playbook.AwaitingApproval, ApprovalDeadline: t.Add(15 * time.Minute)},
@@ -188,6 +189,33 @@ func TestMetricsAndPage(t *testing.T) {
 	code, page := do(t, s, "GET", "/", "", "")
 	if code != 200 || !strings.Contains(page, "fenced — fleet status") || strings.Contains(page, "http://") && strings.Contains(page, "cdn") {
 		t.Fatalf("status page: %d", code)
+	}
+}
+
+func TestUnfenceable(t *testing.T) {
+	s := New(backend(), nil)
+	_, m := do(t, s, "GET", "/metrics", "", "")
+	if !strings.Contains(m, "# TYPE fenced_host_unfenceable gauge\n") || !strings.Contains(m, "\nfenced_host_unfenceable{host=\"cmp-017\"} 1\n") ||
+		strings.Contains(m, `fenced_host_unfenceable{host="cmp-001"}`) {
+		t.Errorf("metrics: want fenced_host_unfenceable for cmp-017 only:\n%s", m)
+	}
+	var rep HostsReply
+	_, body := do(t, s, "GET", "/api/v1/hosts", "", "")
+	if err := json.Unmarshal([]byte(body), &rep); err != nil || len(rep.Hosts) != 2 {
+		t.Fatalf("%v %s", err, body)
+	}
+	for _, h := range rep.Hosts {
+		want := map[string]string{"cmp-017": "BMC refused the credentials"}[h.Host]
+		if h.Unfenceable != want {
+			t.Errorf("%s: unfenceable %q, want %q", h.Host, h.Unfenceable, want)
+		}
+	}
+	if strings.Count(body, `"unfenceable"`) != 1 {
+		t.Errorf("a fenceable host carries the field: %s", body)
+	}
+	_, page := do(t, s, "GET", "/", "", "")
+	if !strings.Contains(page, "h.unfenceable ?") || !strings.Contains(page, `class="unfenceable"`) {
+		t.Error("the status page does not mark unfenceable hosts")
 	}
 }
 
