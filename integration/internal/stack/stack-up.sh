@@ -1,18 +1,25 @@
 #!/bin/bash
 # stack-up.sh: a real OpenStack control plane from Debian's packages for fenced's integration tests:
 #   PostgreSQL (private cluster) + RabbitMQ + keystone + placement + glance + nova-api
-#   + nova-conductor + nova-scheduler + two nova-compute (fake driver, hosts cn1 / cn2)
+#   + nova-conductor + nova-scheduler + one nova-compute per host of $COMPUTES (fake driver)
+#   + optionally a libvirtd (test driver, unix socket only) per compute, started and stopped with it
 #   + a small neutron stand-in (Nova asks neutron for ports even with "networks": "none").
 # Everything binds to 127.0.0.1 on the ports given in the environment and lives under $BASE;
-# every PID is in $BASE/run. Stop with stack-down.sh (same BASE).
+# every PID is in $BASE/run. Stop with stack-down.sh (same BASE). $BASE/bin/compute-ctl starts,
+# stops, kills, freezes and thaws a compute (nova-compute and its libvirtd) by hand.
 # Environment: BASE (required), PORT_PG PORT_AMQP PORT_DIST PORT_EPMD PORT_KEYSTONE PORT_PLACEMENT
-# PORT_GLANCE PORT_NEUTRON PORT_NOVA (defaults are the usual OpenStack ports).
+# PORT_GLANCE PORT_NEUTRON PORT_NOVA (defaults are the usual OpenStack ports),
+# COMPUTES (default "cn1 cn2"), REPORT_INTERVAL / SERVICE_DOWN_TIME (seconds; default 5 / 20),
+# LIBVIRTD (1: a libvirtd per compute, socket $BASE/lv/HOST/sock/libvirt-sock; default 0).
 set -euo pipefail
 BASE=${BASE:?BASE must be set}
 PORT_PG=${PORT_PG:-5433} PORT_AMQP=${PORT_AMQP:-5672} PORT_DIST=${PORT_DIST:-25672} PORT_EPMD=${PORT_EPMD:-4369}
 PORT_KEYSTONE=${PORT_KEYSTONE:-5000} PORT_PLACEMENT=${PORT_PLACEMENT:-8778} PORT_GLANCE=${PORT_GLANCE:-9292}
 PORT_NEUTRON=${PORT_NEUTRON:-9696} PORT_NOVA=${PORT_NOVA:-8774}
 export ERL_EPMD_PORT=$PORT_EPMD
+COMPUTES=${COMPUTES:-cn1 cn2} REPORT_INTERVAL=${REPORT_INTERVAL:-5} SERVICE_DOWN_TIME=${SERVICE_DOWN_TIME:-20} LIBVIRTD=${LIBVIRTD:-0}
+NCOMP=$(echo $COMPUTES | wc -w)
+for h in $COMPUTES; do [[ $h =~ ^[a-z][a-z0-9-]*$ ]] || { echo "bad compute name $h"; exit 2; }; done
 FAKE_DRIVER=${FAKE_DRIVER:-fenced_fake.MediumLMFakeDriver}   # or fake.FakeLiveMigrateDriver / fake.MediumFakeDriver
 case "$BASE" in /*/*) ;; *) echo "BASE must be an absolute path at least two levels deep (it is rm -rf'd)"; exit 2;; esac
 PY=/usr/bin/python3          # NOT "python3": pyenv's shim is first on PATH here and lacks Debian's modules
@@ -39,8 +46,29 @@ T_PKG=$(date +%s%N)
 
 ###############################################################################
 # 1. layout
-for p in $BASE/run/*.pid; do [ -f "$p" ] && kill -0 "$(cat $p)" 2>/dev/null && die "stack in $BASE is running; run nova-down.sh first"; done
-rm -rf "$BASE"; mkdir -p $BASE/{bin,lib,run,log,rabbit,etc/keystone,etc/placement,etc/glance,etc/nova,glance/images,glance/staging,glance/tasks,nova/cn1,nova/cn2}
+for p in $BASE/run/*.pid; do [ -f "$p" ] && kill -0 "$(cat $p)" 2>/dev/null && die "stack in $BASE is running; run stack-down.sh first"; done
+rm -rf "$BASE"; mkdir -p $BASE/{bin,lib,run,log,rabbit,etc/keystone,etc/placement,etc/glance,etc/nova,glance/images,glance/staging,glance/tasks}
+for h in $COMPUTES; do mkdir -p $BASE/nova/$h; done
+if [ "$LIBVIRTD" = 1 ]; then
+  [ -x /usr/sbin/libvirtd ] || die "missing /usr/sbin/libvirtd: install the packages in integration/deps/libvirt.txt"
+  [ ${#BASE} -lt 80 ] || die "BASE too long for a unix socket path under it: $BASE"
+  for h in $COMPUTES; do
+    # an empty driver directory: only the test driver built into libvirt.so, so several daemons
+    # share the machine without fighting over the /run/libvirt/<driver> locks of the others
+    mkdir -p $BASE/lv/$h/sock $BASE/lv/$h/drivers
+    cat > $BASE/lv/$h/libvirtd.conf <<EOF
+unix_sock_dir = "$BASE/lv/$h/sock"
+unix_sock_ro_perms = "0777"
+unix_sock_rw_perms = "0770"
+auth_unix_rw = "none"
+auth_unix_ro = "none"
+listen_tls = 0
+listen_tcp = 0
+log_level = 3
+log_outputs = "3:file:$BASE/log/libvirtd-$h.log"
+EOF
+  done
+fi
 cd "$BASE"
 for port in $PORT_PG $PORT_AMQP $PORT_EPMD $PORT_DIST $PORT_KEYSTONE $PORT_PLACEMENT $PORT_GLANCE $PORT_NEUTRON $PORT_NOVA; do tcp_open $port && die "port $port already in use"; done
 
@@ -183,9 +211,9 @@ transport_url = rabbit://guest:guest@127.0.0.1:$PORT_AMQP/
 my_ip = 127.0.0.1
 state_path = $BASE/nova
 compute_driver = $FAKE_DRIVER
-# heartbeat every 5 s, 'down' after 20 s (Nova defaults: 10 / 60)
-report_interval = 5
-service_down_time = 20
+# heartbeat every $REPORT_INTERVAL s, 'down' after $SERVICE_DOWN_TIME s (Nova defaults: 10 / 60)
+report_interval = $REPORT_INTERVAL
+service_down_time = $SERVICE_DOWN_TIME
 [api]
 auth_strategy = keystone
 [conductor]
@@ -217,7 +245,7 @@ connection = $DB/nova_api
 [database]
 connection = $DB/nova
 EOF
-for h in cn1 cn2; do cat > etc/nova/nova-$h.conf <<EOF
+for h in $COMPUTES; do cat > etc/nova/nova-$h.conf <<EOF
 [DEFAULT]
 host = $h
 state_path = $BASE/nova/$h
@@ -353,15 +381,67 @@ uw() { # uw <name> <port> <wsgi-file> <processes> <threads> [--env K=V ...]
 }
 cat > bin/compute-ctl <<EOF
 #!/bin/bash
-# compute-ctl start|stop <cn1|cn2>: what an integration test calls to kill / revive a hypervisor
+# compute-ctl ACTION HOST: what an integration test (or the BMC simulator's power hook) calls to act
+# on a hypervisor: nova-compute of HOST and, when the stack runs them, its libvirtd.
+#   start    start what is not running (libvirtd first, once it answers nova-compute)
+#   stop     SIGTERM nova-compute (SIGKILL after 10 s), then libvirtd
+#   kill     SIGKILL both (a power loss)
+#   freeze   SIGSTOP both (a host that stops executing)      thaw   SIGCONT both
+#   power    HOST On|Off: On = start, Off = kill (for fenced lab bmc --power-hook)
+#   status   "nova-compute PID STATE" and "libvirtd PID STATE" (STATE: running, stopped, dead)
 set -e
-h=\$2; pidf=$BASE/run/nova-compute-\$h.pid
-case \$1 in
-  stop)  p=\$(cat \$pidf); kill -TERM \$p; for i in \$(seq 1 50); do kill -0 \$p 2>/dev/null || exit 0; sleep 0.2; done; kill -KILL \$p ;;
-  kill)  kill -KILL \$(cat \$pidf) ;;
-  start) cd $BASE; PYTHONPATH=$BASE/lib setsid bin/nova-compute --config-file etc/nova/nova.conf --config-file etc/nova/nova-\$h.conf \
-           --log-file log/nova-compute-\$h.log >>log/nova-compute-\$h.stdout 2>&1 </dev/null & echo \$! > \$pidf ;;
-  *) echo "usage: \$0 start|stop|kill cn1|cn2"; exit 2 ;;
+BASE=$BASE LIBVIRTD=$LIBVIRTD
+EOF
+cat >> bin/compute-ctl <<'EOF'
+usage() { echo "usage: $0 start|stop|kill|freeze|thaw|status HOST | power HOST On|Off" >&2; exit 2; }
+[ $# -ge 2 ] || usage
+act=$1 h=$2
+[ -f $BASE/etc/nova/nova-$h.conf ] || { echo "no compute $h in $BASE" >&2; exit 2; }
+NPID=$BASE/run/nova-compute-$h.pid LPID=$BASE/run/libvirtd-$h.pid
+pid() { cat "$1" 2>/dev/null || true; }
+pstate() { # sets S to the process state letter of PID $1 ("" when there is no such process)
+  S=; [ -n "$1" ] && { read -r S < /proc/$1/stat; } 2>/dev/null; S=${S##*) }; S=${S%% *}
+}
+state() { # running | stopped | dead (a zombie is dead)
+  pstate "$1"; case $S in Z|X|"") echo dead;; T|t) echo stopped;; *) echo running;; esac
+}
+alive() { pstate "$1"; case $S in Z|X|"") return 1;; esac; return 0; }
+sig() { local f p; for f in "$@"; do p=$(pid $f); if alive "$p"; then kill -$SIG $p; fi; done; return 0; }
+gone() { local t=$1 i f left; shift; for i in $(seq 1 $((t * 10))); do
+  left=0; for f in "$@"; do if alive "$(pid $f)"; then left=1; fi; done; [ $left = 0 ] && return 0; sleep 0.1; done; return 1; }
+lv_uri() { echo "test+unix:///default?socket=$BASE/lv/$h/sock/libvirt-sock"; }
+start_libvirtd() {
+  [ "$LIBVIRTD" = 1 ] || return 0
+  alive "$(pid $LPID)" && return 0
+  LIBVIRT_DRIVER_DIR=$BASE/lv/$h/drivers setsid /usr/sbin/libvirtd -f $BASE/lv/$h/libvirtd.conf -p $BASE/lv/$h/libvirtd.pid \
+    >>$BASE/log/libvirtd-$h.stdout 2>&1 </dev/null & echo $! > $LPID
+  for i in $(seq 1 100); do
+    virsh -c "$(lv_uri)" version >/dev/null 2>&1 && return 0
+    alive "$(pid $LPID)" || { echo "libvirtd of $h died: $(tail -3 $BASE/log/libvirtd-$h.stdout)" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "libvirtd of $h does not answer at $(lv_uri)" >&2; exit 1
+}
+start_nova() {
+  alive "$(pid $NPID)" && return 0
+  cd $BASE; PYTHONPATH=$BASE/lib setsid bin/nova-compute --config-file etc/nova/nova.conf --config-file etc/nova/nova-$h.conf \
+    --log-file log/nova-compute-$h.log >>log/nova-compute-$h.stdout 2>&1 </dev/null & echo $! > $NPID
+}
+case $act in
+  start)  start_libvirtd; start_nova ;;
+  stop)   SIG=CONT sig $NPID $LPID; SIG=TERM sig $NPID; gone 10 $NPID || SIG=KILL sig $NPID
+          SIG=TERM sig $LPID; gone 10 $LPID || SIG=KILL sig $LPID; gone 5 $NPID $LPID ;;
+  kill)   SIG=KILL sig $NPID $LPID; gone 10 $NPID $LPID ;;
+  freeze) SIG=STOP sig $NPID $LPID ;;
+  thaw)   SIG=CONT sig $NPID $LPID ;;
+  power)  case ${3:-} in
+            On)  start_libvirtd; start_nova ;;
+            Off) SIG=KILL sig $NPID $LPID; gone 10 $NPID $LPID ;;
+            *)   usage ;;
+          esac ;;
+  status) echo "nova-compute $(pid $NPID) $(state "$(pid $NPID)")"
+          if [ "$LIBVIRTD" = 1 ]; then echo "libvirtd $(pid $LPID) $(state "$(pid $LPID)")"; fi ;;
+  *) usage ;;
 esac
 EOF
 chmod +x bin/compute-ctl
@@ -432,8 +512,7 @@ say "keystone catalog ready"
 # (nova-scheduler exits with EndpointNotFound otherwise; computes retry only every 60 s)
 bg nova-conductor bin/nova-conductor --config-file etc/nova/nova.conf --config-file etc/nova/nova-db.conf --log-file log/nova-conductor.log
 bg nova-scheduler bin/nova-scheduler --config-file etc/nova/nova.conf --config-file etc/nova/nova-db.conf --log-file log/nova-scheduler.log
-bin/compute-ctl start cn1
-bin/compute-ctl start cn2
+for h in $COMPUTES; do bin/compute-ctl start $h; done
 
 cat > openrc <<EOF
 export OS_AUTH_URL=http://127.0.0.1:$PORT_KEYSTONE/v3 OS_USERNAME=admin OS_PASSWORD=admin OS_PROJECT_NAME=admin
@@ -458,15 +537,15 @@ say "glance image $IMG"
 wait_for nova-api 240 curl -sf http://127.0.0.1:$PORT_NOVA/
 say "nova-api up"
 NOVA() { curl -sf -H "X-Auth-Token: $TOKEN" -H 'Content-Type: application/json' -H 'OpenStack-API-Version: compute 2.93' "$@"; }
-services_up() { [ "$(NOVA "http://127.0.0.1:$PORT_NOVA/v2.1/os-services" | grep -o '"state": "up"' | wc -l)" = 4 ]; }
-wait_for "conductor, scheduler, 2 computes up" 300 services_up
-rps_2() { [ "$(curl -sf -H "X-Auth-Token: $TOKEN" http://127.0.0.1:$PORT_PLACEMENT/resource_providers | grep -o '"generation"' | wc -l)" = 2 ]; }
-wait_for "2 resource providers in placement" 180 rps_2
+services_up() { [ "$(NOVA "http://127.0.0.1:$PORT_NOVA/v2.1/os-services" | grep -o '"state": "up"' | wc -l)" = $((NCOMP + 2)) ]; }
+wait_for "conductor, scheduler, $NCOMP computes up" 300 services_up
+rps_n() { [ "$(curl -sf -H "X-Auth-Token: $TOKEN" http://127.0.0.1:$PORT_PLACEMENT/resource_providers | grep -o '"generation"' | wc -l)" = $NCOMP ]; }
+wait_for "$NCOMP resource providers in placement" 180 rps_n
 $NM cell_v2 discover_hosts >>log/nova-manage.log 2>&1
-hypervisors_2() { [ "$(NOVA http://127.0.0.1:$PORT_NOVA/v2.1/os-hypervisors | grep -o '"state": "up"' | wc -l)" = 2 ]; }
-wait_for "2 hypervisors" 180 hypervisors_2
+hypervisors_n() { [ "$(NOVA http://127.0.0.1:$PORT_NOVA/v2.1/os-hypervisors | grep -o '"state": "up"' | wc -l)" = $NCOMP ]; }
+wait_for "$NCOMP hypervisors" 180 hypervisors_n
 NOVA -X POST http://127.0.0.1:$PORT_NOVA/v2.1/flavors -d '{"flavor":{"name":"m1.tiny","id":"1","vcpus":1,"ram":512,"disk":1}}' >/dev/null
-say "READY: nova-compute cn1+cn2 up, hypervisors mapped, flavor m1.tiny, image tiny"
+say "READY: nova-compute $COMPUTES up$([ "$LIBVIRTD" = 1 ] && echo ' (each with a libvirtd)'), hypervisors mapped, flavor m1.tiny, image tiny"
 
 echo "bring-up after the package step: $(secs $T_PKG)s; total incl. package step: $(secs $T_START)s"
 echo "source $BASE/openrc   # OS_* for the openstack CLI / gophercloud, FENCED_IMAGE_ID, FENCED_CTL"
