@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -20,12 +18,9 @@ import (
 	"github.com/fencedhq/fenced/pkg/api"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/daemon"
-	"github.com/fencedhq/fenced/pkg/fencing/redfish"
-	"github.com/fencedhq/fenced/pkg/fencing/redfish/bmcsim"
 	"github.com/fencedhq/fenced/pkg/lab"
 	"github.com/fencedhq/fenced/pkg/lease"
 	"github.com/fencedhq/fenced/pkg/notify"
-	"github.com/fencedhq/fenced/pkg/playbook"
 )
 
 type runOpts struct {
@@ -146,7 +141,7 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		world = lab.NewWorld(clk.Now, o.rebootTime, p.SignalsConfig())
 		gen := lab.NewGenerator(o.hosts, clk.Now(), o.starveAfter, world)
 		gen.Ramp = o.ramp
-		power, stopBMC, err := labBMC(ctx, gen.Hosts, world, o.bmcDelay)
+		power, stopBMC, err := world.ServeBMC(ctx, gen.Hosts, o.bmcDelay, logger)
 		if err != nil {
 			return err
 		}
@@ -161,9 +156,9 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	if o.etcdMode != "embedded" && len(o.etcdEndpoints) == 0 {
 		return fmt.Errorf("--etcd %q: say --etcd embedded, or give --etcd-endpoints", o.etcdMode)
 	}
-	endpoints := o.etcdEndpoints
-	if len(endpoints) == 0 {
-		dataDir := o.dataDir
+	var dataDir string
+	if len(o.etcdEndpoints) == 0 {
+		dataDir = o.dataDir
 		if dataDir == "" {
 			tmp, err := os.MkdirTemp("", "fenced-dev-")
 			if err != nil {
@@ -172,20 +167,16 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 			defer os.RemoveAll(tmp) // Ctrl-C leaves nothing behind
 			dataDir = tmp
 		}
-		etcd, err := lease.StartEmbedded(ctx, dataDir, "")
-		if err != nil {
-			return err
-		}
-		defer etcd.Close()
-		endpoints = etcd.Endpoints
-		fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: embedded etcd at %s (data %s)\n", endpoints[0], dataDir)
 	}
-	cli, err := lease.Connect(lease.ClientConfig{Endpoints: endpoints, Username: o.etcdUser, Password: os.Getenv("FENCED_ETCD_PASSWORD"),
-		CertFile: o.etcdCert, KeyFile: o.etcdKey, CAFile: o.etcdCA})
+	cli, closeEtcd, err := lease.Open(ctx, lease.ClientConfig{Endpoints: o.etcdEndpoints, Username: o.etcdUser, Password: os.Getenv("FENCED_ETCD_PASSWORD"),
+		CertFile: o.etcdCert, KeyFile: o.etcdKey, CAFile: o.etcdCA}, dataDir)
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
+	defer closeEtcd()
+	if dataDir != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: embedded etcd at %s (data %s)\n", cli.Endpoints()[0], dataDir)
+	}
 	var eps []notify.Endpoint
 	if len(o.webhooks) > 0 {
 		if eps, err = parseWebhooks(o.webhooks, o.secretFile); err != nil {
@@ -265,40 +256,4 @@ func parseWebhooks(vals []string, secretFile string) ([]notify.Endpoint, error) 
 		eps = append(eps, notify.Endpoint{Name: fmt.Sprintf("webhook-%d", i+1), URL: rawURL, Format: format, Secret: secret})
 	}
 	return eps, nil
-}
-
-// labBMC serves a Redfish BMC simulator for the lab hosts on loopback and
-// returns the gofish fencer that drives it: --dev fences through real
-// Redfish. A reset the BMC accepts reboots the simulated host.
-func labBMC(ctx context.Context, hosts []string, world *lab.World, delay time.Duration) (playbook.PowerFencer, func(), error) {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	pw := hex.EncodeToString(b[:])
-	sim := bmcsim.New("fenced", pw, delay, hosts...)
-	sim.OnReset = func(host, rt string) {
-		switch rt {
-		case "On", "ForceOn":
-			_ = world.PowerOn(ctx, host)
-		case "ForceOff", "GracefulShutdown", "PushPowerButton":
-			_ = world.PowerOff(ctx, host)
-		default:
-			_ = world.PowerCycle(ctx, host)
-		}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, nil, err
-	}
-	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	targets := map[string]redfish.Target{}
-	for _, h := range hosts {
-		targets[h] = redfish.Target{Host: h, Endpoint: "http://" + ln.Addr().String(), SystemID: h, Username: "fenced", Password: pw}
-	}
-	f, err := redfish.New(redfish.Config{Targets: targets, Poll: 250 * time.Millisecond, Log: logger})
-	if err != nil {
-		srv.Close()
-		return nil, nil, err
-	}
-	return f, func() { srv.Close() }, nil
 }

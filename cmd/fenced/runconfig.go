@@ -60,28 +60,23 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	// etcd: leader election, fencing token, host records, intents, the
 	// pause, approvals and the audit chain
 	e := cfg.Etcd
-	endpoints := e.Endpoints
+	var dataDir string
 	if e.Embedded != nil {
-		if err := os.MkdirAll(e.Embedded.DataDir, 0o700); err != nil {
+		dataDir = e.Embedded.DataDir
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
 			return cfg.Errorf("etcd.embedded.data_dir", "%v", err)
 		}
-		etcd, err := lease.StartEmbedded(ctx, e.Embedded.DataDir, "")
-		if err != nil {
-			return cfg.Errorf("etcd.embedded", "%v", err)
-		}
-		defer etcd.Close()
-		endpoints = etcd.Endpoints
 	}
 	pw, err := cfg.EtcdPassword(os.Getenv)
 	if err != nil {
 		return err
 	}
-	cli, err := lease.Connect(lease.ClientConfig{Endpoints: endpoints, Username: e.Username, Password: pw,
-		CertFile: e.CertFile, KeyFile: e.KeyFile, CAFile: e.CAFile})
+	cli, closeEtcd, err := lease.Open(ctx, lease.ClientConfig{Endpoints: e.Endpoints, Username: e.Username, Password: pw,
+		CertFile: e.CertFile, KeyFile: e.KeyFile, CAFile: e.CAFile}, dataDir)
 	if err != nil {
 		return cfg.Errorf("etcd", "%v", err)
 	}
-	defer cli.Close()
+	defer closeEtcd()
 	d, err := daemon.NewReplica(ctx, daemon.ReplicaConfig{Policy: p, Clock: clk, Log: logger, Tick: cfg.Tick, Etcd: cli,
 		Prefix: e.Prefix, ID: replicaID(o.id), TTL: e.TTL, Settle: e.Settle, Backends: prod.Backends, Webhooks: eps})
 	if err != nil {
@@ -89,7 +84,7 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	}
 	prod.Attach(d)
 	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: %s, mode %s, after_fence %s, %d hosts, tick %s, etcd %s\n",
-		cfg.File(), p.PlaybookConfig().Mode, p.PlaybookConfig().AfterFence, len(prod.Hosts), cfg.Tick, strings.Join(endpoints, ","))
+		cfg.File(), p.PlaybookConfig().Mode, p.PlaybookConfig().AfterFence, len(prod.Hosts), cfg.Tick, strings.Join(cli.Endpoints(), ","))
 	return serve(ctx, cmd, d, cfg.API.Listen, tokens, apiTLS{cfg.API.TLSCert, cfg.API.TLSKey})
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -67,3 +68,26 @@ func StartEmbedded(ctx context.Context, dir, clientAddr string) (*Embedded, erro
 
 // Close stops etcd.
 func (e *Embedded) Close() { e.etcd.Close() }
+
+// Open connects to the etcd a replica uses: the cluster of c.Endpoints, or,
+// when embeddedDir is set, an in-process etcd with its data there (one
+// replica). close stops both the client and an embedded etcd.
+func Open(ctx context.Context, c ClientConfig, embeddedDir string) (cli *clientv3.Client, close func(), err error) {
+	stop := func() {}
+	if embeddedDir != "" {
+		if len(c.Endpoints) > 0 {
+			return nil, nil, fmt.Errorf("lease: an embedded etcd and endpoints exclude each other")
+		}
+		e, err := StartEmbedded(ctx, embeddedDir, "")
+		if err != nil {
+			return nil, nil, err
+		}
+		c.Endpoints, stop = e.Endpoints, e.Close
+	}
+	cli, err = Connect(c)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return cli, func() { cli.Close(); stop() }, nil
+}
