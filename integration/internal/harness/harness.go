@@ -35,6 +35,15 @@ func Root() string {
 // Fenced builds bin/fenced once per test binary and returns its path.
 func Fenced(t testing.TB) string {
 	t.Helper()
+	bin, err := Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// Build is Fenced without a test (for TestMain).
+func Build() (string, error) {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "fenced-bin-")
 		if err != nil {
@@ -48,10 +57,7 @@ func Fenced(t testing.TB) string {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+	return binPath, buildErr
 }
 
 // FreePort returns a free TCP port on 127.0.0.1.
