@@ -117,7 +117,7 @@ func TestControlPlaneFrozenCompute(t *testing.T) {
 		t.Fatalf("ForceDown+Disable on a frozen compute took %v, want well under 5 s", both)
 	}
 	figure(t, fmt.Sprintf("controlplane: frozen cn1: ForceDown %.2fs, then Disable %.2fs, total %.2fs",
-		forced.Seconds(), (both - forced).Seconds(), both.Seconds()))
+		forced.Seconds(), (both-forced).Seconds(), both.Seconds()))
 
 	// (c) evacuate through the adapter
 	start = time.Now()
