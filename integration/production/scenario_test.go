@@ -69,6 +69,7 @@ func runIncident(t *testing.T, in incident) {
 		s, err := service(ctx, t, victim)
 		return err == nil && s.ForcedDown && s.Status == "disabled" && strings.HasPrefix(s.DisabledReason, "fenced: ")
 	})
+	tl.seen("forced_down")
 	for _, h := range computes[1:] {
 		if s, err := service(ctx, t, h); err != nil || !healthy(s) {
 			t.Fatalf("%s touched while only %s is frozen: %s, %v", h, victim, describe(s), err)
@@ -122,10 +123,12 @@ func runIncident(t *testing.T, in incident) {
 
 	// (6) the BMC reads Off; the hook killed the compute
 	waitPower(t, victim, "Off", 4*time.Minute)
+	tl.seen("power_off")
 	waitFor(t, "the power hook to kill "+victim, 30*time.Second, func() bool { return procsAre(victim, "dead") })
 
 	// (7) every server of cn1 ACTIVE elsewhere
 	waitFor(t, "the servers of "+victim+" ACTIVE on other computes", 4*time.Minute, func() bool { return evacuated(ctx, t, victims) })
+	tl.seen("evacuated")
 
 	// (8) power back on: the hook starts libvirtd and nova-compute
 	waitPower(t, victim, "On", 4*time.Minute)
@@ -133,7 +136,9 @@ func runIncident(t *testing.T, in incident) {
 
 	// (9) restored, then normal after the hold; cn1 back in service in Nova
 	f.waitState(victim, 4*time.Minute, "restored", "normal")
+	tl.seen("restored")
 	f.waitState(victim, 2*time.Minute, "normal")
+	tl.seen("normal")
 	waitFor(t, victim+" enabled, not forced down, up", 90*time.Second, func() bool {
 		s, err := service(ctx, t, victim)
 		return err == nil && healthy(s)
@@ -250,13 +255,7 @@ type timeline struct {
 func watch(t *testing.T, t0 time.Time, f *fleet, victims []string) *timeline {
 	ctx, cancel := context.WithCancel(context.Background())
 	tl := &timeline{tb: t, t0: t0, at: map[string]time.Duration{}, cancel: cancel, done: make(chan struct{})}
-	seen := func(name string) {
-		tl.mu.Lock()
-		defer tl.mu.Unlock()
-		if _, ok := tl.at[name]; !ok {
-			tl.at[name] = time.Since(t0)
-		}
-	}
+	seen := tl.seen
 	go func() {
 		defer close(tl.done)
 		for ctx.Err() == nil {
@@ -285,6 +284,15 @@ func watch(t *testing.T, t0 time.Time, f *fleet, victims []string) *timeline {
 	}()
 	t.Cleanup(tl.stop)
 	return tl
+}
+
+// seen keeps the first time a milestone was seen.
+func (tl *timeline) seen(name string) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if _, ok := tl.at[name]; !ok {
+		tl.at[name] = time.Since(tl.t0)
+	}
 }
 
 func (tl *timeline) has(name string) bool {
