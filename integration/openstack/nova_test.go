@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -62,9 +63,18 @@ func boot(t *testing.T, ctx context.Context, sc *gophercloud.ServiceClient, c *n
 		t.Fatalf("boot %s: %v", name, err)
 	}
 	t.Cleanup(func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		// wait until Nova has it no more, so its placement allocation does not
+		// spill into the next test's capacity figures
+		dctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		_ = servers.Delete(dctx, sc, s.ID).ExtractErr()
+		for dctx.Err() == nil {
+			if err := servers.Get(dctx, sc, s.ID).Err; gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+				return
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		t.Logf("server %s (%s) still there 60 s after its delete", name, s.ID)
 	})
 	deadline := time.Now().Add(120 * time.Second)
 	for {
