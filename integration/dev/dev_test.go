@@ -48,7 +48,9 @@ func TestDevRunApproveThroughCLI(t *testing.T) {
 		t.Fatalf("audit verify: %v\n%s", err, out)
 	}
 	out, err = exec.Command(bin, "audit", "--host", "lab-007", "--server", base).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "power_cycle") || !strings.Contains(string(out), "ci") {
+	// after_fence evacuate: power off (verified), evacuate, power on
+	if err != nil || !strings.Contains(string(out), "power_off") || !strings.Contains(string(out), "evacuate") ||
+		!strings.Contains(string(out), "power_on") || !strings.Contains(string(out), "ci") {
 		t.Fatalf("audit: %v\n%s", err, out)
 	}
 	resp, err := http.Get(base + "/metrics")
@@ -57,7 +59,8 @@ func TestDevRunApproveThroughCLI(t *testing.T) {
 	}
 	m, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`fenced_host_state{host="lab-007"`, `fenced_leader 1`, `fenced_action_duration_seconds_count{action="power_cycle",outcome="ok"} 1`,
+	for _, want := range []string{`fenced_host_state{host="lab-007"`, `fenced_leader 1`, `fenced_action_duration_seconds_count{action="power_off",outcome="ok"} 1`,
+		`fenced_action_duration_seconds_count{action="power_on",outcome="ok"} 1`,
 		`fenced_transitions_total{to="rebooting"} 1`, `fenced_tick_drift_seconds`} {
 		if !strings.Contains(string(m), want) {
 			t.Errorf("/metrics lacks %s", want)
