@@ -55,11 +55,11 @@ func TestFailoverTime(t *testing.T) {
 		w.startReplica(old) // back as a follower
 	}
 	actions, _ := w.actions()
-	cycles := count(actions, victim, "power_cycle")
+	cycles := count(actions, victim, "power_off")
 	dup := max(cycles-1, 0)
 	slices.Sort(times)
 	p := func(q float64) time.Duration { return times[min(len(times)-1, int(q*float64(len(times))))] }
-	summary := fmt.Sprintf("failover over %d trials at TTL 5 s: p50 %s, p99 %s, max %s; power cycles of %s: %d, duplicates: %d",
+	summary := fmt.Sprintf("failover over %d trials at TTL 5 s: p50 %s, p99 %s, max %s; power-offs of %s: %d, duplicates: %d",
 		len(times), p(0.5).Round(10*time.Millisecond), p(0.99).Round(10*time.Millisecond), times[len(times)-1].Round(10*time.Millisecond), victim, cycles, dup)
 	t.Log(summary)
 	if dup != 0 {

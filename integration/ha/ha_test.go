@@ -13,13 +13,13 @@ import (
 
 const victim = "lab-007"
 
-// restored waits until the victim was power-cycled and is back in service.
+// restored waits until the victim was powered off (evacuated, powered on) and is back in service.
 func (w *world) restored(timeout time.Duration) {
 	w.t.Helper()
 	deadline := time.Now().Add(timeout)
-	w.waitFor(victim+" power-cycled", timeout, func() bool {
+	w.waitFor(victim+" powered off", timeout, func() bool {
 		a, _ := w.actions()
-		return count(a, victim, "power_cycle") > 0
+		return count(a, victim, "power_off") > 0
 	})
 	w.waitFor(victim+" restored", time.Until(deadline), func() bool {
 		s := w.hostState(victim)
@@ -29,12 +29,12 @@ func (w *world) restored(timeout time.Duration) {
 
 func TestKillLeaderBetweenIntentAndOutcome(t *testing.T) {
 	w := startWorld(t, labOpts{starveAfter: 3 * time.Second, ramp: 12 * time.Second})
-	// the leader writes the power-cycle intent, then waits 3 s for the BMC to answer
+	// the leader writes the power-off intent, then waits 3 s for the BMC to answer
 	var leader string
-	w.waitFor("a power-cycle intent without outcome", 120*time.Second, func() bool {
+	w.waitFor("a power-off intent without outcome", 120*time.Second, func() bool {
 		p, err := w.pending()
 		for _, in := range p {
-			if err == nil && in.Host == victim && in.Action == "power_cycle" {
+			if err == nil && in.Host == victim && in.Action == "power_off" {
 				leader = w.leader()
 				return leader != ""
 			}
@@ -42,13 +42,16 @@ func TestKillLeaderBetweenIntentAndOutcome(t *testing.T) {
 		return false
 	})
 	w.signal(leader, syscall.SIGKILL)
-	t.Logf("killed leader %s in the middle of the power cycle", leader)
+	t.Logf("killed leader %s in the middle of the power off", leader)
 	w.waitFor("a new leader", 30*time.Second, func() bool { l := w.leader(); return l != "" && l != leader })
 	w.restored(90 * time.Second)
 	w.waitFor("no intent left without outcome", 30*time.Second, func() bool { p, err := w.pending(); return err == nil && len(p) == 0 })
 	actions, _ := w.actions()
-	if n := count(actions, victim, "power_cycle"); n != 1 {
-		t.Fatalf("%d power cycles of %s, want exactly 1: %+v", n, victim, actions)
+	if n := count(actions, victim, "power_off"); n != 1 {
+		t.Fatalf("%d power-offs of %s, want exactly 1: %+v", n, victim, actions)
+	}
+	if n := count(actions, victim, "power_on"); n != 1 {
+		t.Fatalf("%d power-ons of %s, want exactly 1: %+v", n, victim, actions)
 	}
 }
 
@@ -72,8 +75,8 @@ func TestPausedLeaderCannotActWithAStaleToken(t *testing.T) {
 			t.Fatalf("the resumed replica %s acted with its stale token: %+v", old, a)
 		}
 	}
-	if n := count(actions, victim, "power_cycle"); n != 1 {
-		t.Fatalf("%d power cycles, want 1", n)
+	if n := count(actions, victim, "power_off"); n != 1 {
+		t.Fatalf("%d power-offs, want 1", n)
 	}
 	if out := w.replicas[old].Output(); !strings.Contains(out, "leadership ended") {
 		t.Fatalf("the resumed replica does not say it stepped down:\n%s", tail(out, 20))
@@ -87,8 +90,8 @@ func TestLoseOneEtcdMember(t *testing.T) {
 	t.Log("killed etcd member n1")
 	w.restored(150 * time.Second)
 	actions, _ := w.actions()
-	if n := count(actions, victim, "power_cycle"); n != 1 {
-		t.Fatalf("%d power cycles with one etcd member down, want 1", n)
+	if n := count(actions, victim, "power_off"); n != 1 {
+		t.Fatalf("%d power-offs with one etcd member down, want 1", n)
 	}
 }
 
@@ -120,8 +123,8 @@ func TestLoseQuorumThenRecover(t *testing.T) {
 	w.waitFor("a leader after quorum returns", 60*time.Second, func() bool { return w.leader() != "" })
 	w.restored(120 * time.Second)
 	actions, _ = w.actions()
-	if n := count(actions, victim, "power_cycle"); n != 1 {
-		t.Fatalf("%d power cycles, want 1", n)
+	if n := count(actions, victim, "power_off"); n != 1 {
+		t.Fatalf("%d power-offs, want 1", n)
 	}
 }
 
