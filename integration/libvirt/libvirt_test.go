@@ -181,7 +181,7 @@ func TestRunWithLibvirtProbe(t *testing.T) {
 		port, filepath.Join(dir, "etcd"), d.URI)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	harness.Start(t, bin, "run", "--config", cfg, "--log-json")
+	harness.Start(t, bin, "run", "--config", cfg, "--mode", "observe", "--log-json")
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	harness.WaitHTTP(t, base+"/healthz", 30*time.Second)
 	deadline := time.Now().Add(30 * time.Second)

@@ -236,7 +236,7 @@ prometheus:
 		t.Fatal(err)
 	}
 	bin := harness.Fenced(t)
-	harness.Start(t, bin, "run", "--config", path, "--log-json")
+	harness.Start(t, bin, "run", "--config", path, "--mode", "observe", "--log-json")
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	harness.WaitHTTP(t, base+"/healthz", 20*time.Second)
 
@@ -264,10 +264,10 @@ prometheus:
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	// a config that asks to act is refused: there is nothing to act with yet
+	// acting without nova: and bmc: sections is refused, naming what is missing
 	bad := filepath.Join(dir, "act.yaml")
 	_ = os.WriteFile(bad, []byte(cfg), 0o644)
-	if out, err := exec.Command(bin, "run", "--config", bad, "--mode", "auto").CombinedOutput(); err == nil || !bytesContain(out, "observe") {
+	if out, err := exec.Command(bin, "run", "--config", bad, "--mode", "auto").CombinedOutput(); err == nil || !bytesContain(out, "add a nova: section") {
 		t.Fatalf("run --mode auto without Nova/BMC: %v %s", err, out)
 	}
 }
