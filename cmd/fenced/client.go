@@ -114,7 +114,7 @@ func newHostsCmd() *cobra.Command {
 	o := &clientOpts{}
 	cmd := &cobra.Command{
 		Use:   "hosts",
-		Short: "Table of every host: state, since, d, top signals, incoherence, pending approval",
+		Short: "Table of every host: state, since, d, top signals, incoherence, pending approval, unfenceable",
 		Long: `hosts asks the fenced API for every host. Exit status 0 on success, 1 when
 the API cannot be reached or answers an error.`,
 		Example: "  fenced hosts\n  fenced hosts --json | jq '.hosts[] | select(.state != \"normal\")'",
@@ -146,6 +146,9 @@ the API cannot be reached or answers an error.`,
 				if h.Blind {
 					state += " (blind)"
 				}
+				if h.Unfenceable != "" {
+					state += " (UNFENCEABLE)"
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\n", h.Host, state, ago(h.Since), h.D, strings.Join(h.Top, " "), inc, dl)
 			}
 			tw.Flush()
@@ -154,6 +157,11 @@ the API cannot be reached or answers an error.`,
 				paused = "; FENCING PAUSED fleet-wide"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "\n%d hosts, mode %s, %d at warn or worse, %d fenced%s\n", len(rep.Hosts), rep.Mode, rep.Counts.AtWarnOrWorse, rep.Counts.Fencing, paused)
+			for _, h := range rep.Hosts {
+				if h.Unfenceable != "" {
+					fmt.Fprintf(cmd.OutOrStdout(), "UNFENCEABLE %s: %s (fenced bmc check %s)\n", h.Host, h.Unfenceable, h.Host)
+				}
+			}
 			return nil
 		},
 	}

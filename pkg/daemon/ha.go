@@ -341,6 +341,9 @@ func (d *Daemon) follow(ctx context.Context) {
 		sortViews(views)
 		d.mu.Lock()
 		d.snap.At, d.snap.Hosts, d.snap.Leader, d.snap.LeaderID, d.snap.Token, d.snap.Paused = d.cfg.Clock.Now(), views, false, id, tok, fl.Paused
+		if d.cfg.Unfenceable != nil { // every replica checks the fence paths
+			d.snap.Unfenceable = d.cfg.Unfenceable()
+		}
 		d.mu.Unlock()
 	}
 }
