@@ -246,6 +246,15 @@ func (p *Production) Attach(d *daemon.Daemon) {
 	p.page = d.Page
 	p.mu.Unlock()
 	p.Gate.Audit = d
+	if p.Health != nil {
+		// a new leader pages the fence paths already known broken: the
+		// replica that saw them break may not have been leading then
+		d.OnLead(func(context.Context) {
+			for h, why := range p.Health.Unfenceable() {
+				p.fencePathChanged(h, false, why)
+			}
+		})
+	}
 }
 
 // Notification states of the fence-path check (not playbook states).

@@ -107,6 +107,7 @@ type Daemon struct {
 	hist   histograms
 	writes atomic.Int64
 	remote chan lease.Command // commands forwarded through etcd (leader only)
+	onLead []func(context.Context)
 }
 
 // New validates the configuration and builds the engine.
@@ -458,6 +459,11 @@ func (d *Daemon) GateAnswered(ctx context.Context, host string, a playbook.GateA
 	d.record(ctx, audit.Record{Timestamp: d.cfg.Clock.Now(), Component: "migration-gate", HostID: host, Action: "live_migration_gate",
 		Outcome: out, Detail: detail, PolicyVersion: d.cfg.Policy.Version()})
 }
+
+// OnLead registers work to run each time this replica becomes the leader,
+// after it resumed the host records (before its first tick). Call it before
+// Run.
+func (d *Daemon) OnLead(f func(context.Context)) { d.onLead = append(d.onLead, f) }
 
 // Page sends a notification to on-call through the playbook's notifier,
 // only while this replica leads: two replicas never page twice.

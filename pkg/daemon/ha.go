@@ -153,6 +153,9 @@ func (d *Daemon) lead(l lease.Leadership) error {
 	if err := d.reconcile(ctx, l); err != nil {
 		return err
 	}
+	for _, f := range d.onLead {
+		f(ctx)
+	}
 	d.mu.Lock()
 	d.snap.Leader, d.snap.LeaderID, d.snap.Token = true, l.ID, l.Token
 	d.mu.Unlock()

@@ -244,3 +244,24 @@ func TestPauseSurvivesARestartOfEveryReplica(t *testing.T) {
 		t.Fatalf("pause audit records %v, want the request before its outcome", seen)
 	}
 }
+
+func TestOnLeadRunsWhenTheReplicaLeads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd")
+	}
+	endpoints := startEtcd(t)
+	clk := clock.NewScaled(60)
+	world := lab.NewWorld(clk.Now, 30*time.Second, policy.Default().SignalsConfig())
+	d := replica(t, endpoints, "a", world, clk, "auto")
+	led := make(chan bool, 1)
+	d.OnLead(func(context.Context) { led <- true })
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() { stop(); <-done }()
+	select {
+	case <-led:
+	case <-time.After(15 * time.Second):
+		t.Fatal("OnLead was not called when the replica became leader")
+	}
+}
