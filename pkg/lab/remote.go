@@ -145,19 +145,10 @@ func (r *Remote) Place(ctx context.Context, host string, servers []playbook.Serv
 	var d struct {
 		Dest string `json:"dest"`
 	}
-	err := r.do(ctx, "GET", "/lab/v1/hosts/"+host+"/destination", nil, &d)
-	if err != nil || d.Dest == "" {
-		un := map[string]string{}
-		for _, s := range servers {
-			un[s.ID] = "no destination in state normal"
-		}
-		return nil, un
+	if err := r.do(ctx, "GET", "/lab/v1/hosts/"+host+"/destination", nil, &d); err != nil {
+		d.Dest = ""
 	}
-	out := make([]playbook.Placement, len(servers))
-	for i, s := range servers {
-		out[i] = playbook.Placement{Server: s, Dest: d.Dest}
-	}
-	return out, nil
+	return placeAll(servers, d.Dest)
 }
 
 // Power reads the lab BMC's view of a host.

@@ -262,7 +262,11 @@ func (w *World) Evacuate(_ context.Context, serverID, dest string) error {
 // Place puts each server on the normal, calm host with the lowest d (the
 // lab's hosts have room for everything).
 func (w *World) Place(ctx context.Context, host string, servers []playbook.Server) ([]playbook.Placement, map[string]string) {
-	dest := w.destination(host)
+	return placeAll(servers, w.destination(host))
+}
+
+// placeAll puts every server on dest ("": nowhere).
+func placeAll(servers []playbook.Server, dest string) ([]playbook.Placement, map[string]string) {
 	if dest == "" {
 		un := map[string]string{}
 		for _, s := range servers {

@@ -328,14 +328,8 @@ const (
 // resuming a record never repeats an action that already happened.
 func (a *Actor) recoverStep(ctx context.Context, h *Host) (Event, string) {
 	if h.Step == "" {
-		st, err := a.Power.PowerState(ctx, h.Name)
-		if err != nil {
-			return "", "cannot read the power state (retrying): " + err.Error()
-		}
-		if st != fencing.Off {
-			if err := a.do(ctx, h, "power_off", "", h.Reason, func(c context.Context) error { return a.Power.PowerOff(c, h.Name) }); err != nil {
-				return EvGiveUp, "power off failed: " + err.Error()
-			}
+		if ev, why := a.ensurePower(ctx, h, fencing.Off, "power_off", a.Power.PowerOff); ev != "" || why != "" {
+			return ev, why
 		}
 		h.Step = StepOff
 	}
@@ -349,19 +343,31 @@ func (a *Actor) recoverStep(ctx context.Context, h *Host) (Event, string) {
 		h.Step = StepEvacuated
 	}
 	if h.Step == StepEvacuated {
-		st, err := a.Power.PowerState(ctx, h.Name)
-		if err != nil {
-			return "", "cannot read the power state (retrying): " + err.Error()
-		}
-		if st != fencing.On {
-			if err := a.do(ctx, h, "power_on", "", h.Reason, func(c context.Context) error { return a.Power.PowerOn(c, h.Name) }); err != nil {
-				return EvGiveUp, "power on failed: " + err.Error()
-			}
+		if ev, why := a.ensurePower(ctx, h, fencing.On, "power_on", a.Power.PowerOn); ev != "" || why != "" {
+			return ev, why
 		}
 		h.Step = StepOn
 	}
 	if len(unplaced) > 0 {
 		return EvGiveUp, "servers not evacuated: " + strings.Join(unplaced, "; ")
+	}
+	return "", ""
+}
+
+// ensurePower brings the host to the power state want, unless the BMC
+// already reads it: the action runs (journalled) only when needed. It
+// returns a note to retry on the next tick, or give_up when the action
+// failed.
+func (a *Actor) ensurePower(ctx context.Context, h *Host, want fencing.PowerState, action string, f func(context.Context, string) error) (Event, string) {
+	st, err := a.Power.PowerState(ctx, h.Name)
+	if err != nil {
+		return "", "cannot read the power state (retrying): " + err.Error()
+	}
+	if st == want {
+		return "", ""
+	}
+	if err := a.do(ctx, h, action, "", h.Reason, func(c context.Context) error { return f(c, h.Name) }); err != nil {
+		return EvGiveUp, strings.ReplaceAll(action, "_", " ") + " failed: " + err.Error()
 	}
 	return "", ""
 }
