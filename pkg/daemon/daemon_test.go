@@ -3,10 +3,8 @@ package daemon_test
 import (
 	"context"
 	"testing"
-	"testing/synctest"
 	"time"
 
-	"github.com/rs/zerolog"
 
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/clock"
@@ -15,29 +13,6 @@ import (
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/policy"
 )
-
-// newDev wires the daemon to a lab fleet on a fake clock, as `fenced run --dev` does.
-func newDev(t *testing.T, mode string) (*daemon.Daemon, *lab.Generator) {
-	t.Helper()
-	p, err := policy.Default().WithMode(mode)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := clock.Real{} // inside a synctest bubble: virtual time
-	sc, pc := p.SignalsConfig(), p.PlaybookConfig()
-	world := lab.NewWorld(clk.Now, 30*time.Second, sc)
-	gen := lab.NewGenerator(10, clk.Now(), time.Minute, world)
-	auditLog := audit.New(audit.NewMemStore(), clk)
-	actor := &playbook.Actor{Mode: pc.Mode, Nova: world, Gate: world, Power: world, Checker: world,
-		Notify: world, Journal: &audit.Journal{Log: auditLog, PolicyVersion: p.Version()}, Clock: clk, Log: zerolog.Nop()}
-	d, err := daemon.New(daemon.Config{Policy: p, Tick: 5 * time.Second, Clock: clk, Log: zerolog.Nop(), Audit: auditLog,
-		Source: lab.Source{Gen: gen, World: world}, Actor: actor, Control: world.Control, Hosts: gen.Hosts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	world.SetViews(d.Fleet())
-	return d, gen
-}
 
 func state(d *daemon.Daemon, host string) playbook.State {
 	for _, v := range d.Snapshot().Hosts {
@@ -48,25 +23,26 @@ func state(d *daemon.Daemon, host string) playbook.State {
 	return ""
 }
 
-// advance lets virtual time run tick by tick until cond holds or limit passes.
-func advance(t *testing.T, d *daemon.Daemon, limit time.Duration, cond func() bool) {
+// advance polls until cond holds or limit of lab time passes (the lab clock
+// runs 60× faster than real time).
+func advance(t *testing.T, limit time.Duration, cond func() bool) {
 	t.Helper()
-	for end := time.Now().Add(limit); time.Now().Before(end); {
-		time.Sleep(5 * time.Second)
-		synctest.Wait()
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("condition not reached within %s", limit)
+	waitUntil(t, "condition", limit/60+5*time.Second, cond)
 }
 
 func TestDevFleetApproveToRestored(t *testing.T) {
-	synctest.Test(t, testDevFleet)
-}
-
-func testDevFleet(t *testing.T) {
-	d, gen := newDev(t, "approve")
+	if testing.Short() {
+		t.Skip("starts etcd")
+	}
+	endpoints := startEtcd(t)
+	clk := clock.NewScaled(60)
+	p, err := policy.Default().WithMode("approve")
+	if err != nil {
+		t.Fatal(err)
+	}
+	world := lab.NewWorld(clk.Now, 30*time.Second, p.SignalsConfig())
+	gen := lab.NewGenerator(10, clk.Now(), time.Minute, world)
+	d := replica(t, endpoints, "a", world, clk, "approve", gen)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
@@ -77,7 +53,7 @@ func testDevFleet(t *testing.T) {
 		}
 	}()
 	victim := gen.Victim
-	advance(t, d, 10*time.Minute, func() bool { return state(d, victim) == playbook.AwaitingApproval })
+	advance(t, 10*time.Minute, func() bool { return state(d, victim) == playbook.AwaitingApproval })
 	for _, v := range d.Snapshot().Hosts {
 		if v.Host.Name != victim && v.Host.State != playbook.Normal {
 			t.Fatalf("healthy lab host %s is %s", v.Host.Name, v.Host.State)
@@ -90,14 +66,15 @@ func testDevFleet(t *testing.T) {
 	if err != nil || len(ch) < 2 || ch[len(ch)-1].To != playbook.Rebooting {
 		t.Fatalf("approve: %v %+v", err, ch)
 	}
-	advance(t, d, 2*time.Minute, func() bool { return state(d, victim) == playbook.Restored })
-	advance(t, d, 15*time.Minute, func() bool { return state(d, victim) == playbook.Normal })
+	advance(t, 2*time.Minute, func() bool { return state(d, victim) == playbook.Restored })
+	advance(t, 15*time.Minute, func() bool { return state(d, victim) == playbook.Normal })
 	snap := d.Snapshot()
-	if snap.Transitions["rebooting"] != 1 {
-		t.Fatalf("power cycles: %d", snap.Transitions["rebooting"])
+	if snap.Transitions["rebooting"] != 1 || world.PowerCycles != 1 {
+		t.Fatalf("rebooting %d times, %d power cycles", snap.Transitions["rebooting"], world.PowerCycles)
 	}
-	// the audit log holds the operator's approval, the power cycle's intent
-	// before its outcome, and every transition; its chain verifies
+	// the audit log holds the operator's approval before the power off's
+	// intent, the intent before its outcome, and every transition; its
+	// chain verifies
 	recs, err := d.AuditRecords(ctx, victim, time.Time{})
 	if err != nil {
 		t.Fatal(err)
@@ -105,15 +82,15 @@ func testDevFleet(t *testing.T) {
 	intent, outcome, approval := -1, -1, -1
 	for i, r := range recs {
 		switch {
-		case r.Action == "power_cycle" && r.Outcome == audit.OutcomeIntent:
+		case r.Action == "power_off" && r.Outcome == audit.OutcomeIntent:
 			intent = i
-		case r.Action == "power_cycle" && r.Outcome == audit.OutcomeOK:
+		case r.Action == "power_off" && r.Outcome == audit.OutcomeOK:
 			outcome = i
-		case r.Action == "approve" && r.Operator == "alice":
+		case r.Action == "approve" && r.Operator == "alice" && approval < 0:
 			approval = i
 		}
 	}
-	if approval < 0 || intent < 0 || outcome < intent {
+	if approval < 0 || intent < approval || outcome < intent {
 		t.Fatalf("audit: approval %d intent %d outcome %d", approval, intent, outcome)
 	}
 	if n, err := d.VerifyAudit(ctx); err != nil || n < 8 {

@@ -28,7 +28,9 @@ func startEtcd(t *testing.T) []string {
 }
 
 // replica is one HA daemon on a shared lab world.
-func replica(t *testing.T, endpoints []string, id string, world *lab.World, clk clock.Clock, mode string) *daemon.Daemon {
+// replica is one replica on the etcd at endpoints, acting on world; gen, if
+// given, is the lab fleet (default: 12 hosts, lab-007 starving at once).
+func replica(t *testing.T, endpoints []string, id string, world *lab.World, clk clock.Clock, mode string, gen ...*lab.Generator) *daemon.Daemon {
 	t.Helper()
 	p, _ := policy.Default().WithMode(mode)
 	cli, err := lease.Connect(lease.ClientConfig{Endpoints: endpoints})
@@ -36,9 +38,12 @@ func replica(t *testing.T, endpoints []string, id string, world *lab.World, clk 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cli.Close() })
-	gen := lab.NewGenerator(12, clk.Now(), 0, world)
+	g := lab.NewGenerator(12, clk.Now(), 0, world)
+	if len(gen) > 0 {
+		g = gen[0]
+	}
 	d, err := daemon.NewReplica(context.Background(), daemon.ReplicaConfig{Policy: p, Clock: clk, Log: testLog(t, id), Tick: 5 * time.Second,
-		Etcd: cli, ID: id, TTL: 3 * time.Second, Settle: time.Second, Backends: world.Backends(gen)})
+		Etcd: cli, ID: id, TTL: 3 * time.Second, Settle: time.Second, Backends: world.Backends(g)})
 	if err != nil {
 		t.Fatal(err)
 	}

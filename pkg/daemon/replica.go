@@ -74,7 +74,7 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 		Notify: notifier, Clock: cfg.Clock, Log: cfg.Log, ActionTimeout: time.Minute}
 	ha := &HA{Elector: &lease.Elector{Client: cfg.Etcd, Prefix: cfg.Prefix, TTL: cfg.TTL, ID: cfg.ID}, Store: store,
 		Settle: cfg.Settle, Reconcile: be.Reconcile}
-	d, err := New(Config{Policy: cfg.Policy, Tick: cfg.Tick, Clock: cfg.Clock, Log: cfg.Log.With().Str("replica", cfg.ID).Logger(),
+	d, err := newDaemon(Config{Policy: cfg.Policy, Tick: cfg.Tick, Clock: cfg.Clock, Log: cfg.Log.With().Str("replica", cfg.ID).Logger(),
 		Audit: auditLog, HA: ha, Source: be.Source, Actor: actor, Control: be.Control, Hosts: be.Hosts,
 		Capacity: be.Capacity, Webhooks: whStats, Unfenceable: be.Unfenceable})
 	if err != nil {

@@ -1,7 +1,18 @@
-// Package daemon is `fenced run`: it collects samples every tick, runs the
-// fleet engine (evaluator + playbooks), applies operator commands, and keeps
-// a snapshot the HTTP API serves. One goroutine owns the fleet; everything
-// else talks to it through channels or reads the snapshot.
+// Package daemon is `fenced run`, in two halves:
+//
+//   - the engine (engine.go): each tick it collects samples, runs the fleet
+//     (evaluator + playbooks), applies operator commands and publishes the
+//     snapshot the HTTP API serves. One goroutine owns the fleet; everything
+//     else talks to it through channels or reads the snapshot.
+//   - the replication (replication.go): leader election on etcd, resuming
+//     host records and the pause, reconciling a previous leader's intents,
+//     persisting changed records, forwarding followers' commands. The engine
+//     runs only while this replica leads, the way controller-runtime runs
+//     leader-only runnables; a follower serves the leader's records.
+//
+// NewReplica (replica.go) is the one constructor: `run --dev` gives it the
+// lab's backends, `run --config` the real ones (pkg/backends). A single
+// replica runs the same path on an embedded etcd.
 package daemon
 
 import (
@@ -47,7 +58,8 @@ type Config struct {
 	Audit *audit.Log
 	// Capacity tells a host's cores, vCPUs and inner ratio for reports (nil: unknown).
 	Capacity func(host string) report.Capacity
-	// HA, when set, makes this daemon one replica of several on etcd.
+	// HA is the replication: leadership, host records, intents and the
+	// audit chain on etcd (one replica alone runs on an embedded etcd).
 	HA *HA
 	// Webhooks reports webhook delivery counters (nil: no webhooks).
 	Webhooks func() map[string]int64
@@ -110,10 +122,11 @@ type Daemon struct {
 	onLead []func(context.Context)
 }
 
-// New validates the configuration and builds the engine.
-func New(cfg Config) (*Daemon, error) {
-	if cfg.Policy == nil || cfg.Source == nil || cfg.Actor == nil {
-		return nil, errors.New("daemon: policy, source and actor are required")
+// newDaemon validates the configuration and builds the engine; NewReplica
+// adds the replication.
+func newDaemon(cfg Config) (*Daemon, error) {
+	if cfg.Policy == nil || cfg.Source == nil || cfg.Actor == nil || cfg.HA == nil {
+		return nil, errors.New("daemon: policy, source, actor and replication are required")
 	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = 10 * time.Second
@@ -154,7 +167,7 @@ func (d *Daemon) Operate(ctx context.Context, host string, ev playbook.Event, op
 	if operator == "" || reason == "" {
 		return nil, errors.New("daemon: an operator name and a reason are required")
 	}
-	if d.cfg.HA != nil && d.ha.get() == nil {
+	if d.ha.get() == nil {
 		return d.forward(ctx, op{host: host, ev: ev, operator: operator, reason: reason})
 	}
 	reply := make(chan opResult, 1)
@@ -187,15 +200,10 @@ func (d *Daemon) SetPaused(ctx context.Context, paused bool, operator, reason st
 	return err
 }
 
-// Run ticks until ctx ends (as a replica when HA is configured).
+// Run campaigns until ctx ends: while this replica leads, the engine ticks
+// (leader-only work); otherwise it follows the leader's records.
 func (d *Daemon) Run(ctx context.Context) error {
-	if d.cfg.HA != nil {
-		return d.runHA(ctx)
-	}
-	d.mu.Lock()
-	d.snap.Leader = true
-	d.mu.Unlock()
-	return d.loop(ctx)
+	return d.runHA(ctx)
 }
 
 func (d *Daemon) loop(ctx context.Context) error {
@@ -360,15 +368,13 @@ func (d *Daemon) apply(ctx context.Context, o op) (ch []playbook.Change, err, pe
 // before the engine honours it, so that it survives every replica's restart.
 func (d *Daemon) setPaused(ctx context.Context, o op) error {
 	paused := o.ev == evPause
-	if d.cfg.HA != nil {
-		l := d.ha.get()
-		if l == nil {
-			return ErrFollower
-		}
-		f := lease.Fleet{Paused: paused, Operator: o.operator, Reason: o.reason, At: d.cfg.Clock.Now()}
-		if err := d.cfg.HA.Store.PutFleet(ctx, *l, f); err != nil {
-			return fmt.Errorf("daemon: store the pause: %w", err)
-		}
+	l := d.ha.get()
+	if l == nil {
+		return ErrFollower
+	}
+	f := lease.Fleet{Paused: paused, Operator: o.operator, Reason: o.reason, At: d.cfg.Clock.Now()}
+	if err := d.cfg.HA.Store.PutFleet(ctx, *l, f); err != nil {
+		return fmt.Errorf("daemon: store the pause: %w", err)
 	}
 	d.fleet.SetPaused(paused)
 	return nil
@@ -468,7 +474,7 @@ func (d *Daemon) OnLead(f func(context.Context)) { d.onLead = append(d.onLead, f
 // Page sends a notification to on-call through the playbook's notifier,
 // only while this replica leads: two replicas never page twice.
 func (d *Daemon) Page(ctx context.Context, n playbook.Notification) {
-	if d.cfg.HA != nil && d.ha.get() == nil {
+	if d.ha.get() == nil {
 		return
 	}
 	if d.cfg.Actor.Notify != nil {

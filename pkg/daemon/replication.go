@@ -290,9 +290,6 @@ func durable(h playbook.Host) playbook.Host {
 // Trackers (dwell runs) and d are not persisted: a new leader restarts
 // dwell times, which only delays escalation.
 func (d *Daemon) persist(ctx context.Context) error {
-	if d.cfg.HA == nil {
-		return nil
-	}
 	l := d.ha.get()
 	if l == nil {
 		return ErrFollower
