@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/daemon"
