@@ -43,8 +43,9 @@ func TestCLIAgainstAnInProcessDaemon(t *testing.T) {
 	clk := clock.NewScaled(60)
 	world := lab.NewWorld(clk.Now, 30*time.Second, p.SignalsConfig())
 	gen := lab.NewGenerator(12, clk.Now(), 0, world)
+	be := world.Backends(gen)
 	d, err := daemon.NewReplica(ctx, daemon.ReplicaConfig{Policy: p, Clock: clk, Log: zerolog.Nop(), Tick: 5 * time.Second,
-		Etcd: cli, ID: "cli-test", TTL: 3 * time.Second, Backends: world.Backends(gen)})
+		Etcd: cli, ID: "cli-test", TTL: 3 * time.Second, Backends: be})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func TestCLIAgainstAnInProcessDaemon(t *testing.T) {
 	go d.Run(ctx)
 
 	viewer, operator := "viewer-token-0123456789", "operator-token-0123456789"
-	srv := httptest.NewTLSServer(api.New(d, map[string]api.Identity{viewer: {Name: "vic", Role: api.Viewer}, operator: {Name: "alice", Role: api.Operator}}))
+	srv := httptest.NewTLSServer(api.New(d, api.Reads{Audit: d.Audit(), Capacity: be.Capacity}, map[string]api.Identity{viewer: {Name: "vic", Role: api.Viewer}, operator: {Name: "alice", Role: api.Operator}}))
 	defer srv.Close()
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {

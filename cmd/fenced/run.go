@@ -21,6 +21,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/lab"
 	"github.com/fencedhq/fenced/pkg/lease"
 	"github.com/fencedhq/fenced/pkg/notify"
+	"github.com/fencedhq/fenced/pkg/report"
 )
 
 type runOpts struct {
@@ -191,14 +192,14 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	if world != nil {
 		world.SetViews(d.Fleet())
 	}
-	return serve(ctx, cmd, d, o.listen, nil)
+	return serve(ctx, cmd, d, be.Capacity, o.listen, nil)
 }
 
 // serve runs the daemon and its HTTP API until ctx ends.
 // apiTLS is the API's optional TLS certificate.
 type apiTLS struct{ cert, key string }
 
-func serve(ctx context.Context, cmd *cobra.Command, d *daemon.Daemon, listen string, tokens map[string]api.Identity, tlsFiles ...apiTLS) error {
+func serve(ctx context.Context, cmd *cobra.Command, d *daemon.Daemon, capacity func(string) report.Capacity, listen string, tokens map[string]api.Identity, tlsFiles ...apiTLS) error {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", listen, err)
@@ -217,7 +218,7 @@ func serve(ctx context.Context, cmd *cobra.Command, d *daemon.Daemon, listen str
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 		scheme = "https"
 	}
-	srv := &http.Server{Handler: api.New(d, tokens), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: api.New(d, api.Reads{Audit: d.Audit(), Capacity: capacity}, tokens), ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(cmd.ErrOrStderr(), "status page: %s://%s/   API: %s://%s/api/v1/hosts   metrics: %s://%s/metrics\n",

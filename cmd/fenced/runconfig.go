@@ -85,7 +85,7 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	prod.Attach(d)
 	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: %s, mode %s, after_fence %s, %d hosts, tick %s, etcd %s\n",
 		cfg.File(), p.PlaybookConfig().Mode, p.PlaybookConfig().AfterFence, len(prod.Hosts), cfg.Tick, strings.Join(cli.Endpoints(), ","))
-	return serve(ctx, cmd, d, cfg.API.Listen, tokens, apiTLS{cfg.API.TLSCert, cfg.API.TLSKey})
+	return serve(ctx, cmd, d, prod.Backends.Capacity, cfg.API.Listen, tokens, apiTLS{cfg.API.TLSCert, cfg.API.TLSKey})
 }
 
 // replicaID is --id, or host/pid.

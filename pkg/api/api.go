@@ -31,20 +31,26 @@ import (
 
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/daemon"
+	"github.com/fencedhq/fenced/pkg/fleet"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/report"
 	"github.com/fencedhq/fenced/pkg/signals"
 )
 
-// Backend is what the API needs from the daemon.
+// Backend is what the API needs from the daemon: its snapshot and its
+// operator commands.
 type Backend interface {
 	Snapshot() daemon.Snapshot
 	Operate(ctx context.Context, host string, ev playbook.Event, operator, reason string) ([]playbook.Change, error)
-	AuditRecords(ctx context.Context, host string, since time.Time) ([]audit.Record, error)
-	VerifyAudit(ctx context.Context) (int, error)
 	SetPaused(ctx context.Context, paused bool, operator, reason string) error
-	Report(ctx context.Context, host string) (report.Report, error)
 	ActionLatencies() []daemon.Histogram
+}
+
+// Reads are what the API reads from their own packages: the audit chain
+// (pkg/audit) and, for postmortems (pkg/report), the hosts' capacity.
+type Reads struct {
+	Audit    *audit.Log
+	Capacity func(host string) report.Capacity // nil: unknown
 }
 
 // Role is what a token may do.
@@ -65,6 +71,7 @@ type Identity struct {
 // Server is the HTTP handler.
 type Server struct {
 	b      Backend
+	r      Reads
 	tokens map[string]Identity // nil: no authentication (loopback dev mode)
 	mux    *http.ServeMux
 }
@@ -73,8 +80,8 @@ type identityKey struct{}
 
 // New returns the API handler. tokens maps bearer tokens to identities;
 // nil disables authentication (only for a listener on loopback).
-func New(b Backend, tokens map[string]Identity) *Server {
-	s := &Server{b: b, tokens: tokens, mux: http.NewServeMux()}
+func New(b Backend, r Reads, tokens map[string]Identity) *Server {
+	s := &Server{b: b, r: r, tokens: tokens, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /api/v1/hosts", s.auth(Viewer, s.hosts))
 	s.mux.HandleFunc("GET /api/v1/hosts/{host}", s.auth(Viewer, s.host))
 	s.mux.HandleFunc("GET /api/v1/hosts/{host}/report", s.auth(Viewer, s.report))
@@ -200,12 +207,38 @@ func (s *Server) host(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {
-	rep, err := s.b.Report(r.Context(), r.PathValue("host"))
-	if err != nil {
-		writeJSON(w, http.StatusNotFound, Error{Error: err.Error()})
+	host := r.PathValue("host")
+	var view *fleet.View
+	snap := s.b.Snapshot()
+	for i := range snap.Hosts {
+		if snap.Hosts[i].Host.Name == host {
+			view = &snap.Hosts[i]
+		}
+	}
+	if view == nil {
+		writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("unknown host %q", host)})
 		return
 	}
-	writeJSON(w, http.StatusOK, rep)
+	recs, err := s.records(r.Context(), host, time.Time{})
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, Error{Error: err.Error()})
+		return
+	}
+	var c report.Capacity
+	if s.r.Capacity != nil {
+		c = s.r.Capacity(host)
+	}
+	writeJSON(w, http.StatusOK, report.Build(*view, recs, c))
+}
+
+// records reads the audit chain: a host's records (all: "") since a time.
+func (s *Server) records(ctx context.Context, host string, since time.Time) ([]audit.Record, error) {
+	if s.r.Audit == nil {
+		return nil, errors.New("api: no audit log")
+	}
+	return s.r.Audit.Records(ctx, func(r audit.Record) bool {
+		return (host == "" || r.HostID == host) && !r.Timestamp.Before(since)
+	})
 }
 
 // OperateRequest is the body of the write endpoints.
@@ -300,7 +333,7 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 		}
 		since = t
 	}
-	recs, err := s.b.AuditRecords(r.Context(), r.URL.Query().Get("host"), since)
+	recs, err := s.records(r.Context(), r.URL.Query().Get("host"), since)
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, Error{Error: err.Error()})
 		return
@@ -317,7 +350,11 @@ type VerifyReply struct {
 }
 
 func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
-	n, err := s.b.VerifyAudit(r.Context())
+	if s.r.Audit == nil {
+		writeJSON(w, http.StatusServiceUnavailable, Error{Error: "api: no audit log"})
+		return
+	}
+	n, err := s.r.Audit.Verify(r.Context())
 	rep := VerifyReply{Records: n, OK: err == nil}
 	if err != nil {
 		rep.Error = err.Error()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fencedhq/fenced/pkg/audit"
+	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/fleet"
 	"github.com/fencedhq/fenced/pkg/playbook"
@@ -36,20 +37,20 @@ func (f *fakeBackend) Operate(_ context.Context, host string, ev playbook.Event,
 	return []playbook.Change{{Host: host, From: playbook.AwaitingApproval, To: playbook.Fenced, Reason: "approved"}}, nil
 }
 
-func (f *fakeBackend) AuditRecords(context.Context, string, time.Time) ([]audit.Record, error) {
-	return []audit.Record{{Seq: 0, HostID: "cmp-017", Action: "approve", Operator: "alice", Outcome: "ok"}}, nil
+// reads is an audit chain holding one approval, and capacities that make
+// cmp-017's r1 1.75 and r2 1.5.
+func reads(t *testing.T) Reads {
+	t.Helper()
+	log := audit.New(audit.NewMemStore(), clock.Real{})
+	if _, err := log.Append(context.Background(), audit.Record{Timestamp: time.Date(2026, 1, 15, 1, 19, 0, 0, time.UTC),
+		HostID: "cmp-017", Action: "approve", Operator: "alice", Outcome: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	return Reads{Audit: log, Capacity: func(string) report.Capacity { return report.Capacity{Cores: 16, VCPUs: 28, R2: 1.5, Known: true} }}
 }
-func (f *fakeBackend) VerifyAudit(context.Context) (int, error) { return 1, nil }
 func (f *fakeBackend) SetPaused(_ context.Context, p bool, op, reason string) error {
 	f.ops = append(f.ops, fmt.Sprintf("pause=%v %s %s", p, op, reason))
 	return nil
-}
-
-func (f *fakeBackend) Report(_ context.Context, host string) (report.Report, error) {
-	if host != "cmp-017" {
-		return report.Report{}, errors.New("unknown host")
-	}
-	return report.Report{Host: host, R1: 1.75, R2: 1.5, REff: 2.625, Recommendation: "lower"}, nil
 }
 
 func (f *fakeBackend) ActionLatencies() []daemon.Histogram {
@@ -82,7 +83,7 @@ func do(t *testing.T, h http.Handler, method, path, token, body string) (int, st
 
 func TestReadsAndWrites(t *testing.T) {
 	b := backend()
-	s := New(b, nil)
+	s := New(b, reads(t), nil)
 	code, body := do(t, s, "GET", "/api/v1/hosts", "", "")
 	if code != 200 || !strings.Contains(body, `"state": "awaiting_approval"`) || !strings.Contains(body, "heartbeat_lag_s=75") || !strings.Contains(body, `"approval_deadline": "2026-01-15T01:35:00Z"`) {
 		t.Fatalf("%d %s", code, body)
@@ -115,7 +116,7 @@ func TestReadsAndWrites(t *testing.T) {
 
 func TestTokensAndRoles(t *testing.T) {
 	b := backend()
-	s := New(b, map[string]Identity{"v": {"vic", Viewer}, "o": {"carol", Operator}})
+	s := New(b, reads(t), map[string]Identity{"v": {"vic", Viewer}, "o": {"carol", Operator}})
 	body := `{"operator":"mallory","reason":"b"}`
 	for _, c := range []struct {
 		method, path, token string
@@ -167,7 +168,7 @@ func TestReadTokens(t *testing.T) {
 }
 
 func TestMetricsAndPage(t *testing.T) {
-	s := New(backend(), nil)
+	s := New(backend(), reads(t), nil)
 	_, m := do(t, s, "GET", "/metrics", "", "")
 	for _, want := range []string{
 		`fenced_host_state{host="cmp-017",state="awaiting_approval"} 1`,
@@ -193,7 +194,7 @@ func TestMetricsAndPage(t *testing.T) {
 }
 
 func TestUnfenceable(t *testing.T) {
-	s := New(backend(), nil)
+	s := New(backend(), reads(t), nil)
 	_, m := do(t, s, "GET", "/metrics", "", "")
 	if !strings.Contains(m, "# TYPE fenced_host_unfenceable gauge\n") || !strings.Contains(m, "\nfenced_host_unfenceable{host=\"cmp-017\"} 1\n") ||
 		strings.Contains(m, `fenced_host_unfenceable{host="cmp-001"}`) {
@@ -220,7 +221,7 @@ func TestUnfenceable(t *testing.T) {
 }
 
 func TestAuditEndpoints(t *testing.T) {
-	s := New(backend(), nil)
+	s := New(backend(), reads(t), nil)
 	code, body := do(t, s, "GET", "/api/v1/audit?host=cmp-017", "", "")
 	if code != 200 || !strings.Contains(body, `"operator":"alice"`) {
 		t.Fatalf("%d %s", code, body)
@@ -241,7 +242,7 @@ func TestAuditEndpoints(t *testing.T) {
 
 func TestPauseResume(t *testing.T) {
 	b := backend()
-	s := New(b, map[string]Identity{"v": {"vic", Viewer}, "o": {"a", Operator}})
+	s := New(b, reads(t), map[string]Identity{"v": {"vic", Viewer}, "o": {"a", Operator}})
 	if code, _ := do(t, s, "POST", "/api/v1/pause", "v", `{"operator":"a","reason":"maintenance"}`); code != 403 {
 		t.Fatalf("viewer paused the fleet: %d", code)
 	}

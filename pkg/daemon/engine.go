@@ -33,7 +33,6 @@ import (
 	"github.com/fencedhq/fenced/pkg/lease"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/policy"
-	"github.com/fencedhq/fenced/pkg/report"
 	"github.com/fencedhq/fenced/pkg/signals"
 )
 
@@ -56,8 +55,6 @@ type Config struct {
 	History int
 	// Audit receives every decision and operator command (nil: none).
 	Audit *audit.Log
-	// Capacity tells a host's cores, vCPUs and inner ratio for reports (nil: unknown).
-	Capacity func(host string) report.Capacity
 	// HA is the replication: leadership, host records, intents and the
 	// audit chain on etcd (one replica alone runs on an embedded etcd).
 	HA *HA
@@ -290,46 +287,9 @@ func (d *Daemon) recordChanges(ctx context.Context, ch []playbook.Change) {
 	}
 }
 
-// AuditRecords returns audit records for a host (empty: all) since a time.
-func (d *Daemon) AuditRecords(ctx context.Context, host string, since time.Time) ([]audit.Record, error) {
-	if d.cfg.Audit == nil {
-		return nil, errors.New("daemon: no audit log configured")
-	}
-	return d.cfg.Audit.Records(ctx, func(r audit.Record) bool {
-		return (host == "" || r.HostID == host) && !r.Timestamp.Before(since)
-	})
-}
-
-// Report builds the postmortem of a host.
-func (d *Daemon) Report(ctx context.Context, host string) (report.Report, error) {
-	var view *fleet.View
-	snap := d.Snapshot()
-	for i := range snap.Hosts {
-		if snap.Hosts[i].Host.Name == host {
-			view = &snap.Hosts[i]
-		}
-	}
-	if view == nil {
-		return report.Report{}, fmt.Errorf("daemon: unknown host %q", host)
-	}
-	recs, err := d.AuditRecords(ctx, host, time.Time{})
-	if err != nil {
-		return report.Report{}, err
-	}
-	var c report.Capacity
-	if d.cfg.Capacity != nil {
-		c = d.cfg.Capacity(host)
-	}
-	return report.Build(*view, recs, c), nil
-}
-
-// VerifyAudit checks the audit chain.
-func (d *Daemon) VerifyAudit(ctx context.Context) (int, error) {
-	if d.cfg.Audit == nil {
-		return 0, errors.New("daemon: no audit log configured")
-	}
-	return d.cfg.Audit.Verify(ctx)
-}
+// Audit is the replica's audit chain (in etcd): the API and the CLI read it
+// through pkg/audit.
+func (d *Daemon) Audit() *audit.Log { return d.cfg.Audit }
 
 // apply carries out an operator's command on the loop's goroutine. perr is
 // a persistence failure that ends the leader's term.

@@ -29,8 +29,10 @@ type Backends struct {
 	Control func(host string) (signals.Control, bool)
 	// Reconcile tells whether a previous leader's action happened (see HA).
 	Reconcile func(ctx context.Context, in lease.Intent) (bool, error)
-	Capacity  func(host string) report.Capacity
-	Hosts     []string
+	// Capacity tells a host's cores, vCPUs and inner ratio for postmortems
+	// (the API reads it; nil: unknown).
+	Capacity func(host string) report.Capacity
+	Hosts    []string
 	// Unfenceable reports hosts whose fence path failed its last check.
 	Unfenceable func() map[string]string
 }
@@ -76,7 +78,7 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 		Settle: cfg.Settle, Reconcile: be.Reconcile}
 	d, err := newDaemon(Config{Policy: cfg.Policy, Tick: cfg.Tick, Clock: cfg.Clock, Log: cfg.Log.With().Str("replica", cfg.ID).Logger(),
 		Audit: auditLog, HA: ha, Source: be.Source, Actor: actor, Control: be.Control, Hosts: be.Hosts,
-		Capacity: be.Capacity, Webhooks: whStats, Unfenceable: be.Unfenceable})
+		Webhooks: whStats, Unfenceable: be.Unfenceable})
 	if err != nil {
 		return nil, err
 	}

@@ -270,6 +270,7 @@ func (d *Daemon) reconcile(ctx context.Context, l lease.Leadership) error {
 			if v, ok := d.fleet.Get(in.Host); ok {
 				h := v.Host
 				h.State, h.Since, h.LastPowerCycle, h.ControlFenced = playbook.Rebooting, in.At, in.At, true
+				h.Step = playbook.StepOn // the host was cycled: only the wait for it is left
 				h.Reason = "power cycle " + in.ID + " completed by the previous leader"
 				if err := d.fleet.Restore(h); err != nil {
 					return err
