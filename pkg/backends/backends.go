@@ -223,7 +223,10 @@ func Build(ctx context.Context, o Options) (*Production, error) {
 	if s, ok := pol.Signals[signals.LibvirtTimeout]; ok && s.Warn > 0 {
 		gc.TimeoutWarnPct = s.Warn
 	}
-	p.Gate = &hypervisor.Gate{Config: gc, Probes: p.Probes, Destinations: p.destinations, Clock: o.Clock, Log: o.Log}
+	p.Gate = &hypervisor.Gate{Config: gc, Probes: p.Probes, Candidates: p.candidates, Need: p.need, Clock: o.Clock, Log: o.Log}
+	if p.CP != nil {
+		p.Gate.Headroom = p.CP.Headroom
+	}
 	p.Backends.Gate, p.Backends.Placer = p.Gate, p.Gate
 	p.Backends.Checker = p
 	p.Backends.Reconcile = p.reconcile
@@ -281,24 +284,22 @@ func (p *Production) fencePathChanged(host string, ok bool, why string) {
 	page(ctx, n)
 }
 
-// destinations lists the hosts that may take servers off host: verdict
+// candidates lists the hosts that may take servers off host: verdict
 // normal (execution truth, not Nova's word), state normal, Nova's service
-// up, enabled and not forced down, with placement headroom; and what the
-// host's servers need.
-func (p *Production) destinations(ctx context.Context, host string) ([]hypervisor.Destination, hypervisor.Need, error) {
-	var need hypervisor.Need
+// up, enabled and not forced down. The gate reads their headroom lazily.
+func (p *Production) candidates(ctx context.Context, host string) ([]hypervisor.Destination, error) {
 	if p.CP == nil {
-		return nil, need, errors.New("no nova: section: no destinations")
+		return nil, errors.New("no nova: section: no destinations")
 	}
 	p.mu.Lock()
 	views := p.views
 	p.mu.Unlock()
 	if views == nil {
-		return nil, need, errors.New("fleet not attached yet")
+		return nil, errors.New("fleet not attached yet")
 	}
 	svcs, err := p.Nova.Services(ctx)
 	if err != nil {
-		return nil, need, err
+		return nil, err
 	}
 	usable := map[string]bool{}
 	for _, s := range svcs {
@@ -310,22 +311,26 @@ func (p *Production) destinations(ctx context.Context, host string) ([]hyperviso
 		if h == host || !usable[h] || v.Host.State != playbook.Normal || v.Verdict.Blind || v.Verdict.Level != signals.LevelNormal {
 			continue
 		}
-		vcpus, ram, err := p.CP.Headroom(ctx, h)
-		if err != nil {
-			p.log.Warn().Str("host", h).Err(err).Msg("no headroom for a candidate destination; skipped")
-			continue
-		}
-		out = append(out, hypervisor.Destination{Host: h, State: string(v.Host.State), D: v.Verdict.D, FreeVCPUs: vcpus, FreeRAMMB: ram})
+		out = append(out, hypervisor.Destination{Host: h, State: string(v.Host.State), D: v.Verdict.D})
+	}
+	return out, nil
+}
+
+// need is what host's servers require together.
+func (p *Production) need(ctx context.Context, host string) (hypervisor.Need, error) {
+	var need hypervisor.Need
+	if p.CP == nil {
+		return need, errors.New("no nova: section")
 	}
 	servers, err := p.CP.Servers(ctx, host)
 	if err != nil {
-		return nil, need, err
+		return need, err
 	}
 	for _, s := range servers {
 		need.VCPUs += s.VCPUs
 		need.RAMMB += s.RAMMB
 	}
-	return out, need, nil
+	return need, nil
 }
 
 // Back implements playbook.HostChecker: a power-cycled host is back when

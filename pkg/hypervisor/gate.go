@@ -55,22 +55,7 @@ type Need struct {
 // Decide is the gate's pure decision.
 func Decide(cfg GateConfig, st Stats, now time.Time, dests []Destination, need Need) playbook.GateAnswer {
 	cfg = cfg.withDefaults()
-	var why []string
-	switch {
-	case st.LastAnswer.IsZero():
-		why = append(why, "libvirt has never answered")
-	case now.Sub(st.LastAnswer) > cfg.MaxSilence:
-		why = append(why, fmt.Sprintf("libvirt silent for %s (limit %s)", now.Sub(st.LastAnswer).Round(time.Second), cfg.MaxSilence))
-	}
-	if st.Samples < cfg.MinSamples {
-		why = append(why, fmt.Sprintf("only %d libvirt calls measured (need %d)", st.Samples, cfg.MinSamples))
-	}
-	if st.P95 >= cfg.LatencyWarn {
-		why = append(why, fmt.Sprintf("libvirt p95 %s over warn %s", st.P95.Round(time.Millisecond), cfg.LatencyWarn))
-	}
-	if st.TimeoutPct >= cfg.TimeoutWarnPct {
-		why = append(why, fmt.Sprintf("libvirt timeouts %.1f%% over warn %.1f%%", st.TimeoutPct, cfg.TimeoutWarnPct))
-	}
+	why := libvirtReasons(cfg, st, now)
 	var fit []Destination
 	for _, d := range dests {
 		if d.State == string(playbook.Normal) && d.FreeVCPUs >= need.VCPUs && d.FreeRAMMB >= need.RAMMB {
@@ -88,6 +73,28 @@ func Decide(cfg GateConfig, st Stats, now time.Time, dests []Destination, need N
 		Reasons: []string{fmt.Sprintf("libvirt p95 %s, timeouts %.1f%%; %s has %d vCPUs free", st.P95.Round(time.Millisecond), st.TimeoutPct, fit[0].Host, fit[0].FreeVCPUs)}}
 }
 
+// libvirtReasons says why the management path is unfit for live
+// migration (none: fit).
+func libvirtReasons(cfg GateConfig, st Stats, now time.Time) []string {
+	var why []string
+	switch {
+	case st.LastAnswer.IsZero():
+		why = append(why, "libvirt has never answered")
+	case now.Sub(st.LastAnswer) > cfg.MaxSilence:
+		why = append(why, fmt.Sprintf("libvirt silent for %s (limit %s)", now.Sub(st.LastAnswer).Round(time.Second), cfg.MaxSilence))
+	}
+	if st.Samples < cfg.MinSamples {
+		why = append(why, fmt.Sprintf("only %d libvirt calls measured (need %d)", st.Samples, cfg.MinSamples))
+	}
+	if st.P95 >= cfg.LatencyWarn {
+		why = append(why, fmt.Sprintf("libvirt p95 %s over warn %s", st.P95.Round(time.Millisecond), cfg.LatencyWarn))
+	}
+	if st.TimeoutPct >= cfg.TimeoutWarnPct {
+		why = append(why, fmt.Sprintf("libvirt timeouts %.1f%% over warn %.1f%%", st.TimeoutPct, cfg.TimeoutWarnPct))
+	}
+	return why
+}
+
 // sortDestinations orders candidates by execution truth: lowest d first,
 // then most free vCPUs, then name.
 func sortDestinations(ds []Destination) {
@@ -102,6 +109,59 @@ func sortDestinations(ds []Destination) {
 	})
 }
 
+// pool hands out destinations lowest d first and reads each one's headroom
+// (a placement call) only when a server needs a host it has not read yet.
+type pool struct {
+	ctx  context.Context
+	g    *Gate
+	todo []Destination // candidates not read yet, lowest d first
+	have []Destination // read, with the headroom still free
+}
+
+// pool lists the candidates for servers off host: state normal, not host.
+func (g *Gate) pool(ctx context.Context, host string) (*pool, error) {
+	if g.Candidates == nil || g.Headroom == nil {
+		return nil, fmt.Errorf("no destination source")
+	}
+	cands, err := g.Candidates(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	p := &pool{ctx: ctx, g: g}
+	for _, d := range cands {
+		if d.State == string(playbook.Normal) && d.Host != host {
+			p.todo = append(p.todo, d)
+		}
+	}
+	sortDestinations(p.todo)
+	return p, nil
+}
+
+// fit returns the index in p.have of the first destination with room for
+// vcpus and ramMB, reading more candidates as needed; -1 if none has room.
+func (p *pool) fit(vcpus, ramMB int) int {
+	for i, d := range p.have {
+		if d.FreeVCPUs >= vcpus && d.FreeRAMMB >= ramMB {
+			return i
+		}
+	}
+	for len(p.todo) > 0 {
+		d := p.todo[0]
+		p.todo = p.todo[1:]
+		v, r, err := p.g.Headroom(p.ctx, d.Host)
+		if err != nil {
+			p.g.Log.Warn().Str("host", d.Host).Err(err).Msg("no headroom for a candidate destination; skipped")
+			continue
+		}
+		d.FreeVCPUs, d.FreeRAMMB = v, r
+		p.have = append(p.have, d)
+		if v >= vcpus && r >= ramMB {
+			return len(p.have) - 1
+		}
+	}
+	return -1
+}
+
 // Place assigns evacuation destinations (playbook.Placer): each server to
 // the first normal host, lowest d first, that still has headroom for its
 // flavor once the servers placed before it are counted. The biggest
@@ -109,46 +169,45 @@ func sortDestinations(ds []Destination) {
 // the host is powered off.
 func (g *Gate) Place(ctx context.Context, host string, servers []playbook.Server) ([]playbook.Placement, map[string]string) {
 	unplaced := map[string]string{}
-	var dests []Destination
-	var err error
-	if g.Destinations == nil {
-		err = fmt.Errorf("no destination source")
-	} else {
-		dests, _, err = g.Destinations(ctx, host)
-	}
+	p, err := g.pool(ctx, host)
 	if err != nil {
 		for _, s := range servers {
 			unplaced[s.Name+" ("+s.ID+")"] = "cannot list destinations: " + err.Error()
 		}
 		return nil, unplaced
 	}
-	var fit []Destination
-	for _, d := range dests {
-		if d.State == string(playbook.Normal) && d.Host != host {
-			fit = append(fit, d)
-		}
-	}
-	sortDestinations(fit)
 	order := append([]playbook.Server(nil), servers...)
 	sort.SliceStable(order, func(i, j int) bool { return order[i].VCPUs > order[j].VCPUs })
 	var out []playbook.Placement
 	for _, s := range order {
-		placed := false
-		for i := range fit {
-			if fit[i].FreeVCPUs >= s.VCPUs && fit[i].FreeRAMMB >= s.RAMMB {
-				fit[i].FreeVCPUs -= s.VCPUs
-				fit[i].FreeRAMMB -= s.RAMMB
-				out = append(out, playbook.Placement{Server: s, Dest: fit[i].Host})
-				placed = true
-				break
-			}
-		}
-		if !placed {
+		i := p.fit(s.VCPUs, s.RAMMB)
+		if i < 0 {
 			unplaced[s.Name+" ("+s.ID+")"] = fmt.Sprintf("no normal host with %d vCPUs and %d MB free", s.VCPUs, s.RAMMB)
+			continue
 		}
+		p.have[i].FreeVCPUs -= s.VCPUs
+		p.have[i].FreeRAMMB -= s.RAMMB
+		out = append(out, playbook.Placement{Server: s, Dest: p.have[i].Host})
 	}
 	g.Log.Info().Str("host", host).Str("component", "placer").Int("placed", len(out)).Int("unplaced", len(unplaced)).Msg("evacuation placement")
 	return out, unplaced
+}
+
+// decide reads the need and the candidates' headroom until one fits.
+func (g *Gate) decide(ctx context.Context, host string, st Stats, now time.Time) playbook.GateAnswer {
+	if g.Need == nil {
+		return playbook.GateAnswer{Reasons: []string{"no destination source"}}
+	}
+	need, err := g.Need(ctx, host)
+	if err != nil {
+		return playbook.GateAnswer{Reasons: []string{"cannot list the servers: " + err.Error()}}
+	}
+	p, err := g.pool(ctx, host)
+	if err != nil {
+		return playbook.GateAnswer{Reasons: []string{"cannot list destinations: " + err.Error()}}
+	}
+	p.fit(need.VCPUs, need.RAMMB)
+	return Decide(g.Config, st, now, p.have, need)
 }
 
 // AuditSink receives every gate answer.
@@ -160,12 +219,18 @@ type AuditSink interface {
 type Gate struct {
 	Config GateConfig
 	Probes map[string]*Probe
-	// Destinations lists candidate hosts and what the host's servers need
-	// (from Nova capacity and the fleet's verdicts).
-	Destinations func(ctx context.Context, host string) ([]Destination, Need, error)
-	Audit        AuditSink
-	Clock        clock.Clock
-	Log          zerolog.Logger
+	// Candidates lists the hosts that may take servers off host, with their
+	// state and d (the fleet's verdicts), without headroom.
+	Candidates func(ctx context.Context, host string) ([]Destination, error)
+	// Headroom reads one candidate's free vCPUs and MB (placement); it is
+	// called lowest d first, only until the servers fit.
+	Headroom func(ctx context.Context, host string) (vcpus, ramMB int, err error)
+	// Need is what host's servers require together (live migration moves
+	// them all to one destination).
+	Need  func(ctx context.Context, host string) (Need, error)
+	Audit AuditSink
+	Clock clock.Clock
+	Log   zerolog.Logger
 }
 
 // Check answers whether live migration may run off host.
@@ -180,15 +245,14 @@ func (g *Gate) Check(ctx context.Context, host string) playbook.GateAnswer {
 	switch {
 	case !ok:
 		a = playbook.GateAnswer{Reasons: []string{"no libvirt probe for " + host}}
-	case g.Destinations == nil:
-		a = playbook.GateAnswer{Reasons: []string{"no destination source"}}
 	default:
-		dests, need, err := g.Destinations(ctx, host)
-		if err != nil {
-			a = playbook.GateAnswer{Reasons: []string{"cannot list destinations: " + err.Error()}}
-		} else {
-			a = Decide(g.Config, p.Stats(now), now, dests, need)
+		st := p.Stats(now)
+		if why := libvirtReasons(g.Config.withDefaults(), st, now); len(why) > 0 {
+			// closed whatever the destinations: no Nova or placement calls
+			a = playbook.GateAnswer{Reasons: why}
+			break
 		}
+		a = g.decide(ctx, host, st, now)
 	}
 	g.Log.Info().Str("host", host).Str("component", "migration-gate").Bool("allowed", a.Allowed).
 		Str("destination", a.Destination).Str("reason", strings.Join(a.Reasons, "; ")).Msg("live-migration gate")
