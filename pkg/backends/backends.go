@@ -134,6 +134,7 @@ func Build(ctx context.Context, o Options) (*Production, error) {
 		}
 		p.Backends.Control = col.Control
 		p.Backends.Nova = p.CP
+		p.Backends.EvacuateParallel = nc.EvacuateParallel
 	}
 	if cfg.BMC != nil {
 		for h := range cfg.BMC.Hosts {

@@ -33,6 +33,9 @@ type Backends struct {
 	// (the API reads it; nil: unknown).
 	Capacity func(host string) report.Capacity
 	Hosts    []string
+	// EvacuateParallel bounds concurrent evacuations off one host (0: the
+	// actor's default, 4).
+	EvacuateParallel int
 	// Unfenceable reports hosts whose fence path failed its last check.
 	Unfenceable func() map[string]string
 }
@@ -73,7 +76,7 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 	}
 	pc := cfg.Policy.PlaybookConfig()
 	actor := &playbook.Actor{Mode: pc.Mode, AfterFence: pc.AfterFence, Nova: be.Nova, Gate: be.Gate, Placer: be.Placer, Power: be.Power, Checker: be.Checker,
-		Notify: notifier, Clock: cfg.Clock, Log: cfg.Log, ActionTimeout: time.Minute}
+		Notify: notifier, Clock: cfg.Clock, Log: cfg.Log, ActionTimeout: time.Minute, EvacuateParallel: be.EvacuateParallel}
 	ha := &HA{Elector: &lease.Elector{Client: cfg.Etcd, Prefix: cfg.Prefix, TTL: cfg.TTL, ID: cfg.ID}, Store: store,
 		Settle: cfg.Settle, Reconcile: be.Reconcile}
 	d, err := newDaemon(Config{Policy: cfg.Policy, Tick: cfg.Tick, Clock: cfg.Clock, Log: cfg.Log.With().Str("replica", cfg.ID).Logger(),

@@ -14,6 +14,7 @@ import (
 func (w *World) Backends(gen *Generator) daemon.Backends {
 	return daemon.Backends{Source: Source{Gen: gen, World: w}, Nova: w, Gate: w, Placer: w, Power: w, Checker: w, Notify: w,
 		Control: w.Control, Hosts: gen.Hosts,
+		EvacuateParallel: 1, // the in-process world is not safe for concurrent use
 		Reconcile: func(ctx context.Context, in lease.Intent) (bool, error) {
 			switch in.Action {
 			case "power_cycle":

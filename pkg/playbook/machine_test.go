@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -407,5 +408,51 @@ func TestFractionAllowsAtLeastOneHost(t *testing.T) {
 	}
 	if why := guard(cfg, Fleet{Total: 6, AtWarnOrWorse: 2, Fencing: 1}); !strings.Contains(why, "allows 1") {
 		t.Fatalf("6 hosts, one fenced: %q", why)
+	}
+}
+
+// parallelNova counts evacuations in flight; its journal is safe for
+// concurrent use.
+type parallelNova struct {
+	*fakeWorld
+	mu            sync.Mutex
+	inFlight, max int
+	ids           int
+}
+
+func (p *parallelNova) Evacuate(context.Context, string, string) error {
+	p.mu.Lock()
+	p.inFlight++
+	p.max = max(p.max, p.inFlight)
+	p.mu.Unlock()
+	time.Sleep(20 * time.Millisecond) // overlap the calls that may run together; no timing is asserted
+	p.mu.Lock()
+	p.inFlight--
+	p.mu.Unlock()
+	return nil
+}
+func (p *parallelNova) Intent(_ context.Context, in Intent) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ids++
+	return fmt.Sprintf("%s-%d", in.Action, p.ids), nil
+}
+func (p *parallelNova) Outcome(context.Context, string, error) error { return nil }
+
+func TestEvacuateParallelBoundsEvacuationsInFlight(t *testing.T) {
+	for _, par := range []int{1, 3} {
+		w := &fakeWorld{}
+		for i := range 9 {
+			w.servers = append(w.servers, Server{ID: fmt.Sprint(i), Name: fmt.Sprint(i), Evacuable: true})
+		}
+		pn := &parallelNova{fakeWorld: w}
+		a := &Actor{Mode: ModeAuto, AfterFence: AfterFenceEvacuate, Nova: pn, Placer: fakePlacer{}, Journal: pn,
+			Clock: clock.NewFake(t0), Log: zerolog.Nop(), EvacuateParallel: par}
+		if failed := a.evacuate(context.Background(), &Host{Name: "cmp-017"}, w.servers); len(failed) != 0 {
+			t.Fatal(failed)
+		}
+		if pn.max < 1 || pn.max > par || (par > 1 && pn.max == 1) {
+			t.Errorf("evacuate_parallel %d: %d evacuations in flight at most", par, pn.max)
+		}
 	}
 }
