@@ -147,6 +147,22 @@ type Actor struct {
 	Observe func(action string, took time.Duration, err error)
 	// EvacuateParallel bounds concurrent evacuations off one host (default 4).
 	EvacuateParallel int
+	// ReadTimeout bounds each read the playbook waits for on the engine's
+	// loop: the gate, a server list, a power state, the host check,
+	// placement (default 15 s). A BMC or Nova that does not answer then costs
+	// one bounded wait, and the next tick tries again.
+	ReadTimeout time.Duration
+}
+
+// read runs f under ReadTimeout.
+func (a *Actor) read(ctx context.Context, f func(context.Context)) {
+	d := a.ReadTimeout
+	if d <= 0 {
+		d = 15 * time.Second
+	}
+	rctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	f(rctx)
 }
 
 // do journals and runs one action.
@@ -240,11 +256,12 @@ func (a *Actor) Enter(ctx context.Context, h *Host, from State) (Event, string) 
 		h.ControlFenced = true
 		a.freeze(ctx, h, from)
 	case Fenced:
-		ans := a.Gate.Check(ctx, h.Name)
+		var ans GateAnswer
+		a.read(ctx, func(c context.Context) { ans = a.Gate.Check(c, h.Name) })
 		if !ans.Allowed {
 			return EvPowerCycle, "live migration gate closed: " + strings.Join(ans.Reasons, "; ")
 		}
-		servers, err := a.Nova.Servers(ctx, h.Name)
+		servers, err := a.servers(ctx, h.Name)
 		if err != nil {
 			return EvPowerCycle, "cannot list servers: " + err.Error()
 		}
@@ -265,7 +282,7 @@ func (a *Actor) Enter(ctx context.Context, h *Host, from State) (Event, string) 
 			return EvGiveUp, "power cycle failed: " + err.Error()
 		}
 	case Restored:
-		servers, err := a.Nova.Servers(ctx, h.Name)
+		servers, err := a.servers(ctx, h.Name)
 		if err != nil {
 			return EvGiveUp, "cannot verify servers: " + err.Error()
 		}
@@ -308,7 +325,9 @@ func (a *Actor) Poll(ctx context.Context, h *Host) (Event, string) {
 	if a.Checker == nil {
 		return "", ""
 	}
-	back, err := a.Checker.Back(ctx, h.Name)
+	var back bool
+	var err error
+	a.read(ctx, func(c context.Context) { back, err = a.Checker.Back(c, h.Name) })
 	if err != nil || !back {
 		return "", ""
 	}
@@ -335,7 +354,7 @@ func (a *Actor) recoverStep(ctx context.Context, h *Host) (Event, string) {
 	}
 	var unplaced []string
 	if h.Step == StepOff {
-		servers, err := a.Nova.Servers(ctx, h.Name)
+		servers, err := a.servers(ctx, h.Name)
 		if err != nil {
 			return "", "cannot list servers (retrying): " + err.Error()
 		}
@@ -354,12 +373,20 @@ func (a *Actor) recoverStep(ctx context.Context, h *Host) (Event, string) {
 	return "", ""
 }
 
+// servers lists the host's servers under ReadTimeout.
+func (a *Actor) servers(ctx context.Context, host string) (out []Server, err error) {
+	a.read(ctx, func(c context.Context) { out, err = a.Nova.Servers(c, host) })
+	return out, err
+}
+
 // ensurePower brings the host to the power state want, unless the BMC
 // already reads it: the action runs (journalled) only when needed. It
 // returns a note to retry on the next tick, or give_up when the action
 // failed.
 func (a *Actor) ensurePower(ctx context.Context, h *Host, want fencing.PowerState, action string, f func(context.Context, string) error) (Event, string) {
-	st, err := a.Power.PowerState(ctx, h.Name)
+	var st fencing.PowerState
+	var err error
+	a.read(ctx, func(c context.Context) { st, err = a.Power.PowerState(c, h.Name) })
 	if err != nil {
 		return "", "cannot read the power state (retrying): " + err.Error()
 	}
@@ -386,14 +413,15 @@ func (a *Actor) evacuate(ctx context.Context, h *Host, servers []Server) []strin
 		return nil
 	}
 	var failed []string
-	var placed []Placement
 	if a.Placer == nil {
 		for _, s := range todo {
 			failed = append(failed, s.Name+" ("+s.ID+"): no placer configured")
 		}
 		return failed
 	}
-	placed, unplaced := a.Placer.Place(ctx, h.Name, todo)
+	var placed []Placement
+	var unplaced map[string]string
+	a.read(ctx, func(c context.Context) { placed, unplaced = a.Placer.Place(c, h.Name, todo) })
 	for id, why := range unplaced {
 		failed = append(failed, id+": "+why)
 	}

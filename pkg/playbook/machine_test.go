@@ -456,3 +456,27 @@ func TestEvacuateParallelBoundsEvacuationsInFlight(t *testing.T) {
 		}
 	}
 }
+
+// stuckChecker never answers until its context ends.
+type stuckChecker struct{ *fakeWorld }
+
+func (stuckChecker) Back(ctx context.Context, _ string) (bool, error) {
+	<-ctx.Done()
+	return false, ctx.Err()
+}
+
+func TestAStuckHostCheckCostsOneBoundedWait(t *testing.T) {
+	w := &fakeWorld{}
+	a := &Actor{Mode: ModeAuto, Nova: w, Gate: w, Power: w, Checker: stuckChecker{w}, Notify: w, Journal: w,
+		Clock: clock.NewFake(t0), Log: zerolog.Nop(), ReadTimeout: 50 * time.Millisecond}
+	done := make(chan Event, 1)
+	go func() { ev, _ := a.Poll(context.Background(), &Host{Name: "cmp-017", State: Rebooting}); done <- ev }()
+	select {
+	case ev := <-done:
+		if ev != "" {
+			t.Fatalf("a check that did not answer moved the host: %s", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Poll waited on a host check that never answers: the tick loop would stall")
+	}
+}
