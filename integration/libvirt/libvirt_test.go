@@ -40,8 +40,12 @@ func probe(t *testing.T, d harness.Libvirtd, mod func(*hypervisor.ProbeConfig)) 
 func gate(p *hypervisor.Probe) *hypervisor.Gate {
 	return &hypervisor.Gate{Probes: map[string]*hypervisor.Probe{"cmp-017": p}, Log: zerolog.Nop(),
 		Config: hypervisor.GateConfig{MaxSilence: 3 * time.Second},
-		Destinations: func(context.Context, string) ([]hypervisor.Destination, hypervisor.Need, error) {
-			return []hypervisor.Destination{{Host: "cmp-002", State: "normal", FreeVCPUs: 32, FreeRAMMB: 1 << 17}}, hypervisor.Need{VCPUs: 8, RAMMB: 8192}, nil
+		Candidates: func(context.Context, string) ([]hypervisor.Destination, error) {
+			return []hypervisor.Destination{{Host: "cmp-002", State: "normal"}}, nil
+		},
+		Headroom: func(context.Context, string) (int, int, error) { return 32, 1 << 17, nil },
+		Need: func(context.Context, string) (hypervisor.Need, error) {
+			return hypervisor.Need{VCPUs: 8, RAMMB: 8192}, nil
 		}}
 }
 
