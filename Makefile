@@ -4,7 +4,7 @@ BIN       := bin/fenced
 PKGS      := ./cmd/... ./pkg/...
 INTEG     := ./integration/...
 
-.PHONY: all build test unit integration deps demo bench saturation lint clean
+.PHONY: all build test unit integration deps demo bench saturation detection lint clean
 
 all: build
 
@@ -37,6 +37,10 @@ bench:
 ## saturation: the B.4 lab (about three minutes; writes docs/saturation.md and .png)
 saturation: deps
 	FENCED_SATURATION=1 $(GO) test -count=1 -v -timeout 20m ./integration/saturation/
+
+## detection: detection and recovery against Nova's defaults and Masakari, five trials each (integration/detection)
+detection: deps
+	FENCED_DETECTION_TRIALS=5 $(GO) test -count=1 -v -timeout 60m ./integration/detection/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
