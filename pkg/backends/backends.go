@@ -58,13 +58,17 @@ type Production struct {
 	// Health checks every BMC on the config's schedule.
 	Health *health.Checker
 
-	cfg     *config.Config
-	clk     clock.Clock
-	log     zerolog.Logger
-	mu      sync.Mutex
-	views   func() []fleet.View
-	page    func(context.Context, playbook.Notification)
-	closers []func()
+	cfg   *config.Config
+	clk   clock.Clock
+	log   zerolog.Logger
+	mu    sync.Mutex
+	views func() []fleet.View
+	// novaControl is what Nova said of a host at the last collection.
+	novaControl func(host string) (signals.Control, bool)
+	bmcCtx      context.Context      // bounds the BMC reads control starts
+	bmcReading  map[string]time.Time // host → start of its last BMC read for control
+	page        func(context.Context, playbook.Notification)
+	closers     []func()
 }
 
 // Build connects to what the config names. An acting mode (approve, auto)
@@ -132,7 +136,8 @@ func Build(ctx context.Context, o Options) (*Production, error) {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}
-		p.Backends.Control = col.Control
+		p.novaControl = col.Control
+		p.Backends.Control = p.control
 		p.Backends.Nova = p.CP
 		p.Backends.EvacuateParallel = nc.EvacuateParallel
 	}
@@ -214,6 +219,7 @@ func Build(ctx context.Context, o Options) (*Production, error) {
 		p.Backends.Unfenceable = hc.Unfenceable
 		hctx, stop := context.WithCancel(ctx)
 		p.closers = append(p.closers, stop)
+		p.bmcCtx, p.bmcReading = hctx, map[string]time.Time{}
 		go hc.Run(hctx)
 	}
 	pol := o.Policy.SignalsConfig()
@@ -232,6 +238,46 @@ func Build(ctx context.Context, o Options) (*Production, error) {
 	p.Backends.Checker = p
 	p.Backends.Reconcile = p.reconcile
 	return p, nil
+}
+
+// bmcReadEvery spaces the BMC reads control starts for one host.
+const bmcReadEvery = 15 * time.Second
+
+// control is what is known of a host beyond its signals: what Nova says,
+// joined with the liveness of the host's other paths: its libvirt probe and
+// its BMC's last power reading. A host whose libvirt stops answering gets a
+// fresh BMC read (at most one every bmcReadEvery), so the hard-failure rule
+// sees what the BMC says now, not at the last scheduled check. Without
+// Nova nothing is known (the rules need its heartbeat).
+func (p *Production) control(host string) (signals.Control, bool) {
+	c, ok := p.novaControl(host)
+	if !ok {
+		return c, false
+	}
+	pr := p.Probes[host]
+	if pr != nil {
+		c.Libvirt = pr.Liveness()
+	}
+	if p.Health == nil {
+		return c, true
+	}
+	last, seen := p.Health.Last(host)
+	if seen && last.OK {
+		c.BMCPower = string(last.PowerState)
+	}
+	if c.Libvirt.Failures > 0 {
+		now := p.clk.Now()
+		p.mu.Lock()
+		due := now.Sub(p.bmcReading[host]) >= bmcReadEvery && (!seen || now.Sub(last.At) >= bmcReadEvery)
+		if due {
+			p.bmcReading[host] = now
+		}
+		p.mu.Unlock()
+		if due {
+			go p.Health.CheckNow(p.bmcCtx, host)
+		}
+	}
+	return c, true
 }
 
 // Close stops the probes.

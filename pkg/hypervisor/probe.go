@@ -70,6 +70,10 @@ type Probe struct {
 	results    []result
 	lastAnswer time.Time
 	lastErr    error
+	// failures counts the ticks in a row at which the daemon could not be
+	// reached: a call stuck past the timeout, a lost connection, a failed
+	// or pending connect. An answer resets it.
+	failures int
 }
 
 // NewProbe returns a probe; it connects on its first tick.
@@ -110,6 +114,11 @@ func (p *Probe) Tick(now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.trim(now)
+	switch {
+	case p.inFlight && now.Sub(p.started) > p.cfg.CallTimeout,
+		p.conn == nil && p.lastErr != nil:
+		p.failures++
+	}
 	if p.inFlight {
 		if !p.counted && now.Sub(p.started) > p.cfg.CallTimeout {
 			p.counted = true
@@ -200,7 +209,7 @@ func (p *Probe) call(c *libvirt.Connect, started time.Time) {
 		}
 		return
 	}
-	p.lastAnswer = now
+	p.lastAnswer, p.failures = now, 0
 	if !p.counted {
 		p.results = append(p.results, result{at: now, latency: took, timeout: took > p.cfg.CallTimeout})
 	}
@@ -237,8 +246,11 @@ type Stats struct {
 	TimeoutPct float64       // timed-out or failed calls over the timeout window, percent
 	Samples    int           // calls in the latency window
 	LastAnswer time.Time     // the daemon last answered a call
-	InFlight   bool
-	Err        error
+	// Failures counts the probes in a row that could not reach the daemon
+	// (timed out, connection lost, connect failed); 0 after an answer.
+	Failures int
+	InFlight bool
+	Err      error
 }
 
 // Stats computes the current figures.
@@ -246,7 +258,7 @@ func (p *Probe) Stats(now time.Time) Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.trim(now)
-	st := Stats{LastAnswer: p.lastAnswer, InFlight: p.inFlight, Err: p.lastErr}
+	st := Stats{LastAnswer: p.lastAnswer, Failures: p.failures, InFlight: p.inFlight, Err: p.lastErr}
 	var lat []time.Duration
 	total, bad := 0, 0
 	for _, r := range p.results {
@@ -286,6 +298,14 @@ func (p *Probe) Samples(now time.Time) []signals.Sample {
 
 // Host is the probed host.
 func (p *Probe) Host() string { return p.cfg.Host }
+
+// Liveness is the probe's view for the evaluator's hard-failure rule and
+// agent-failure verdict.
+func (p *Probe) Liveness() signals.Liveness {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return signals.Liveness{Probed: true, Answered: !p.lastAnswer.IsZero(), Failures: p.failures}
+}
 
 // Close drops the connection (a call stuck in a frozen daemon is left to
 // libvirt's keepalive).

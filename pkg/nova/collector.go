@@ -2,20 +2,32 @@ package nova
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/fencedhq/fenced/pkg/signals"
 )
 
+// DefaultServersEvery is how often the collector lists the ACTIVE servers.
+const DefaultServersEvery = 30 * time.Second
+
 // Collector reads Nova's compute services each tick: the heartbeat_lag_s
 // signal (own writes excluded), and what the control plane says about each
-// host for the incoherence check.
+// host: service up or down, forced down, the age of the last heartbeat, and
+// (every ServersEvery) the servers it reports ACTIVE there, for the
+// hard-failure rule, the agent-failure verdict and the incoherence message.
 type Collector struct {
 	Client *Client
+	// ServersEvery spaces the server listings (one call for the whole
+	// fleet, heavier than the service list); default 30 s.
+	ServersEvery time.Duration
 
-	mu      sync.Mutex
-	control map[string]signals.Control
+	mu          sync.Mutex
+	control     map[string]signals.Control
+	active      map[string][]string
+	activeAt    time.Time
+	activeKnown bool
 }
 
 // Name is "nova".
@@ -27,18 +39,45 @@ func (c *Collector) Collect(ctx context.Context, now time.Time) ([]signals.Sampl
 	if err != nil {
 		return nil, err
 	}
+	var serr error
+	every := c.ServersEvery
+	if every <= 0 {
+		every = DefaultServersEvery
+	}
+	c.mu.Lock()
+	due := !c.activeKnown || now.Sub(c.activeAt) >= every
+	c.mu.Unlock()
+	if due {
+		active, err := c.Client.ActiveServers(ctx)
+		c.mu.Lock()
+		if err == nil {
+			c.active, c.activeKnown = active, true
+		} else {
+			serr = err // the counts keep their last value; the heartbeats still count
+		}
+		c.activeAt = now
+		c.mu.Unlock()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	ctl := make(map[string]signals.Control, len(svcs))
 	var out []signals.Sample
 	for _, s := range svcs {
-		ctl[s.Host] = signals.Control{ServiceUp: s.Up && !s.ForcedDown, Known: true}
+		k := signals.Control{ServiceUp: s.Up && !s.ForcedDown, ForcedDown: s.ForcedDown, Known: true,
+			ReportInterval: c.Client.cfg.ReportInterval}
+		if !s.LastHeartbeat.IsZero() {
+			k.HeartbeatAge, k.HeartbeatKnown = max(now.Sub(s.LastHeartbeat), 0), true
+		}
+		if names := c.active[s.Host]; len(names) > 0 {
+			k.ServersActive, k.ActiveServers = len(names), names
+		}
+		ctl[s.Host] = k
 		if s.LagKnown {
 			out = append(out, signals.Sample{Host: s.Host, Signal: signals.HeartbeatLag, Value: s.HeartbeatLag.Seconds(), At: now})
 		}
 	}
-	c.mu.Lock()
 	c.control = ctl
-	c.mu.Unlock()
-	return out, nil
+	return out, errors.Join(serr)
 }
 
 // Control is what Nova said about host at the last collection.

@@ -2,6 +2,8 @@ package nova
 
 import (
 	"context"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,5 +32,33 @@ func TestCollectorHeartbeatAndControl(t *testing.T) {
 	ctl, ok := col.Control("cn1")
 	if !ok || !ctl.Known {
 		t.Fatalf("control %+v %v", ctl, ok)
+	}
+	if !ctl.HeartbeatKnown || ctl.HeartbeatAge < 45*time.Second || ctl.ReportInterval != 5*time.Second {
+		t.Errorf("heartbeat age %s (known %v), report interval %s: want 45 s, 5 s", ctl.HeartbeatAge, ctl.HeartbeatKnown, ctl.ReportInterval)
+	}
+	if ctl.ServersActive != 1 || len(ctl.ActiveServers) != 1 || ctl.ActiveServers[0] != "vm" {
+		t.Errorf("servers active %d %v: want cn1's one ACTIVE server named", ctl.ServersActive, ctl.ActiveServers)
+	}
+	if q := f.reqs(http.MethodGet, "/v2.1/servers/detail"); len(q) != 1 || !strings.Contains(q[0].Query, "all_tenants") || !strings.Contains(q[0].Query, "status=ACTIVE") {
+		t.Errorf("server listings %+v: want one, of every tenant's ACTIVE servers", q)
+	}
+
+	// the server stops: the next listing, not before ServersEvery, drops it
+	f.mu.Lock()
+	f.server["status"] = "SHUTOFF"
+	f.mu.Unlock()
+	fc.Set(t0.Add(50 * time.Second))
+	if _, err := col.Collect(context.Background(), fc.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if ctl, _ := col.Control("cn1"); ctl.ServersActive != 1 {
+		t.Errorf("servers listed again after 5 s (ServersEvery 30 s): %d ACTIVE", ctl.ServersActive)
+	}
+	fc.Set(t0.Add(80 * time.Second))
+	if _, err := col.Collect(context.Background(), fc.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if ctl, _ := col.Control("cn1"); ctl.ServersActive != 0 || ctl.ServiceUp != true || ctl.ForcedDown {
+		t.Errorf("after the server stopped: %+v; want 0 ACTIVE, up, not forced down", ctl)
 	}
 }

@@ -118,6 +118,12 @@ func (f *fakeNova) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		f.svc["updated_at"] = f.now().UTC().Format("2006-01-02T15:04:05.000000")
 		js(200, map[string]any{"service": f.svc})
+	case r.Method == http.MethodGet && r.URL.Path == "/v2.1/servers/detail":
+		out := []any{}
+		if st := r.URL.Query().Get("status"); st == "" || st == f.server["status"] {
+			out = append(out, f.server)
+		}
+		js(200, map[string]any{"servers": out})
 	case r.Method == http.MethodGet && r.URL.Path == "/v2.1/servers/vm-1":
 		js(200, map[string]any{"server": f.server})
 	case r.Method == http.MethodPost && r.URL.Path == "/v2.1/servers/vm-1/action":

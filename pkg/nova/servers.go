@@ -3,6 +3,7 @@ package nova
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
@@ -138,4 +139,38 @@ func (c *Client) StartServer(ctx context.Context, id string) error {
 		return fmt.Errorf("nova: start server %s: %w", id, err)
 	}
 	return nil
+}
+
+// ActiveServers lists the names of the servers of every tenant that Nova
+// reports ACTIVE, by host: what the control plane claims runs where.
+func (c *Client) ActiveServers(ctx context.Context) (map[string][]string, error) {
+	out := map[string][]string{}
+	err := c.call(ctx, "list_servers", "", true, func(ctx context.Context) error {
+		pages, err := servers.List(c.compute, servers.ListOpts{AllTenants: true, Status: "ACTIVE"}).AllPages(ctx)
+		if err != nil {
+			return err
+		}
+		ss, err := servers.ExtractServers(pages)
+		if err != nil {
+			return err
+		}
+		clear(out)
+		for _, s := range ss {
+			if s.Status == "ACTIVE" && s.Host != "" {
+				name := s.Name
+				if name == "" {
+					name = s.ID
+				}
+				out[s.Host] = append(out[s.Host], name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nova: list active servers: %w", err)
+	}
+	for _, names := range out {
+		sort.Strings(names)
+	}
+	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/fencing"
+	"github.com/fencedhq/fenced/pkg/signals"
 )
 
 // Server is what the playbook needs to know of a server on a host.
@@ -225,8 +226,12 @@ func (a *Actor) freeze(ctx context.Context, h *Host, from State) {
 	if from != Normal {
 		return
 	}
+	why := "execution divergence: " + h.Reason
+	if strings.HasPrefix(h.Reason, signals.AgentDownReason) {
+		why = h.Reason // the agent is down, not execution
+	}
 	if err := a.do(ctx, h, "disable", "", h.Reason, func(c context.Context) error {
-		return a.Nova.Disable(c, h.Name, "execution divergence: "+h.Reason)
+		return a.Nova.Disable(c, h.Name, why)
 	}); err != nil {
 		a.Log.Warn().Str("host", h.Name).Str("action", "disable").Err(err).Msg("freeze scheduling failed")
 	}

@@ -258,8 +258,16 @@ func choose(cfg Config, h *Host, in Input) (Event, string) {
 	if v.Blind {
 		return "", "blind: no fresh signals; holding state"
 	}
-	triggered := len(v.Triggers) > 0
+	// the corroborated hard-failure rule is independent evidence that the
+	// host no longer executes: critical at once, like a trigger
+	triggered := len(v.Triggers) > 0 || v.HardFailure != ""
 	critNow := triggered || held(h.OverCritSince, now, cfg.DwellCrit)
+	agentDown := v.AgentDown != ""
+	if agentDown {
+		// the compute agent is down while execution is healthy: freeze
+		// scheduling and page (warn), never fence
+		critNow = false
+	}
 	warnNow := held(h.OverWarnSince, now, cfg.DwellWarn) || critNow
 	cooling := now.Before(h.CooldownUntil)
 	why := v.Explain // only called when a transition needs its reason
@@ -288,6 +296,9 @@ func choose(cfg Config, h *Host, in Input) (Event, string) {
 			return "", "cool-down after abort until " + h.CooldownUntil.Format(time.RFC3339)
 		}
 	case Critical, AwaitingApproval:
+		if agentDown {
+			return EvDeescalate, why()
+		}
 		if !triggered && held(h.UnderCritSince, now, cfg.RecoverAfter) {
 			return EvDeescalate, fmt.Sprintf("d below %.2f for %s", cfg.DCrit-cfg.Hysteresis, cfg.RecoverAfter)
 		}

@@ -76,6 +76,12 @@ type Policy struct {
 		MaxFraction        float64 `yaml:"max_fraction"`
 		SaturationFraction float64 `yaml:"saturation_fraction"`
 	} `yaml:"storm_guard"`
+	// HardFailure is the corroborated hard-failure rule (docs/signals.md);
+	// zero fields take the defaults (3 probes, 2 report intervals).
+	HardFailure struct {
+		LibvirtProbes      int     `yaml:"libvirt_probes"`
+		HeartbeatIntervals float64 `yaml:"heartbeat_intervals"`
+	} `yaml:"hard_failure"`
 	Signals map[string]Signal `yaml:"signals"`
 
 	source string // file name, for errors
@@ -170,6 +176,9 @@ func (p *Policy) SignalsConfig() signals.Config {
 	c := signals.Config{
 		DWarn: p.Thresholds.DWarn, DCrit: p.Thresholds.DCrit, StaleAfter: time.Duration(p.StaleAfter),
 		Signals: map[signals.Name]signals.SignalConfig{},
+		HardFailure: signals.HardFailure{
+			LibvirtProbes: p.HardFailure.LibvirtProbes, HeartbeatIntervals: p.HardFailure.HeartbeatIntervals,
+		},
 	}
 	for name, s := range p.Signals {
 		c.Signals[signals.Name(name)] = signals.SignalConfig{

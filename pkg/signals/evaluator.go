@@ -3,6 +3,7 @@ package signals
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -20,11 +21,44 @@ type SignalConfig struct {
 
 // Config is everything the evaluator needs; pkg/policy builds it from a file.
 type Config struct {
-	Signals    map[Name]SignalConfig
-	DWarn      float64
-	DCrit      float64
-	StaleAfter time.Duration // a signal with no sample for this long is stale
+	Signals     map[Name]SignalConfig
+	DWarn       float64
+	DCrit       float64
+	StaleAfter  time.Duration // a signal with no sample for this long is stale
+	HardFailure HardFailure
 }
+
+// HardFailure is the corroborated hard-failure rule: a host whose libvirt
+// stopped answering and whose compute agent stopped heartbeating no longer
+// executes, unless its BMC says otherwise. Two independent sources must
+// agree; neither alone triggers it.
+type HardFailure struct {
+	// LibvirtProbes: the libvirt probe lost its connection or timed out
+	// this many times in a row (default 3).
+	LibvirtProbes int
+	// HeartbeatIntervals: Nova's last heartbeat of the host is older than
+	// this many report intervals (default 2).
+	HeartbeatIntervals float64
+}
+
+// Defaults of the hard-failure rule.
+const (
+	DefaultHardFailureProbes    = 3
+	DefaultHardFailureIntervals = 2.0
+)
+
+func (h HardFailure) withDefaults() HardFailure {
+	if h.LibvirtProbes == 0 {
+		h.LibvirtProbes = DefaultHardFailureProbes
+	}
+	if h.HeartbeatIntervals == 0 {
+		h.HeartbeatIntervals = DefaultHardFailureIntervals
+	}
+	return h
+}
+
+// AgentDownReason starts the reason of every agent-failure verdict.
+const AgentDownReason = "control-plane agent down, execution healthy"
 
 // Level is where d (and triggers) place a host, before dwell and hysteresis.
 type Level int
@@ -54,27 +88,63 @@ type Contribution struct {
 	Weight       float64 `json:"weight"`       // renormalised over present signals
 	Contribution float64 `json:"contribution"` // Weight·M; these sum to D
 	Stale        bool    `json:"stale,omitempty"`
-	OverWarn     bool    `json:"over_warn,omitempty"`
-	OverCrit     bool    `json:"over_crit,omitempty"`
+	// Discounted: left out of d because it measures the compute agent, not
+	// execution (heartbeat lag of an agent-failure verdict).
+	Discounted bool `json:"discounted,omitempty"`
+	OverWarn   bool `json:"over_warn,omitempty"`
+	OverCrit   bool `json:"over_crit,omitempty"`
 }
 
-// Control is what the control plane (Nova) says about a host.
+// Control is what is known of a host beyond its signals: what the control
+// plane (Nova) says, and whether its management paths still answer. The
+// evaluator weighs these as independent sources for the hard-failure rule
+// and the agent-failure verdict.
 type Control struct {
-	ServiceUp     bool // nova-compute reported up (and not forced down)
-	Known         bool // a control-plane observation has been seen
-	ServersActive int  // servers Nova reports ACTIVE on the host
+	ServiceUp     bool     // nova-compute reported up (and not forced down)
+	ForcedDown    bool     // the service is forced down (by fenced or an operator)
+	Known         bool     // a control-plane observation has been seen
+	ServersActive int      // servers Nova reports ACTIVE on the host
+	ActiveServers []string // their names (possibly only the first few), for messages
+
+	// HeartbeatAge is how long ago the compute agent last heartbeat
+	// (fenced's own service writes excluded); meaningful if HeartbeatKnown.
+	HeartbeatAge   time.Duration
+	HeartbeatKnown bool
+	ReportInterval time.Duration // Nova's report_interval
+
+	// Libvirt is the libvirt probe's view; zero when no probe watches the host.
+	Libvirt Liveness
+	// BMCPower is the BMC's last power state reading ("On", "Off",
+	// "PoweringOn", "PoweringOff"); "" when no BMC is configured or it has
+	// not answered.
+	BMCPower string
+}
+
+// Liveness is a libvirt probe's view of the host's management path.
+type Liveness struct {
+	Probed   bool // a probe watches the host
+	Answered bool // the daemon has answered at least once
+	// Failures counts the probes in a row that lost the connection, could
+	// not connect or timed out; 0 when the last probe was answered.
+	Failures int
 }
 
 // Verdict is the evaluator's judgement of one host at one time.
 type Verdict struct {
-	Host          string         `json:"host"`
-	At            time.Time      `json:"t"`
-	D             float64        `json:"d"`
-	Level         Level          `json:"-"`
-	Blind         bool           `json:"blind,omitempty"`
-	Triggers      []Name         `json:"triggers,omitempty"` // trigger signals over their critical threshold
-	Incoherent    bool           `json:"incoherent,omitempty"`
-	Incoherence   string         `json:"incoherence,omitempty"`
+	Host        string    `json:"host"`
+	At          time.Time `json:"t"`
+	D           float64   `json:"d"`
+	Level       Level     `json:"-"`
+	Blind       bool      `json:"blind,omitempty"`
+	Triggers    []Name    `json:"triggers,omitempty"` // trigger signals over their critical threshold
+	Incoherent  bool      `json:"incoherent,omitempty"`
+	Incoherence string    `json:"incoherence,omitempty"`
+	// HardFailure says why the corroborated hard-failure rule holds: the
+	// host no longer executes (critical without dwell).
+	HardFailure string `json:"hard_failure,omitempty"`
+	// AgentDown says why the host's compute agent is down while execution
+	// is healthy: freeze scheduling and page, never fence.
+	AgentDown     string         `json:"agent_down,omitempty"`
 	Contributions []Contribution `json:"contributions"`
 }
 
@@ -94,6 +164,12 @@ func (v Verdict) Explain() string {
 		return "blind: no fresh signals"
 	}
 	var b strings.Builder
+	switch {
+	case v.AgentDown != "":
+		fmt.Fprintf(&b, "%s (%s); ", AgentDownReason, v.AgentDown)
+	case v.HardFailure != "":
+		fmt.Fprintf(&b, "hard failure (%s); ", v.HardFailure)
+	}
 	fmt.Fprintf(&b, "d=%.2f", v.D)
 	for _, t := range v.Triggers {
 		fmt.Fprintf(&b, " %s over critical", t)
@@ -137,6 +213,12 @@ func (c Config) Validate() error {
 	}
 	if c.StaleAfter <= 0 {
 		return fmt.Errorf("stale_after: must be positive")
+	}
+	if c.HardFailure.LibvirtProbes < 0 {
+		return fmt.Errorf("hard_failure.libvirt_probes: must be at least 1")
+	}
+	if hi := c.HardFailure.HeartbeatIntervals; hi != 0 && !(hi >= 1 && hi <= 100) {
+		return fmt.Errorf("hard_failure.heartbeat_intervals: must be between 1 and 100, have %g", hi)
 	}
 	var total float64
 	for n, s := range c.Signals {
@@ -194,6 +276,7 @@ func NewEvaluator(cfg Config) (*Evaluator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("signals: %w", err)
 	}
+	cfg.HardFailure = cfg.HardFailure.withDefaults()
 	e := &Evaluator{cfg: cfg, hosts: map[string]*hostState{}}
 	for n, s := range cfg.Signals {
 		i := index(n)
@@ -291,6 +374,27 @@ func (e *Evaluator) Evaluate(host string, now time.Time) Verdict {
 		}
 		return v
 	}
+	ctl := hs.control
+	if ctl.Known {
+		if why := e.hardFailure(ctl); why != "" {
+			v.HardFailure = why
+		} else if why := e.agentDown(ctl, v.Contributions); why != "" {
+			// the heartbeat measures the agent, not execution: it neither
+			// counts in d nor triggers
+			v.AgentDown = why
+			v.Triggers = slices.DeleteFunc(v.Triggers, func(n Name) bool { return n == HeartbeatLag })
+			for i := range v.Contributions {
+				if c := &v.Contributions[i]; c.Signal == HeartbeatLag && !c.Stale {
+					wsum -= c.Weight
+					dsum -= c.Weight * c.M
+					c.Weight, c.Discounted = 0, true
+				}
+			}
+		}
+	}
+	if wsum <= 0 {
+		wsum, dsum = 1, 0 // only the discounted heartbeat was fresh
+	}
 	for i := range v.Contributions {
 		c := &v.Contributions[i]
 		c.Weight /= wsum
@@ -298,22 +402,100 @@ func (e *Evaluator) Evaluate(host string, now time.Time) Verdict {
 	}
 	v.D = dsum / wsum
 	switch {
-	case v.D >= e.cfg.DCrit || len(v.Triggers) > 0:
+	case v.D >= e.cfg.DCrit || len(v.Triggers) > 0 || v.HardFailure != "":
 		v.Level = LevelCritical
-	case v.D >= e.cfg.DWarn:
+	case v.D >= e.cfg.DWarn || v.AgentDown != "":
 		v.Level = LevelWarn
 	}
-	if ctl := hs.control; ctl.Known && (ctl.ServiceUp || ctl.ServersActive > 0) && v.Level == LevelCritical {
+	if ctl.Known && (ctl.ServiceUp || ctl.ServersActive > 0) && v.Level == LevelCritical {
 		v.Incoherent = true
 		says := "service up"
 		if !ctl.ServiceUp {
 			says = "service down"
 		}
 		why := fmt.Sprintf("d=%.2f >= d_crit %.2f", v.D, e.cfg.DCrit)
-		if len(v.Triggers) > 0 && v.D < e.cfg.DCrit {
+		switch {
+		case v.HardFailure != "":
+			why = "the host no longer executes"
+		case len(v.Triggers) > 0 && v.D < e.cfg.DCrit:
 			why = string(v.Triggers[0]) + " over its critical threshold"
 		}
-		v.Incoherence = fmt.Sprintf("control plane says %s with %d servers ACTIVE, but %s", says, ctl.ServersActive, why)
+		v.Incoherence = fmt.Sprintf("control plane says %s with %s, but %s", says, activeServers(ctl), why)
 	}
 	return v
+}
+
+// activeServers says which servers Nova reports ACTIVE: "3 servers ACTIVE
+// (web-1, web-2, db-1)".
+func activeServers(ctl Control) string {
+	n := ctl.ServersActive
+	noun := "servers"
+	if n == 1 {
+		noun = "server"
+	}
+	out := fmt.Sprintf("%d %s ACTIVE", n, noun)
+	if len(ctl.ActiveServers) > 0 {
+		names := ctl.ActiveServers
+		more := ""
+		if len(names) > 5 {
+			names, more = names[:5], fmt.Sprintf(", and %d more", n-5)
+		}
+		out += " (" + strings.Join(names, ", ") + more + ")"
+	}
+	return out
+}
+
+// heartbeatStale reports whether Nova's last heartbeat of the host is older
+// than the rule's number of report intervals.
+func (e *Evaluator) heartbeatStale(ctl Control) bool {
+	limit := time.Duration(e.cfg.HardFailure.HeartbeatIntervals * float64(ctl.ReportInterval))
+	return ctl.HeartbeatKnown && ctl.ReportInterval > 0 && ctl.HeartbeatAge > limit
+}
+
+// hardFailure returns why the corroborated hard-failure rule holds, or "".
+// It takes libvirt failing LibvirtProbes times in a row AND a heartbeat
+// older than HeartbeatIntervals report intervals AND a BMC that does not
+// contradict (one reporting the host powering on or off is in someone
+// else's hands; a silent or absent BMC says nothing either way).
+func (e *Evaluator) hardFailure(ctl Control) string {
+	hf := e.cfg.HardFailure
+	lv := ctl.Libvirt
+	if !lv.Probed || lv.Failures < hf.LibvirtProbes || !e.heartbeatStale(ctl) {
+		return ""
+	}
+	if ctl.BMCPower == "PoweringOn" || ctl.BMCPower == "PoweringOff" {
+		return ""
+	}
+	bmc := "no BMC reading"
+	if ctl.BMCPower != "" {
+		bmc = "BMC power " + ctl.BMCPower
+	}
+	return fmt.Sprintf("libvirt failed %d probes in a row, Nova heartbeat %s old (> %g report intervals of %s), %s",
+		lv.Failures, ctl.HeartbeatAge.Round(time.Second), hf.HeartbeatIntervals, ctl.ReportInterval, bmc)
+}
+
+// agentDown returns why the host's compute agent is down while execution is
+// healthy, or "": Nova's heartbeat is stale (or Nova says the service is
+// down without anyone forcing it), yet libvirt answered its last probe and
+// every weighted execution signal is under its warn threshold.
+func (e *Evaluator) agentDown(ctl Control, cs []Contribution) string {
+	lv := ctl.Libvirt
+	if !lv.Probed || !lv.Answered || lv.Failures > 0 {
+		return ""
+	}
+	var why string
+	switch {
+	case e.heartbeatStale(ctl):
+		why = fmt.Sprintf("Nova heartbeat %s old, report interval %s", ctl.HeartbeatAge.Round(time.Second), ctl.ReportInterval)
+	case !ctl.ServiceUp && !ctl.ForcedDown:
+		why = "Nova says nova-compute is down"
+	default:
+		return ""
+	}
+	for _, c := range cs {
+		if c.Signal != HeartbeatLag && !c.Stale && c.Weight > 0 && c.OverWarn {
+			return "" // execution is not healthy: the ordinary rules apply
+		}
+	}
+	return why + "; libvirt answers and the execution signals are under warn"
 }

@@ -68,6 +68,7 @@ type Checker struct {
 	notify sync.Mutex // orders state changes with their OnChange calls
 	mu     sync.Mutex
 	bad    map[string]string // host → why, for hosts whose last check failed
+	last   map[string]Result // host → its last recorded check
 }
 
 // New returns a Checker.
@@ -87,7 +88,7 @@ func New(cfg Config) (*Checker, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
-	return &Checker{cfg: cfg, sem: make(chan struct{}, cfg.Parallel), bad: map[string]string{}}, nil
+	return &Checker{cfg: cfg, sem: make(chan struct{}, cfg.Parallel), bad: map[string]string{}, last: map[string]Result{}}, nil
 }
 
 // Unfenceable returns, for each host whose last check failed, why. The map
@@ -100,6 +101,15 @@ func (c *Checker) Unfenceable() map[string]string {
 		out[h] = why
 	}
 	return out
+}
+
+// Last returns the last recorded check of host (canceled checks are not
+// recorded).
+func (c *Checker) Last(host string) (Result, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.last[host]
+	return r, ok
 }
 
 // Run checks every configured host at once, then every Interval, until ctx
@@ -203,6 +213,7 @@ func (c *Checker) record(r Result) {
 	c.notify.Lock()
 	defer c.notify.Unlock()
 	c.mu.Lock()
+	c.last[r.Host] = r
 	_, wasBad := c.bad[r.Host]
 	if r.OK {
 		delete(c.bad, r.Host)
