@@ -70,6 +70,9 @@ func TestFreezeThawAndGate(t *testing.T) {
 	if a := g.Check(context.Background(), "cmp-017"); !a.Allowed || a.Destination != "cmp-002" {
 		t.Fatalf("healthy: gate closed: %v", a.Reasons)
 	}
+	if lv := p.Liveness(); !lv.Probed || !lv.Answered || lv.Failures != 0 {
+		t.Fatalf("healthy: liveness %+v, want answered with no failures", lv)
+	}
 
 	// SIGSTOP: the probe must see timeouts within its bound without piling up goroutines
 	base := runtime.NumGoroutine()
@@ -77,14 +80,21 @@ func TestFreezeThawAndGate(t *testing.T) {
 		t.Fatal(err)
 	}
 	frozen := time.Now()
-	var detected time.Duration
+	var detected, third time.Duration
 	for time.Since(frozen) < 6*time.Second {
 		p.Tick(time.Now())
 		if detected == 0 && p.Stats(time.Now()).TimeoutPct > 0 {
 			detected = time.Since(frozen)
 		}
+		if third == 0 && p.Liveness().Failures >= 3 {
+			third = time.Since(frozen) // the hard-failure rule's libvirt evidence, at 100 ms ticks
+		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if lv := p.Liveness(); lv.Failures < 30 {
+		t.Fatalf("frozen for 6 s of 100 ms ticks: liveness %+v, want a failure for (nearly) every tick past the 1 s timeout", lv)
+	}
+	t.Logf("three failed probes in a row %s after SIGSTOP", third.Round(10*time.Millisecond))
 	if detected == 0 || detected > 2*time.Second {
 		t.Fatalf("frozen daemon detected after %s, want within the 1 s call timeout plus a tick", detected)
 	}
@@ -113,6 +123,9 @@ func TestFreezeThawAndGate(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("probe answered again %s after SIGCONT", time.Since(thawed).Round(10*time.Millisecond))
+	if lv := p.Liveness(); lv.Failures != 0 {
+		t.Fatalf("after an answer: liveness %+v, want the failures reset", lv)
+	}
 	tick(p, 200*time.Millisecond, 11*time.Second) // the 10 s windows forget the freeze
 	if a := g.Check(context.Background(), "cmp-017"); !a.Allowed {
 		t.Fatalf("gate still closed after recovery: %v", a.Reasons)
@@ -199,4 +212,32 @@ func TestRunWithLibvirtProbe(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+}
+
+// TestKilledDaemonCountsFailures: a libvirtd that is gone (connection
+// refused on every reconnect) is a failed probe on every tick, the libvirt
+// half of the hard-failure rule.
+func TestKilledDaemonCountsFailures(t *testing.T) {
+	d := harness.StartLibvirtd(t)
+	p := probe(t, d, nil)
+	tick(p, 100*time.Millisecond, time.Second)
+	if lv := p.Liveness(); !lv.Answered || lv.Failures != 0 {
+		t.Fatalf("healthy: liveness %+v", lv)
+	}
+	if err := syscall.Kill(d.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	var third time.Duration
+	for time.Since(killed) < 4*time.Second {
+		p.Tick(time.Now())
+		if third == 0 && p.Liveness().Failures >= 3 {
+			third = time.Since(killed)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if third == 0 || third > 3*time.Second {
+		t.Fatalf("killed daemon: three failed probes after %s (liveness %+v), want within 3 s of 100 ms ticks", third, p.Liveness())
+	}
+	t.Logf("killed libvirtd: three failed probes in a row %s after SIGKILL", third.Round(10*time.Millisecond))
 }
