@@ -18,6 +18,7 @@ import (
 
 	"github.com/fencedhq/fenced/pkg/api"
 	"github.com/fencedhq/fenced/pkg/report"
+	"github.com/fencedhq/fenced/pkg/signals"
 )
 
 type clientOpts struct {
@@ -149,6 +150,12 @@ the API cannot be reached or answers an error.`,
 				if h.Unfenceable != "" {
 					state += " (UNFENCEABLE)"
 				}
+				switch {
+				case h.HardFailure != "":
+					state += " (hard failure)"
+				case h.AgentDown != "":
+					state += " (agent down)"
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\n", h.Host, state, ago(h.Since), h.D, strings.Join(h.Top, " "), inc, dl)
 			}
 			tw.Flush()
@@ -193,10 +200,12 @@ func newHostCmd() *cobra.Command {
 					D             float64
 					Blind         bool
 					Incoherence   string
+					HardFailure   string `json:"hard_failure"`
+					AgentDown     string `json:"agent_down"`
 					Contributions []struct {
 						Signal                         string
 						Value, M, Weight, Contribution float64
-						Stale                          bool
+						Stale, Discounted              bool
 					}
 				}
 				Changes []struct {
@@ -217,12 +226,21 @@ func newHostCmd() *cobra.Command {
 			if rep.Verdict.Incoherence != "" {
 				fmt.Fprintf(out, "execution incoherence: %s\n", rep.Verdict.Incoherence)
 			}
+			if rep.Verdict.HardFailure != "" {
+				fmt.Fprintf(out, "hard failure: %s\n", rep.Verdict.HardFailure)
+			}
+			if rep.Verdict.AgentDown != "" {
+				fmt.Fprintf(out, "%s: %s (docs/runbooks/agent-down.md)\n", signals.AgentDownReason, rep.Verdict.AgentDown)
+			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "\nSIGNAL\tVALUE\tM\tWEIGHT\tCONTRIBUTION")
 			for _, c := range rep.Verdict.Contributions {
 				st := ""
-				if c.Stale {
+				switch {
+				case c.Stale:
 					st = " (stale)"
+				case c.Discounted:
+					st = " (discounted: measures the agent)"
 				}
 				fmt.Fprintf(tw, "%s%s\t%.4g\t%.2f\t%.2f\t%.3f\n", c.Signal, st, c.Value, c.M, c.Weight, c.Contribution)
 			}

@@ -133,14 +133,18 @@ func (s *Server) auth(need Role, h http.HandlerFunc) http.HandlerFunc {
 
 // HostSummary is one row of GET /api/v1/hosts.
 type HostSummary struct {
-	Host             string    `json:"host"`
-	State            string    `json:"state"`
-	Since            time.Time `json:"since"`
-	D                float64   `json:"d"`
-	Blind            bool      `json:"blind,omitempty"`
-	Top              []string  `json:"top_signals"`
-	Incoherent       bool      `json:"incoherent,omitempty"`
-	Incoherence      string    `json:"incoherence,omitempty"`
+	Host        string    `json:"host"`
+	State       string    `json:"state"`
+	Since       time.Time `json:"since"`
+	D           float64   `json:"d"`
+	Blind       bool      `json:"blind,omitempty"`
+	Top         []string  `json:"top_signals"`
+	Incoherent  bool      `json:"incoherent,omitempty"`
+	Incoherence string    `json:"incoherence,omitempty"`
+	// HardFailure says why the corroborated hard-failure rule holds.
+	HardFailure string `json:"hard_failure,omitempty"`
+	// AgentDown says why the compute agent is down while execution is healthy.
+	AgentDown        string    `json:"agent_down,omitempty"`
 	ApprovalDeadline time.Time `json:"approval_deadline,omitzero"`
 	Reason           string    `json:"reason,omitempty"`
 	// Unfenceable says why the host's BMC failed its last fence-path check
@@ -163,6 +167,7 @@ func summarize(snap daemon.Snapshot) HostsReply {
 	for _, v := range snap.Hosts {
 		hs := HostSummary{Host: v.Host.Name, State: string(v.Host.State), Since: v.Host.Since, D: v.Verdict.D,
 			Blind: v.Verdict.Blind, Incoherent: v.Verdict.Incoherent, Incoherence: v.Verdict.Incoherence, Reason: v.Host.Reason, Top: []string{},
+			HardFailure: v.Verdict.HardFailure, AgentDown: v.Verdict.AgentDown,
 			Unfenceable: snap.Unfenceable[v.Host.Name]}
 		if v.Host.State == playbook.AwaitingApproval {
 			hs.ApprovalDeadline = v.Host.ApprovalDeadline
@@ -389,6 +394,24 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
 			b = 1
 		}
 		fmt.Fprintf(w, "fenced_host_incoherent{host=%q} %d\n", v.Host.Name, b)
+	}
+	for _, g := range []struct {
+		name, help string
+		on         func(signals.Verdict) bool
+	}{
+		{"fenced_host_hard_failure", "1 when the corroborated hard-failure rule holds: libvirt and the Nova heartbeat both gone, the BMC not contradicting.",
+			func(v signals.Verdict) bool { return v.HardFailure != "" }},
+		{"fenced_host_agent_down", "1 when the compute agent is down while execution is healthy (scheduling frozen, never fenced).",
+			func(v signals.Verdict) bool { return v.AgentDown != "" }},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n", g.name, g.help, g.name)
+		for _, v := range snap.Hosts {
+			b := 0
+			if g.on(v.Verdict) {
+				b = 1
+			}
+			fmt.Fprintf(w, "%s{host=%q} %d\n", g.name, v.Host.Name, b)
+		}
 	}
 	fmt.Fprintln(w, "# HELP fenced_transitions_total State changes by target state.")
 	fmt.Fprintln(w, "# TYPE fenced_transitions_total counter")

@@ -63,9 +63,9 @@ func backend() *fakeBackend {
 		Collectors: []signals.CollectorStatus{{Name: "prometheus", Failures: 2}}, SignalAges: map[signals.Name]float64{signals.CPUSteal: 12},
 		Webhooks: map[string]int64{"sent": 3}, Unfenceable: map[string]string{"cmp-017": "BMC refused the credentials"},
 		Hosts: []fleet.View{
-			{Host: playbook.Host{Name: "cmp-001", State: playbook.Normal}, Verdict: signals.Verdict{D: 0.1}},
+			{Host: playbook.Host{Name: "cmp-001", State: playbook.Normal}, Verdict: signals.Verdict{D: 0.1, AgentDown: "Nova heartbeat 45s old"}},
 			{Host: playbook.Host{Name: "cmp-017", State: playbook.AwaitingApproval, ApprovalDeadline: t.Add(15 * time.Minute)},
-				Verdict: signals.Verdict{D: 0.82, Incoherent: true, Contributions: []signals.Contribution{{Signal: signals.HeartbeatLag, Value: 75, Contribution: 0.2}}}},
+				Verdict: signals.Verdict{D: 0.82, Incoherent: true, HardFailure: "libvirt failed 3 probes in a row", Contributions: []signals.Contribution{{Signal: signals.HeartbeatLag, Value: 75, Contribution: 0.2}}}},
 		}}}
 }
 
@@ -85,7 +85,8 @@ func TestReadsAndWrites(t *testing.T) {
 	b := backend()
 	s := New(b, reads(t), nil)
 	code, body := do(t, s, "GET", "/api/v1/hosts", "", "")
-	if code != 200 || !strings.Contains(body, `"state": "awaiting_approval"`) || !strings.Contains(body, "heartbeat_lag_s=75") || !strings.Contains(body, `"approval_deadline": "2026-01-15T01:35:00Z"`) {
+	if code != 200 || !strings.Contains(body, `"state": "awaiting_approval"`) || !strings.Contains(body, "heartbeat_lag_s=75") ||
+		!strings.Contains(body, `"hard_failure": "libvirt failed 3 probes in a row"`) || !strings.Contains(body, `"agent_down": "Nova heartbeat 45s old"`) || !strings.Contains(body, `"approval_deadline": "2026-01-15T01:35:00Z"`) {
 		t.Fatalf("%d %s", code, body)
 	}
 	if code, _ := do(t, s, "GET", "/api/v1/hosts/nope", "", ""); code != 404 {
@@ -175,6 +176,8 @@ func TestMetricsAndPage(t *testing.T) {
 		`fenced_host_state{host="cmp-017",state="normal"} 0`,
 		`fenced_host_divergence{host="cmp-017"} 0.82`,
 		`fenced_host_incoherent{host="cmp-017"} 1`,
+		`fenced_host_hard_failure{host="cmp-017"} 1`, `fenced_host_hard_failure{host="cmp-001"} 0`,
+		`fenced_host_agent_down{host="cmp-001"} 1`, `fenced_host_agent_down{host="cmp-017"} 0`,
 		`fenced_transitions_total{to="critical"} 1`,
 		`fenced_leader 1`, `fenced_fence_token 42`, `fenced_tick_drift_seconds 3.5`,
 		`fenced_collector_failures_total{collector="prometheus"} 2`,
