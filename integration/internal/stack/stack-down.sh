@@ -31,6 +31,7 @@ stop() { # stop <seconds> <name...>: SIGTERM (after SIGCONT: a frozen process ca
 # instead of stopping), then their libvirtds, then API / service processes, broker and database
 names() { local f; for f in "$RUN"/$1.pid; do [ -f "$f" ] && basename "$f" .pid; done; }
 stop 10 $(names 'nova-compute-*')
+stop 10 $(names 'masakari-*')
 stop 5 $(names 'libvirtd-*')
 stop 20 nova-conductor nova-scheduler nova-api glance-api placement keystone neutron-stub rabbit
 for f in "$RUN"/*.pid; do skip "$f" && continue; p=$(cat "$f" 2>/dev/null); alive "$p" && { echo "KILL $(basename $f .pid) ($p)"; kill -KILL "$p"; }; done

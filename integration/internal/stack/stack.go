@@ -331,3 +331,48 @@ func (s *Stack) LibvirtURI(host string) string {
 
 // Log is the path of one of the stack's log files (nova-compute-cn1.log, …).
 func (s *Stack) Log(name string) string { return filepath.Join(s.Base, "log", name) }
+
+// Masakari is Masakari (masakari-api, masakari-engine) running beside a stack.
+type Masakari struct {
+	URL     string        // the API, http://127.0.0.1:PORT (its routes: /v1/{project_id}/…)
+	Segment string        // the uuid of segment seg1 (recovery_method auto) holding every compute
+	UpTime  time.Duration // how long StartMasakari took
+}
+
+// MasakariPackages are the Debian packages StartMasakari needs
+// (integration/deps/detection.txt).
+const MasakariPackages = "masakari-api masakari-engine"
+
+// StartMasakari brings Masakari up beside the stack (masakari-up.sh): its
+// database in the stack's PostgreSQL, RabbitMQ and keystone, every wait and
+// interval at Masakari's defaults, one segment with every compute. Down
+// stops it with the rest.
+func (s *Stack) StartMasakari() (*Masakari, error) {
+	if _, err := os.Stat("/usr/bin/masakari-manage"); err != nil {
+		return nil, fmt.Errorf("%s: masakari is not installed: install Debian packages %s (integration/deps/detection.txt)", s.Opts.Name, MasakariPackages)
+	}
+	ports, err := freePorts(1)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(here(), "masakari-up.sh"))
+	cmd.Env = append(append([]string(nil), s.env...), "PORT_MASAKARI="+strconv.Itoa(ports[0]))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("%s: masakari-up.sh failed after %.1fs: %v\n%s", s.Opts.Name, time.Since(start).Seconds(), err, out)
+	}
+	m := &Masakari{URL: fmt.Sprintf("http://127.0.0.1:%d", ports[0]), UpTime: time.Since(start)}
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "MASAKARI_SEGMENT="); ok {
+			m.Segment = strings.TrimSpace(v)
+		}
+	}
+	if m.Segment == "" {
+		return nil, fmt.Errorf("%s: masakari-up.sh printed no segment:\n%s", s.Opts.Name, out)
+	}
+	fmt.Printf("%s: Masakari up in %.1fs (%s, segment %s)\n", s.Opts.Name, m.UpTime.Seconds(), m.URL, m.Segment)
+	return m, nil
+}
