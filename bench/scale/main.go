@@ -97,7 +97,7 @@ func run(hosts, ticks int, tick time.Duration) error {
 	if err != nil {
 		return err
 	}
-	world.SetViews(d.Fleet())
+	world.SetViews(d)
 	go d.Run(ctx)
 	deadline := time.Now().Add(30 * time.Second)
 	for !d.Snapshot().Leader {

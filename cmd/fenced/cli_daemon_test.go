@@ -49,7 +49,7 @@ func TestCLIAgainstAnInProcessDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	world.SetViews(d.Fleet())
+	world.SetViews(d)
 	go d.Run(ctx)
 
 	viewer, operator := "viewer-token-0123456789", "operator-token-0123456789"

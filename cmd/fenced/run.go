@@ -190,7 +190,7 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		return err
 	}
 	if world != nil {
-		world.SetViews(d.Fleet())
+		world.SetViews(d)
 	}
 	return serve(ctx, cmd, d, be.Capacity, o.listen, nil)
 }

@@ -164,7 +164,15 @@ func (l *Log) Records(ctx context.Context, keep func(Record) bool) ([]Record, er
 }
 
 // Verify reads the whole log and checks the chain and its head.
+//
+// The head is read before the records, so records appended meanwhile (the
+// leader keeps writing) extend a chain that must still hold the record the
+// head names; a chain that ends before it was cut.
 func (l *Log) Verify(ctx context.Context) (int, error) {
+	seq, hash, ok, err := l.store.Head(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("audit: read head: %w", err)
+	}
 	recs, err := l.Records(ctx, nil)
 	if err != nil {
 		return 0, err
@@ -172,14 +180,16 @@ func (l *Log) Verify(ctx context.Context) (int, error) {
 	if err := Verify(recs); err != nil {
 		return len(recs), err
 	}
-	seq, hash, ok, err := l.store.Head(ctx)
-	if err != nil {
-		return len(recs), fmt.Errorf("audit: read head: %w", err)
+	if !ok && len(recs) > 0 {
+		// the first record may have been appended since: read the head again
+		if seq, hash, ok, err = l.store.Head(ctx); err != nil {
+			return len(recs), fmt.Errorf("audit: read head: %w", err)
+		}
+		if !ok {
+			return len(recs), &VerifyError{Seq: 0, Reason: "records without a head"}
+		}
 	}
-	switch {
-	case !ok && len(recs) > 0:
-		return len(recs), &VerifyError{Seq: 0, Reason: "records without a head"}
-	case ok && (len(recs) == 0 || recs[len(recs)-1].Seq != seq || recs[len(recs)-1].Hash != hash):
+	if ok && (uint64(len(recs)) <= seq || recs[seq].Hash != hash) {
 		return len(recs), &VerifyError{Seq: seq, Reason: "the head names a record that is missing or different: records removed from the end"}
 	}
 	return len(recs), nil

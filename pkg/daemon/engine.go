@@ -63,6 +63,10 @@ type Config struct {
 	// Unfenceable reports hosts whose fence path (BMC) failed its last
 	// check, with why (nil: no checks).
 	Unfenceable func() map[string]string
+	// MaxActions bounds the hosts whose entry actions run at once, off the
+	// loop (default 32). Irreversible ones are bounded further by the storm
+	// guard.
+	MaxActions int
 }
 
 // Snapshot is what readers see: every host, recent changes, counters.
@@ -117,7 +121,24 @@ type Daemon struct {
 	writes atomic.Int64
 	remote chan lease.Command // commands forwarded through etcd (leader only)
 	onLead []func(context.Context)
+
+	// Actions run off the loop (playbook.Actor.Async): at most MaxActions
+	// at once; each outcome comes back through done to the loop.
+	term     context.Context // the leadership term the loop runs in (loop goroutine only)
+	actions  chan struct{}
+	done     chan jobDone
+	inFlight atomic.Int64
 }
+
+// jobDone is the outcome of one host's actions, for the loop.
+type jobDone struct {
+	term context.Context // the term that started it: a late outcome of an old term is dropped
+	host string
+	res  playbook.JobResult
+}
+
+// DefaultMaxActions bounds the hosts whose actions run at once.
+const DefaultMaxActions = 32
 
 // newDaemon validates the configuration and builds the engine; NewReplica
 // adds the replication.
@@ -134,7 +155,14 @@ func newDaemon(cfg Config) (*Daemon, error) {
 	if cfg.History <= 0 {
 		cfg.History = 500
 	}
-	d := &Daemon{cfg: cfg, ops: make(chan op), remote: make(chan lease.Command)}
+	if cfg.MaxActions <= 0 {
+		cfg.MaxActions = DefaultMaxActions
+	}
+	d := &Daemon{cfg: cfg, ops: make(chan op), remote: make(chan lease.Command),
+		actions: make(chan struct{}, cfg.MaxActions), done: make(chan jobDone, cfg.MaxActions)}
+	// entry actions never hold the loop: ticks, operator commands and the
+	// API go on while a BMC or Nova takes its time
+	cfg.Actor.Async = d.async
 	f, err := fleet.New(cfg.Policy.SignalsConfig(), cfg.Policy.PlaybookConfig(), cfg.Actor, fleet.Hooks{Control: cfg.Control})
 	if err != nil {
 		return nil, err
@@ -203,14 +231,78 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return d.runHA(ctx)
 }
 
+// async runs one host's actions off the loop (playbook.Actor.Async), in
+// the current leadership term: when the term ends the actions' context is
+// canceled, and their journal refuses any further intent.
+func (d *Daemon) async(host string, job playbook.Job) {
+	ctx := d.term
+	d.inFlight.Add(1)
+	go func() {
+		defer d.inFlight.Add(-1)
+		select {
+		case d.actions <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		res := job(ctx)
+		<-d.actions
+		select {
+		case d.done <- jobDone{ctx, host, res}:
+		case <-ctx.Done():
+		}
+	}()
+}
+
+// ActionsInFlight is how many hosts have actions running off the loop.
+func (d *Daemon) ActionsInFlight() int64 { return d.inFlight.Load() }
+
+// Get is one host as the last snapshot shows it: safe from any goroutine
+// (the lab world's gate reads it from actions running off the loop).
+func (d *Daemon) Get(host string) (fleet.View, bool) {
+	snap := d.Snapshot()
+	i := sort.Search(len(snap.Hosts), func(i int) bool { return snap.Hosts[i].Host.Name >= host })
+	if i < len(snap.Hosts) && snap.Hosts[i].Host.Name == host {
+		return snap.Hosts[i], true
+	}
+	return fleet.View{}, false
+}
+
+// complete takes an action's outcome back on the loop.
+func (d *Daemon) complete(ctx context.Context, j jobDone) error {
+	now := d.cfg.Clock.Now()
+	ch, err := d.fleet.Complete(ctx, now, j.host, j.res)
+	for _, c := range ch {
+		d.cfg.Log.Info().Str("host", c.Host).Str("state", string(c.To)).Str("from", string(c.From)).
+			Float64("d", c.D).Str("reason", c.Reason).Msg("state change")
+	}
+	if err != nil {
+		d.cfg.Log.Warn().Str("host", j.host).Err(err).Msg("action outcome")
+	}
+	d.recordChanges(ctx, ch)
+	if err := d.persist(ctx); err != nil {
+		return err
+	}
+	d.publish(now, ch, 0, false)
+	return nil
+}
+
 func (d *Daemon) loop(ctx context.Context) error {
 	log := d.cfg.Log
 	next := d.cfg.Clock.Now()
+	d.term = ctx
 	for {
 		wait := next.Sub(d.cfg.Clock.Now())
 		select {
 		case <-ctx.Done():
 			return nil
+		case j := <-d.done:
+			if j.term != ctx {
+				continue // an outcome of an earlier term: the records were resumed since
+			}
+			if err := d.complete(ctx, j); err != nil {
+				log.Error().Err(err).Msg("cannot persist host records; stepping down")
+				return err
+			}
 		case o := <-d.ops:
 			ch, err, perr := d.apply(ctx, o)
 			o.reply <- opResult{ch, err}

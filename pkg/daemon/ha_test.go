@@ -50,7 +50,7 @@ func replica(t *testing.T, endpoints []string, id string, world *lab.World, clk 
 	if id == "a" {
 		// one world serves both replicas; its placer reads the first
 		// leader's fleet (a follower's fleet is all blind)
-		world.SetViews(d.Fleet())
+		world.SetViews(d)
 	}
 	return d
 }
@@ -84,7 +84,7 @@ func TestHAFailoverResumesWithoutASecondPowerCycle(t *testing.T) {
 	defer stopB()
 	go b.Run(bctx)
 
-	waitUntil(t, "a power-cycles the starving host", 60*time.Second, func() bool { return world.PowerCycles == 1 })
+	waitUntil(t, "a power-cycles the starving host", 60*time.Second, func() bool { return world.Count().PowerCycles == 1 })
 	if sa, sb := a.Snapshot(), b.Snapshot(); sa.Leader && sb.Leader {
 		t.Fatalf("two leaders: a token %d, b token %d", sa.Token, sb.Token)
 	}
@@ -130,8 +130,8 @@ func TestHAFailoverResumesWithoutASecondPowerCycle(t *testing.T) {
 		}
 		return false
 	})
-	if world.PowerCycles != 1 {
-		t.Fatalf("%d power cycles after failover, want 1", world.PowerCycles)
+	if world.Count().PowerCycles != 1 {
+		t.Fatalf("%d power cycles after failover, want 1", world.Count().PowerCycles)
 	}
 	if n, err := b.Audit().Verify(context.Background()); err != nil || n == 0 {
 		t.Fatalf("audit in etcd: %d %v", n, err)
@@ -188,8 +188,8 @@ func TestNewLeaderReconcilesAnIntentWithoutOutcome(t *testing.T) {
 		}
 		return false
 	})
-	if world.PowerCycles != 1 {
-		t.Fatalf("%d power cycles, want the old leader's 1", world.PowerCycles)
+	if world.Count().PowerCycles != 1 {
+		t.Fatalf("%d power cycles, want the old leader's 1", world.Count().PowerCycles)
 	}
 	recs, _ := records(t, d, "lab-003")
 	found := false

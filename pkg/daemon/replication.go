@@ -157,7 +157,7 @@ func (d *Daemon) lead(l lease.Leadership) error {
 		f(ctx)
 	}
 	d.mu.Lock()
-	d.snap.Leader, d.snap.LeaderID, d.snap.Token = true, l.ID, l.Token
+	d.snap.Leader, d.snap.LeaderID, d.snap.Token, d.snap.Paused = true, l.ID, l.Token, fl.Paused
 	d.mu.Unlock()
 	go d.watchCommands(ctx)
 	return d.loop(ctx)

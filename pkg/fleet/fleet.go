@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/fencedhq/fenced/pkg/playbook"
@@ -35,7 +36,8 @@ type entry struct {
 	verdict signals.Verdict
 }
 
-// Fleet is not safe for concurrent use: one goroutine owns it.
+// Fleet is not safe for concurrent use: one goroutine owns it (Paused
+// excepted).
 type Fleet struct {
 	eval   *signals.Evaluator
 	cfg    playbook.Config
@@ -44,15 +46,15 @@ type Fleet struct {
 	order  []string
 	hosts  map[string]*entry
 	counts playbook.Fleet
-	paused bool
+	paused atomic.Bool // read by actions running off the owner's goroutine
 }
 
 // SetPaused pauses (or resumes) fencing fleet-wide: hosts are still
 // classified and on-call notified, but nothing is acted on.
-func (f *Fleet) SetPaused(p bool) { f.paused = p }
+func (f *Fleet) SetPaused(p bool) { f.paused.Store(p) }
 
 // Paused reports the fleet-wide pause.
-func (f *Fleet) Paused() bool { return f.paused }
+func (f *Fleet) Paused() bool { return f.paused.Load() }
 
 // New builds a fleet from the evaluator's and the playbook's configuration.
 func New(sc signals.Config, pc playbook.Config, actor *playbook.Actor, hooks Hooks) (*Fleet, error) {
@@ -160,14 +162,42 @@ func (f *Fleet) Operate(ctx context.Context, now time.Time, host string, ev play
 	return f.step(ctx, e, playbook.Input{Now: now, Event: ev, Reason: reason})
 }
 
+// Complete hands a host the outcome of its job (playbook.Actor.Async) and
+// follows the event it implies.
+func (f *Fleet) Complete(ctx context.Context, now time.Time, host string, r playbook.JobResult) ([]playbook.Change, error) {
+	e, ok := f.hosts[host]
+	if !ok {
+		return nil, fmt.Errorf("fleet: outcome for unknown host %q", host)
+	}
+	return f.run(ctx, e, playbook.Input{Now: now}, func(in playbook.Input) ([]playbook.Change, error) {
+		return e.m.Complete(ctx, in, r)
+	})
+}
+
+// Busy lists the hosts with an action in flight, with what and since when.
+func (f *Fleet) Busy() map[string]string {
+	out := map[string]string{}
+	for name, e := range f.hosts {
+		if what, since := e.m.Busy(); what != "" {
+			out[name] = what + " since " + since.Format(time.RFC3339)
+		}
+	}
+	return out
+}
+
 func (f *Fleet) step(ctx context.Context, e *entry, in playbook.Input) ([]playbook.Change, error) {
+	return f.run(ctx, e, in, func(in playbook.Input) ([]playbook.Change, error) { return e.m.Step(ctx, in) })
+}
+
+// run steps one host's machine with the fleet's counts, keeping them in step.
+func (f *Fleet) run(ctx context.Context, e *entry, in playbook.Input, step func(playbook.Input) ([]playbook.Change, error)) ([]playbook.Change, error) {
 	before := e.m.Host().State
 	f.count(before, -1)
-	in.Fleet, in.Paused = f.counts, f.paused
+	in.Fleet, in.Paused = f.counts, f.paused.Load()
 	if before.Rank() >= 1 {
 		in.Fleet.AtWarnOrWorse++ // the host itself counts towards saturation
 	}
-	ch, err := e.m.Step(ctx, in)
+	ch, err := step(in)
 	f.count(e.m.Host().State, +1)
 	for _, c := range ch {
 		if c.From == playbook.Rebooting && c.To == playbook.Restored {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/fencedhq/fenced/pkg/fencing"
@@ -50,8 +51,10 @@ type Counters struct {
 	Intents, PowerCycles, Migrations, MigrationFailures, Evacuations, Notifications int
 }
 
-// World implements every backend interface the playbook declares.
+// World implements every backend interface the playbook declares. It is
+// safe for concurrent use: the daemon runs actions off its loop.
 type World struct {
+	mu         sync.Mutex // guards everything below, Counters included
 	hosts      map[string]*simHost
 	serverHost map[string]string
 	now        func() time.Time
@@ -75,8 +78,21 @@ func NewWorld(now func() time.Time, rebootTime time.Duration, sc signals.Config)
 	return w
 }
 
-// SetViews connects the world to the fleet it serves.
-func (w *World) SetViews(v Views) { w.views = v }
+// SetViews connects the world to the fleet it serves. A daemon running
+// actions off its loop must pass views that are safe for concurrent use
+// (the daemon itself, which serves its snapshot), not its fleet.
+func (w *World) SetViews(v Views) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.views = v
+}
+
+// Count returns what the world was asked to do so far.
+func (w *World) Count() Counters {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.Counters
+}
 
 func (w *World) host(name string) *simHost {
 	h := w.hosts[name]
@@ -93,21 +109,29 @@ func (h *simHost) control() signals.Control {
 }
 
 func (w *World) Disable(_ context.Context, host, _ string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.host(host).disabled = true
 	return nil
 }
 
 func (w *World) Enable(_ context.Context, host string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.host(host).disabled = false
 	return nil
 }
 
 func (w *World) ForceDown(_ context.Context, host string, down bool) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.host(host).forcedDown = down
 	return nil
 }
 
 func (w *World) Servers(_ context.Context, host string) ([]playbook.Server, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	h := w.host(host)
 	out := make([]playbook.Server, h.servers)
 	for i := range out {
@@ -120,6 +144,8 @@ func (w *World) Servers(_ context.Context, host string) ([]playbook.Server, erro
 }
 
 func (w *World) LiveMigrate(_ context.Context, serverID, dest string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	src := w.hosts[w.serverHost[serverID]]
 	if src == nil {
 		return fmt.Errorf("no such server %s", serverID)
@@ -136,6 +162,8 @@ func (w *World) LiveMigrate(_ context.Context, serverID, dest string) error {
 }
 
 func (w *World) Check(_ context.Context, host string) playbook.GateAnswer {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	h := w.host(host)
 	var reasons []string
 	if h.faults[trace.FaultLibvirtUnresponsive] {
@@ -194,6 +222,12 @@ func (w *World) destination(host string) string {
 }
 
 func (w *World) PowerCycle(_ context.Context, host string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.powerCycle(host)
+}
+
+func (w *World) powerCycle(host string) error {
 	h := w.host(host)
 	if h.faults[trace.FaultBMCUnreachable] {
 		return errors.New("bmc unreachable: power state unknown")
@@ -209,6 +243,8 @@ func (w *World) PowerCycle(_ context.Context, host string) error {
 
 // PowerOff powers a host off: nothing runs on it until PowerOn.
 func (w *World) PowerOff(_ context.Context, host string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	h := w.host(host)
 	if h.faults[trace.FaultBMCUnreachable] {
 		return errors.New("bmc unreachable: power state unknown")
@@ -220,6 +256,8 @@ func (w *World) PowerOff(_ context.Context, host string) error {
 // PowerOn boots a powered-off host: it is back after the reboot time, its
 // starvation gone, as after a power cycle.
 func (w *World) PowerOn(ctx context.Context, host string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	h := w.host(host)
 	if h.faults[trace.FaultBMCUnreachable] {
 		return errors.New("bmc unreachable: power state unknown")
@@ -228,11 +266,13 @@ func (w *World) PowerOn(ctx context.Context, host string) error {
 		return nil
 	}
 	h.off = false
-	return w.PowerCycle(ctx, host)
+	return w.powerCycle(host)
 }
 
 // PowerState is what the host's BMC reports.
 func (w *World) PowerState(_ context.Context, host string) (fencing.PowerState, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	h := w.host(host)
 	if h.faults[trace.FaultBMCUnreachable] {
 		return fencing.Unknown, errors.New("bmc unreachable: power state unknown")
@@ -245,6 +285,8 @@ func (w *World) PowerState(_ context.Context, host string) (fencing.PowerState, 
 
 // Evacuate rebuilds a server of a powered-off host on dest.
 func (w *World) Evacuate(_ context.Context, serverID, dest string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	src := w.hosts[w.serverHost[serverID]]
 	if src == nil {
 		return fmt.Errorf("no such server %s", serverID)
@@ -262,6 +304,8 @@ func (w *World) Evacuate(_ context.Context, serverID, dest string) error {
 // Place puts each server on the normal, calm host with the lowest d (the
 // lab's hosts have room for everything).
 func (w *World) Place(ctx context.Context, host string, servers []playbook.Server) ([]playbook.Placement, map[string]string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	return placeAll(servers, w.destination(host))
 }
 
@@ -282,6 +326,8 @@ func placeAll(servers []playbook.Server, dest string) ([]playbook.Placement, map
 }
 
 func (w *World) Back(_ context.Context, host string) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	h := w.host(host)
 	if h.off || h.backAt.IsZero() || h.faults[trace.FaultRebootNeverReturns] {
 		return false, nil
@@ -289,9 +335,15 @@ func (w *World) Back(_ context.Context, host string) (bool, error) {
 	return !w.now().Before(h.backAt), nil
 }
 
-func (w *World) Notify(context.Context, playbook.Notification) { w.Notifications++ }
+func (w *World) Notify(context.Context, playbook.Notification) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.Notifications++
+}
 
 func (w *World) Intent(_ context.Context, in playbook.Intent) (string, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.Intents++
 	return fmt.Sprintf("%s-%d", in.Action, w.Intents), nil
 }
@@ -304,6 +356,8 @@ func (w *World) Outcome(context.Context, string, error) error { return nil }
 // the host's last healthy value until the source itself falls under warn).
 // It returns false to drop the sample.
 func (w *World) Sample(s signals.Sample) (v float64, keep bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	h := w.host(s.Host)
 	i := index(s.Signal)
 	if h.off || !h.backAt.IsZero() && w.now().Before(h.backAt) {
@@ -334,10 +388,18 @@ func index(n signals.Name) int {
 }
 
 // SetService records what the control plane reports for a host's service.
-func (w *World) SetService(host string, up bool) { w.host(host).serviceUp = up }
+func (w *World) SetService(host string, up bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.host(host).serviceUp = up
+}
 
 // SetServers sets how many servers are ACTIVE on a host.
-func (w *World) SetServers(host string, n int) { w.host(host).servers = n }
+func (w *World) SetServers(host string, n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.host(host).servers = n
+}
 
 // VCPUsPerServer is the size of every lab server.
 const VCPUsPerServer = 4
@@ -345,15 +407,23 @@ const VCPUsPerServer = 4
 // Capacity reports the host's cores and the vCPUs of its servers; the lab's
 // VMs run Kubernetes with pods requesting 1.5× their vCPUs (r2 = 1.5).
 func (w *World) Capacity(host string) (cores, vcpus int, r2 float64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	h := w.host(host)
 	return h.cores, h.servers * VCPUsPerServer, 1.5
 }
 
 // SetCores sets a host's physical cores.
-func (w *World) SetCores(host string, n int) { w.host(host).cores = n }
+func (w *World) SetCores(host string, n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.host(host).cores = n
+}
 
 // Fault injects a fault (trace.FaultCleared clears them all).
 func (w *World) Fault(host, fault string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	h := w.host(host)
 	if fault == trace.FaultCleared {
 		clear(h.faults)
@@ -365,6 +435,8 @@ func (w *World) Fault(host, fault string) {
 // Control is what Nova says about a host: up unless reported down or forced
 // down by fenced, and its ACTIVE servers.
 func (w *World) Control(host string) (signals.Control, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	h, ok := w.hosts[host]
 	if !ok {
 		return signals.Control{}, false
@@ -373,10 +445,16 @@ func (w *World) Control(host string) (signals.Control, bool) {
 }
 
 // RebootedAt is the time of a host's last power cycle (zero: never).
-func (w *World) RebootedAt(host string) time.Time { return w.host(host).poweredCycled }
+func (w *World) RebootedAt(host string) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.host(host).poweredCycled
+}
 
 // Power reports a host's power: false while it reboots.
 func (w *World) Power(host string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	h := w.host(host)
 	return !h.off && (h.backAt.IsZero() || !w.now().Before(h.backAt))
 }

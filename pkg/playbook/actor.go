@@ -148,6 +148,11 @@ type Actor struct {
 	Observe func(action string, took time.Duration, err error)
 	// EvacuateParallel bounds concurrent evacuations off one host (default 4).
 	EvacuateParallel int
+	// Async, when set, runs entry actions and the recovery's polls off the
+	// engine's goroutine (the daemon bounds how many run at once); their
+	// outcome must come back through Machine.Complete on the engine's
+	// goroutine. Nil runs them inline (simulate, tests).
+	Async func(host string, job Job)
 	// ReadTimeout bounds each read the playbook waits for on the engine's
 	// loop: the gate, a server list, a power state, the host check,
 	// placement (default 15 s). A BMC or Nova that does not answer then costs
@@ -235,6 +240,13 @@ func (a *Actor) freeze(ctx context.Context, h *Host, from State) {
 	}); err != nil {
 		a.Log.Warn().Str("host", h.Name).Str("action", "disable").Err(err).Msg("freeze scheduling failed")
 	}
+}
+
+// notifyOnly says whether entering st only notifies (the notifier queues;
+// it never waits for a webhook): such entry actions run inline even with
+// an Async runner, so the host is never busy waiting for an operator.
+func (a *Actor) notifyOnly(st State) bool {
+	return st == AwaitingApproval || st == NeedsHuman
 }
 
 // Enter performs the entry actions of h.State. It returns the follow-up

@@ -26,7 +26,29 @@ type Machine struct {
 	cfg   Config
 	host  Host
 	actor *Actor
+	// busy is the action running off the engine's goroutine (Actor.Async),
+	// "" when none: its outcome comes back through Complete.
+	busy      string
+	busySince time.Time
 }
+
+// Job is a host's entry actions or recovery poll, run off the engine's
+// goroutine when the actor has an Async runner. It works on a copy of the
+// record and returns it with the follow-up event.
+type Job func(ctx context.Context) JobResult
+
+// JobResult is what a Job did: the record as the actions left it (only the
+// fields actions own are taken back: ControlFenced and Step) and the
+// follow-up event, if any.
+type JobResult struct {
+	Host   Host
+	Event  Event
+	Reason string
+}
+
+// Busy says which action is in flight off the engine's goroutine ("" when
+// none) and since when.
+func (m *Machine) Busy() (string, time.Time) { return m.busy, m.busySince }
 
 var fsmEvents = func() fsm.Events {
 	var evs fsm.Events
@@ -58,14 +80,69 @@ func (m *Machine) Host() Host { return m.host }
 const maxChain = 8
 
 // Step feeds one input (a verdict tick, an operator event or both) and
-// returns the state changes it caused, entry actions included.
+// returns the state changes it caused. Entry actions run inline, or, when
+// the actor has an Async runner, as a Job off the caller's goroutine: the
+// state change is returned at once and the actions' outcome comes back
+// through Complete. While a job is in flight the host's trackers follow its
+// verdicts but nothing is decided, and operator events are refused.
 func (m *Machine) Step(ctx context.Context, in Input) ([]Change, error) {
-	var changes []Change
-	if in.Event == "" {
-		if ev, why := m.actor.Poll(ctx, &m.host); ev != "" {
-			in.Event, in.Reason = ev, why
+	if m.busy != "" {
+		if in.Event != "" {
+			if _, ok := Target(m.host.State, in.Event); !ok {
+				return nil, fmt.Errorf("playbook: host %s: %s not allowed in %s", m.host.Name, in.Event, m.host.State)
+			}
+			return nil, fmt.Errorf("playbook: host %s: %s is in flight (since %s); try again once it finished",
+				m.host.Name, m.busy, m.busySince.Format(time.RFC3339))
+		}
+		if in.Verdict != nil && !in.Verdict.Blind {
+			track(m.cfg, &m.host, in.Verdict, in.Now)
+		}
+		return nil, nil
+	}
+	if in.Event == "" && m.host.State == Rebooting {
+		if m.actor.Async == nil {
+			if ev, why := m.actor.Poll(ctx, &m.host); ev != "" {
+				in.Event, in.Reason = ev, why
+			}
+		} else {
+			// deadlines first; then the recovery's next step, off the loop
+			changes, err := m.chain(ctx, in)
+			if err != nil || len(changes) > 0 || m.busy != "" || m.host.State != Rebooting {
+				return changes, err
+			}
+			h := m.host
+			m.start(in.Now, "recovery of "+string(h.State), func(ctx context.Context) JobResult {
+				ev, why := m.actor.Poll(ctx, &h)
+				return JobResult{Host: h, Event: ev, Reason: why}
+			})
+			return nil, nil
 		}
 	}
+	return m.chain(ctx, in)
+}
+
+// Complete takes back the outcome of the job in flight and follows its
+// event, if any. in carries the time and the fleet; its Event is ignored.
+func (m *Machine) Complete(ctx context.Context, in Input, r JobResult) ([]Change, error) {
+	if m.busy == "" {
+		return nil, fmt.Errorf("playbook: host %s: an outcome arrived with no action in flight", m.host.Name)
+	}
+	m.busy, m.busySince = "", time.Time{}
+	m.host.ControlFenced, m.host.Step = r.Host.ControlFenced, r.Host.Step
+	if r.Event == "" {
+		return nil, nil // as inline: a note without an event (retrying) changes nothing
+	}
+	return m.chain(ctx, Input{Now: in.Now, Fleet: in.Fleet, Paused: in.Paused, Event: r.Event, Reason: r.Reason})
+}
+
+func (m *Machine) start(now time.Time, what string, job Job) {
+	m.busy, m.busySince = what, now
+	m.actor.Async(m.host.Name, job)
+}
+
+// chain decides and enters states until nothing follows (bounded).
+func (m *Machine) chain(ctx context.Context, in Input) ([]Change, error) {
+	var changes []Change
 	for range maxChain {
 		d := Decide(m.cfg, m.host, in)
 		if d.Event == "" {
@@ -81,6 +158,14 @@ func (m *Machine) Step(ctx context.Context, in Input) ([]Change, error) {
 		}
 		m.host = d.Host
 		changes = append(changes, Change{At: in.Now, Host: m.host.Name, From: from, To: m.host.State, D: m.host.LastD, Reason: d.Reason})
+		if m.actor.Async != nil && !m.actor.notifyOnly(m.host.State) {
+			h := m.host
+			m.start(in.Now, "entry actions of "+string(h.State), func(ctx context.Context) JobResult {
+				ev, why := m.actor.Enter(ctx, &h, from)
+				return JobResult{Host: h, Event: ev, Reason: why}
+			})
+			return changes, nil
+		}
 		ev, why := m.actor.Enter(ctx, &m.host, from)
 		if ev == "" {
 			return changes, nil
