@@ -31,6 +31,13 @@ type Server struct {
 	collect []Action
 }
 
+// Counters returns what the world was asked to do so far.
+func (s *Server) Counters() Counters {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.World.Counters
+}
+
 // ReplicaHeader names the calling replica.
 const ReplicaHeader = "X-Fenced-Replica"
 
