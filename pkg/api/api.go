@@ -348,15 +348,21 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, e Erro
 	if s.r.Audit == nil {
 		return
 	}
+	// the action as the daemon audits it (approve, pause, …); a path the
+	// API does not know is "write"
 	action := r.PathValue("action")
-	if action == "" {
-		action = strings.TrimPrefix(r.URL.Path, "/api/v1/")
+	if _, known := actions[action]; !known {
+		switch action = strings.TrimPrefix(r.URL.Path, "/api/v1/"); action {
+		case "pause", "resume":
+		default:
+			action = "write"
+		}
 	}
 	host := r.PathValue("host")
 	if hostname.Check(host) != nil {
 		host = ""
 	}
-	rec := audit.Record{Component: "api", HostID: host, Action: escape.Excerpt(action, 40), Outcome: "rejected",
+	rec := audit.Record{Component: "api", HostID: host, Action: action, Outcome: "rejected",
 		Detail: fmt.Sprintf("HTTP %d: %s; body of %d bytes: %s", code, e.Error, len(body), escape.Excerpt(string(body), escape.ExcerptLen))}
 	if id, ok := r.Context().Value(identityKey{}).(Identity); ok {
 		rec.Operator = id.Name

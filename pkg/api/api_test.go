@@ -353,7 +353,10 @@ func TestReasonCapAndRefusalsAudited(t *testing.T) {
 	if err != nil || len(recs) != 3 {
 		t.Fatalf("want 3 audited refusals, have %d (%v)", len(recs), err)
 	}
-	for _, rec := range recs {
+	for i, rec := range recs {
+		if want := []string{"approve", "abort", "abort"}[i]; rec.Action != want {
+			t.Errorf("refusal %d: action %q, want %q", i, rec.Action, want)
+		}
 		if rec.Operator != "carol" || rec.HostID != "cmp-017" || len(rec.Detail) > 600 || !strings.Contains(rec.Detail, "bytes") {
 			t.Errorf("audited refusal: %+v", rec)
 		}
