@@ -415,7 +415,7 @@ func TestPlaintextMetric(t *testing.T) {
 func TestStatusPageSendsTheToken(t *testing.T) {
 	_, page := do(t, New(backend(), reads(t), nil), "GET", "/", "", "")
 	for _, want := range []string{`sessionStorage.setItem(TOKEN_KEY`, `"Authorization"] = "Bearer " + token()`, `fetch("/api/v1/hosts", authed())`,
-		`authed({`, `r.status === 401`, `id="login"`, `type="password"`} {
+		`authed({`, `r.status === 401`, `id="login"`, `type="password"`, `\u202a-\u202e\u2066-\u2069`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("status page lacks %s", want)
 		}
