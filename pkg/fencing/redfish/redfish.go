@@ -203,14 +203,16 @@ func (f *Fencer) system(ctx context.Context, t Target, fresh bool) (*schemas.Com
 		return nil, err
 	}
 	svc := c.WithContext(ctx).GetService()
+	// the members that answered come back even when another member of the
+	// collection failed: a system this host does not own must not stop it
 	systems, err := svc.Systems()
-	if err != nil {
-		return nil, classify(err)
-	}
 	for _, s := range systems {
-		if t.SystemID == "" || s.ID == t.SystemID {
+		if t.SystemID != "" && s.ID == t.SystemID || t.SystemID == "" && err == nil {
 			return s, nil
 		}
+	}
+	if err != nil {
+		return nil, classify(err)
 	}
 	return nil, fmt.Errorf("redfish: %s: system %q not found on the BMC", t.Host, t.SystemID)
 }
