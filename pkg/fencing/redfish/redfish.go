@@ -263,10 +263,24 @@ func (f *Fencer) PowerState(ctx context.Context, host string) (fencing.PowerStat
 		if err != nil {
 			return err
 		}
+		if !known(fencing.PowerState(s.PowerState)) {
+			// a BMC that leaves PowerState out or fills it with something
+			// else says nothing about the power: never read it as on or off
+			return fmt.Errorf("system %s reports power state %.40q, not a Redfish power state", t.SystemID, s.PowerState)
+		}
 		ps = fencing.PowerState(s.PowerState)
 		return nil
 	})
 	return ps, err
+}
+
+// known reports whether ps is one of Redfish's PowerState values.
+func known(ps fencing.PowerState) bool {
+	switch ps {
+	case fencing.On, fencing.Off, fencing.PoweringOn, fencing.PoweringOff, "Paused":
+		return true
+	}
+	return false
 }
 
 // reset sends one reset type, retried.
