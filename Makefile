@@ -20,7 +20,7 @@ deps:
 test: deps lint unit integration
 
 unit:
-	$(GO) test -count=1 -timeout 15m $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 # Integration packages start real daemons; run them one package at a time.
 integration:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -57,7 +58,7 @@ JSON Lines, ready for a postmortem. 'fenced audit verify' checks the chain.`,
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "SEQ\tTIME\tHOST\tACTION\tOUTCOME\tWHO/TOKEN\tDETAIL")
 			for _, r := range recs {
-				who := r.Operator
+				who := tx(r.Operator)
 				if who == "" && r.FenceToken != 0 {
 					who = fmt.Sprintf("token %d", r.FenceToken)
 				}
@@ -65,10 +66,13 @@ JSON Lines, ready for a postmortem. 'fenced audit verify' checks the chain.`,
 				if detail == "" {
 					detail = r.Verdict
 				}
+				// escaped first, then cut: a newline or ESC in a reason never
+				// reaches the terminal, so it cannot forge a row
+				detail = tx(detail)
 				if len(detail) > 100 {
-					detail = detail[:97] + "..."
+					detail = strings.ToValidUTF8(detail[:97], "") + "..."
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Seq, r.Timestamp.Local().Format("01-02 15:04:05"), r.HostID, r.Action, r.Outcome, who, detail)
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Seq, r.Timestamp.Local().Format("01-02 15:04:05"), tx(r.HostID), tx(r.Action), tx(r.Outcome), who, detail)
 			}
 			return tw.Flush()
 		},
@@ -92,7 +96,7 @@ JSON Lines, ready for a postmortem. 'fenced audit verify' checks the chain.`,
 			} else if rep.OK {
 				fmt.Fprintf(cmd.OutOrStdout(), "audit chain intact: %d records\n", rep.Records)
 			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "AUDIT CHAIN BROKEN: %s (%d records read)\n", rep.Error, rep.Records)
+				fmt.Fprintf(cmd.OutOrStdout(), "AUDIT CHAIN BROKEN: %s (%d records read)\n", tx(rep.Error), rep.Records)
 			}
 			if !rep.OK {
 				return exitCode(1)

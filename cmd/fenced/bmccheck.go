@@ -134,7 +134,7 @@ wrong.`,
 						power, result = "-", "UNFENCEABLE: "+r.Error
 					}
 					lat := (time.Duration(r.LatencyMS) * time.Millisecond).String()
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Host, ep, power, lat, result)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", tx(r.Host), tx(ep), tx(power), lat, tx(result))
 				}
 				tw.Flush()
 				fmt.Fprintln(out, summary)

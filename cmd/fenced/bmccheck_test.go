@@ -16,8 +16,8 @@ import (
 )
 
 // bmcCheckConfig writes a config with two BMCs: cmp-good answers, cmp-bad
-// refuses every login (an auth-fail fault refuses all of a simulator's
-// logins, so each has a simulator of its own). extra is appended.
+// refuses the credentials (an auth-fail fault on its system). extra is
+// appended.
 func bmcCheckConfig(t *testing.T, extra string) (path, goodURL string) {
 	t.Helper()
 	good := bmcsim.New("admin", "s3cret", 10*time.Millisecond, "sys-good", "cmp-tpl")

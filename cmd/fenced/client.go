@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fencedhq/fenced/internal/escape"
 	"github.com/fencedhq/fenced/pkg/api"
 	"github.com/fencedhq/fenced/pkg/report"
 	"github.com/fencedhq/fenced/pkg/signals"
@@ -90,19 +92,25 @@ func (o *clientOpts) call(ctx context.Context, method, path string, body, out an
 	if resp.StatusCode/100 != 2 {
 		var e api.Error
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return fmt.Errorf("fenced API: %s %s: %s (HTTP %d)", method, path, e.Error, resp.StatusCode)
+			return fmt.Errorf("fenced API: %s %s: %s (HTTP %d)", method, tx(path), tx(e.Error), resp.StatusCode)
 		}
-		return fmt.Errorf("fenced API: %s %s: HTTP %d", method, path, resp.StatusCode)
+		return fmt.Errorf("fenced API: %s %s: HTTP %d", method, tx(path), resp.StatusCode)
 	}
 	if raw, ok := out.(*json.RawMessage); ok {
 		*raw = data
 		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("fenced API: %s %s: unexpected reply: %w", method, path, err)
+		return fmt.Errorf("fenced API: %s %s: unexpected reply: %w", method, tx(path), err)
 	}
 	return nil
 }
+
+// tx makes text from the API safe for a terminal: reasons, names, hosts
+// and errors are untrusted, and a newline or an escape sequence in them
+// must not forge a row or repaint the screen (escape.Terminal). --json
+// output is the API's JSON, unchanged.
+func tx(s string) string { return escape.Terminal(s) }
 
 func ago(t time.Time) string {
 	if t.IsZero() || t.Year() < 2000 {
@@ -156,17 +164,17 @@ the API cannot be reached or answers an error.`,
 				case h.AgentDown != "":
 					state += " (agent down)"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\n", h.Host, state, ago(h.Since), h.D, strings.Join(h.Top, " "), inc, dl)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\n", tx(h.Host), tx(state), ago(h.Since), h.D, tx(strings.Join(h.Top, " ")), inc, dl)
 			}
 			tw.Flush()
 			paused := ""
 			if rep.Paused {
 				paused = "; FENCING PAUSED fleet-wide"
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "\n%d hosts, mode %s, %d at warn or worse, %d fenced%s\n", len(rep.Hosts), rep.Mode, rep.Counts.AtWarnOrWorse, rep.Counts.Fencing, paused)
+			fmt.Fprintf(cmd.OutOrStdout(), "\n%d hosts, mode %s, %d at warn or worse, %d fenced%s\n", len(rep.Hosts), tx(rep.Mode), rep.Counts.AtWarnOrWorse, rep.Counts.Fencing, paused)
 			for _, h := range rep.Hosts {
 				if h.Unfenceable != "" {
-					fmt.Fprintf(cmd.OutOrStdout(), "UNFENCEABLE %s: %s (fenced bmc check %s)\n", h.Host, h.Unfenceable, h.Host)
+					fmt.Fprintf(cmd.OutOrStdout(), "UNFENCEABLE %s: %s (fenced bmc check %s)\n", tx(h.Host), tx(h.Unfenceable), tx(h.Host))
 				}
 			}
 			return nil
@@ -184,7 +192,7 @@ func newHostCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var raw json.RawMessage
-			if err := o.call(cmd.Context(), "GET", "/api/v1/hosts/"+args[0], nil, &raw); err != nil {
+			if err := o.call(cmd.Context(), "GET", "/api/v1/hosts/"+url.PathEscape(args[0]), nil, &raw); err != nil {
 				return err
 			}
 			if o.asJSON {
@@ -219,18 +227,18 @@ func newHostCmd() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "%s: %s since %s, d=%.2f\n", rep.Host.Name, rep.Host.State, ago(rep.Host.Since), rep.Verdict.D)
+			fmt.Fprintf(out, "%s: %s since %s, d=%.2f\n", tx(rep.Host.Name), tx(rep.Host.State), ago(rep.Host.Since), rep.Verdict.D)
 			if rep.Host.Reason != "" {
-				fmt.Fprintf(out, "reason: %s\n", rep.Host.Reason)
+				fmt.Fprintf(out, "reason: %s\n", tx(rep.Host.Reason))
 			}
 			if rep.Verdict.Incoherence != "" {
-				fmt.Fprintf(out, "execution incoherence: %s\n", rep.Verdict.Incoherence)
+				fmt.Fprintf(out, "execution incoherence: %s\n", tx(rep.Verdict.Incoherence))
 			}
 			if rep.Verdict.HardFailure != "" {
-				fmt.Fprintf(out, "hard failure: %s\n", rep.Verdict.HardFailure)
+				fmt.Fprintf(out, "hard failure: %s\n", tx(rep.Verdict.HardFailure))
 			}
 			if rep.Verdict.AgentDown != "" {
-				fmt.Fprintf(out, "%s: %s (docs/runbooks/agent-down.md)\n", signals.AgentDownReason, rep.Verdict.AgentDown)
+				fmt.Fprintf(out, "%s: %s (docs/runbooks/agent-down.md)\n", signals.AgentDownReason, tx(rep.Verdict.AgentDown))
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "\nSIGNAL\tVALUE\tM\tWEIGHT\tCONTRIBUTION")
@@ -242,12 +250,12 @@ func newHostCmd() *cobra.Command {
 				case c.Discounted:
 					st = " (discounted: measures the agent)"
 				}
-				fmt.Fprintf(tw, "%s%s\t%.4g\t%.2f\t%.2f\t%.3f\n", c.Signal, st, c.Value, c.M, c.Weight, c.Contribution)
+				fmt.Fprintf(tw, "%s%s\t%.4g\t%.2f\t%.2f\t%.3f\n", tx(c.Signal), st, c.Value, c.M, c.Weight, c.Contribution)
 			}
 			tw.Flush()
 			fmt.Fprintln(out, "\ntimeline:")
 			for _, c := range rep.Changes {
-				fmt.Fprintf(out, "  %s  %s → %s  d=%.2f  %s\n", c.T.Local().Format("15:04:05"), c.From, c.To, c.D, c.Reason)
+				fmt.Fprintf(out, "  %s  %s → %s  d=%.2f  %s\n", c.T.Local().Format("15:04:05"), tx(c.From), tx(c.To), c.D, tx(c.Reason))
 			}
 			return nil
 		},
@@ -277,17 +285,17 @@ func newOperateCmd(action string) *cobra.Command {
 			var rep struct {
 				Changes []struct{ From, To, Reason string }
 			}
-			if err := o.call(cmd.Context(), "POST", "/api/v1/hosts/"+args[0]+"/"+action, w.request(), &rep); err != nil {
+			if err := o.call(cmd.Context(), "POST", "/api/v1/hosts/"+url.PathEscape(args[0])+"/"+action, w.request(), &rep); err != nil {
 				return err
 			}
 			if o.asJSON {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(rep)
 			}
 			if len(rep.Changes) == 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s %s: recorded, no state change\n", action, args[0])
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s: recorded, no state change\n", action, tx(args[0]))
 			}
 			for _, c := range rep.Changes {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s → %s  %s\n", args[0], c.From, c.To, c.Reason)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s → %s  %s\n", tx(args[0]), tx(c.From), tx(c.To), tx(c.Reason))
 			}
 			return nil
 		},
@@ -338,7 +346,7 @@ func newReportCmd() *cobra.Command {
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var raw json.RawMessage
-			if err := o.call(cmd.Context(), "GET", "/api/v1/hosts/"+args[0]+"/report", nil, &raw); err != nil {
+			if err := o.call(cmd.Context(), "GET", "/api/v1/hosts/"+url.PathEscape(args[0])+"/report", nil, &raw); err != nil {
 				return err
 			}
 			if o.asJSON {
@@ -350,7 +358,7 @@ func newReportCmd() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "postmortem of %s (now %s)\n", rep.Host, rep.State)
+			fmt.Fprintf(out, "postmortem of %s (now %s)\n", tx(rep.Host), tx(string(rep.State)))
 			if !rep.Onset.IsZero() {
 				fmt.Fprintf(out, "onset: %s\n", rep.Onset.Local().Format(time.RFC3339))
 			}
@@ -358,22 +366,22 @@ func newReportCmd() *cobra.Command {
 			for _, r := range rep.Timeline {
 				who := ""
 				if r.Operator != "" {
-					who = " by " + r.Operator
+					who = " by " + tx(r.Operator)
 				}
 				detail := r.Verdict
 				if detail == "" {
 					detail = r.Detail
 				}
-				fmt.Fprintf(out, "  %s  %s%s  %s\n", r.Timestamp.Local().Format("15:04:05"), r.Action, who, detail)
+				fmt.Fprintf(out, "  %s  %s%s  %s\n", r.Timestamp.Local().Format("15:04:05"), tx(r.Action), who, tx(detail))
 			}
 			fmt.Fprintln(out, "\nactions (intent → outcome):")
 			for _, r := range rep.Actions {
-				fmt.Fprintf(out, "  %s  %-14s %-7s token %d %s %s\n", r.Timestamp.Local().Format("15:04:05"), r.Action, r.Outcome, r.FenceToken, r.RequestID, r.Detail)
+				fmt.Fprintf(out, "  %s  %-14s %-7s token %d %s %s\n", r.Timestamp.Local().Format("15:04:05"), tx(r.Action), tx(r.Outcome), r.FenceToken, tx(r.RequestID), tx(r.Detail))
 			}
 			if rep.R1 > 0 {
 				fmt.Fprintf(out, "\noversubscription: r1 = V/C = %.2f, r2 = P/v = %.2f, r_eff ≈ %.2f\n", rep.R1, rep.R2, rep.REff)
 			}
-			fmt.Fprintf(out, "recommendation: %s\n", rep.Recommendation)
+			fmt.Fprintf(out, "recommendation: %s\n", tx(rep.Recommendation))
 			return nil
 		},
 	}

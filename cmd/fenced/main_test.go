@@ -41,6 +41,16 @@ func TestPolicyCheck(t *testing.T) {
 	if !errors.As(err, &ec) || ec != 1 || !strings.Contains(stderr, "unknown-key.yaml") || !strings.Contains(stderr, "hysterisis") {
 		t.Fatalf("bad policy: err %v stderr %q", err, stderr)
 	}
+	// a policy that leaves out a signal, or gives a mean a 0s window
+	for file, want := range map[string]string{
+		"missing-signal.yaml": "missing-signal.yaml:60: signals: missing cpu_steal_pct",
+		"zero-window.yaml":    "zero-window.yaml:63: signals.runqueue_per_core.window",
+	} {
+		_, stderr, err := run(t, "policy", "check", "../../pkg/policy/testdata/"+file)
+		if !errors.As(err, &ec) || ec != 1 || !strings.Contains(stderr, want) {
+			t.Errorf("%s: err %v stderr %q, want %q", file, err, stderr, want)
+		}
+	}
 }
 
 func TestSimulateIncidentFromTheCLI(t *testing.T) {

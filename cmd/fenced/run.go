@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/fencedhq/fenced/pkg/api"
@@ -200,25 +201,16 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 type apiTLS struct{ cert, key string }
 
 func serve(ctx context.Context, cmd *cobra.Command, d *daemon.Daemon, capacity func(string) report.Capacity, listen string, tokens map[string]api.Identity, tlsFiles ...apiTLS) error {
-	ln, err := net.Listen("tcp", listen)
+	ln, scheme, plaintext, err := listenAPI(listen, tokens, tlsFiles...)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", listen, err)
+		return err
 	}
-	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && tokens == nil {
-		ln.Close()
-		return fmt.Errorf("listen %s: an API without tokens must stay on loopback", listen)
+	h := api.New(d, api.Reads{Audit: d.Audit(), Capacity: capacity}, tokens)
+	if plaintext {
+		warnPlaintext(logger, ln.Addr().String())
+		h.SetPlaintext(true)
 	}
-	scheme := "http"
-	if len(tlsFiles) > 0 && tlsFiles[0].cert != "" {
-		cert, err := tls.LoadX509KeyPair(tlsFiles[0].cert, tlsFiles[0].key)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("API TLS certificate: %w", err)
-		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-		scheme = "https"
-	}
-	srv := &http.Server{Handler: api.New(d, api.Reads{Audit: d.Audit(), Capacity: capacity}, tokens), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(cmd.ErrOrStderr(), "status page: %s://%s/   API: %s://%s/api/v1/hosts   metrics: %s://%s/metrics\n",
@@ -232,6 +224,39 @@ func serve(ctx context.Context, cmd *cobra.Command, d *daemon.Daemon, capacity f
 		return err
 	}
 	return runErr
+}
+
+// listenAPI opens the API's listener: loopback only unless there are
+// tokens, HTTPS when a certificate is given. plaintext says it listens off
+// loopback without TLS (tokens and data cross the network in clear).
+func listenAPI(listen string, tokens map[string]api.Identity, tlsFiles ...apiTLS) (ln net.Listener, scheme string, plaintext bool, err error) {
+	ln, err = net.Listen("tcp", listen)
+	if err != nil {
+		return nil, "", false, fmt.Errorf("listen %s: %w", listen, err)
+	}
+	loopback := false
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok {
+		loopback = tcp.IP.IsLoopback()
+	}
+	if !loopback && tokens == nil {
+		ln.Close()
+		return nil, "", false, fmt.Errorf("listen %s: an API without tokens must stay on loopback", listen)
+	}
+	if len(tlsFiles) > 0 && tlsFiles[0].cert != "" {
+		cert, err := tls.LoadX509KeyPair(tlsFiles[0].cert, tlsFiles[0].key)
+		if err != nil {
+			ln.Close()
+			return nil, "", false, fmt.Errorf("API TLS certificate: %w", err)
+		}
+		return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), "https", false, nil
+	}
+	return ln, "http", !loopback, nil
+}
+
+// warnPlaintext says at start that the API listens off loopback without
+// TLS; /metrics says it too (fenced_api_plaintext 1).
+func warnPlaintext(log zerolog.Logger, addr string) {
+	log.Warn().Str("listen", addr).Msg("API listens off loopback without TLS: bearer tokens and fleet data cross the network in clear; set api.tls_cert and api.tls_key")
 }
 
 // parseWebhooks reads --webhook values: URL or FORMAT:URL.

@@ -30,7 +30,8 @@
 //     another host, for Masakari (Debian's masakari-api and masakari-engine,
 //     every setting at its default, notified as its host monitor would:
 //     COMPUTE_HOST, STOPPED) and, in separate trials, for fenced in auto
-//     mode (after_fence: evacuate).
+//     mode (after_fence: evacuate). It is in compare_test.go so that it
+//     runs first: a Masakari that does not come up shows within minutes.
 //
 // Every trial prints a FIGURE line; with FENCED_DETECTION_FIGURES=FILE they
 // are appended to FILE, and each test ends with a Markdown table of its

@@ -97,8 +97,11 @@ func TestB4Short(t *testing.T) {
 	requireTools(t)
 	lv := harness.StartLibvirtd(t)
 	eq := run(t, lv, conditions[0], [][2]float64{{2, 2}}, 2*time.Second, 6*time.Second, false)[0]
-	if eq.st.Samples < 30 || eq.throttled < 50 || !eq.gate || eq.st.TimeoutPct > 0 {
-		t.Errorf("equal weights, r_eff 4: want ≥ 30 calls, host throttled ≥ 50 %%, no timeout, gate open; got %d calls, throttled %.0f %%, p95 %s, timeouts %.1f %%, gate open %v",
+	// (throttling is not asserted: it is 96–98 % on an idle machine but falls
+	// near 0 when work outside the lab takes the CPUs; the FIFO row below
+	// shows the workers land in the host)
+	if eq.st.Samples < 30 || !eq.gate || eq.st.TimeoutPct > 0 {
+		t.Errorf("equal weights, r_eff 4: want ≥ 30 calls, no timeout, gate open; got %d calls, throttled %.0f %%, p95 %s, timeouts %.1f %%, gate open %v",
 			eq.st.Samples, eq.throttled, eq.st.P95, eq.st.TimeoutPct, eq.gate)
 	}
 	var fifo condition

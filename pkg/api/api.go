@@ -13,22 +13,38 @@
 //	GET  /                               status page
 //
 // With tokens configured, requests carry "Authorization: Bearer TOKEN"; a
-// viewer token reads, an operator token also writes. The name a write is
-// audited under is the token's name; a name in the body is not trusted.
+// scrape token reads /metrics only, a viewer token reads everything, an
+// operator token also writes. The name a write is audited under is the
+// token's name; a name in the body is not trusted. The status page and
+// /healthz need no token (the page asks for one and keeps it in the
+// browser's session storage).
+//
+// Writes (POST) must be "Content-Type: application/json" (415 otherwise)
+// and, when they carry an Origin header, come from the API's own origin
+// (403 otherwise): a page on another site cannot post to the API, not even
+// to a dev API without tokens. A body holds exactly one JSON object; a
+// reason is at most MaxReason bytes. A write refused for its body is
+// audited with at most a short excerpt of it.
 package api
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime"
+	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/fencedhq/fenced/internal/escape"
+	"github.com/fencedhq/fenced/internal/hostname"
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/fleet"
@@ -56,10 +72,21 @@ type Reads struct {
 // Role is what a token may do.
 type Role string
 
-// Roles.
+// Roles, each allowed what the one before it is.
 const (
+	Scrape   Role = "scrape" // /metrics only (a Prometheus server's token)
 	Viewer   Role = "viewer"
 	Operator Role = "operator"
+)
+
+// rank orders the roles: a role may do what any lower one may.
+var rank = map[Role]int{Scrape: 1, Viewer: 2, Operator: 3}
+
+// Limits of a write's body.
+const (
+	MaxReason   = 1024     // bytes of a reason
+	MaxOperator = 128      // bytes of an operator's name (dev mode: from the body)
+	maxBody     = 16 << 10 // bytes of a write's body
 )
 
 // Identity is who a token speaks for.
@@ -70,10 +97,11 @@ type Identity struct {
 
 // Server is the HTTP handler.
 type Server struct {
-	b      Backend
-	r      Reads
-	tokens map[string]Identity // nil: no authentication (loopback dev mode)
-	mux    *http.ServeMux
+	b         Backend
+	r         Reads
+	tokens    map[string]Identity // nil: no authentication (loopback dev mode)
+	mux       *http.ServeMux
+	plaintext bool
 }
 
 type identityKey struct{}
@@ -85,18 +113,22 @@ func New(b Backend, r Reads, tokens map[string]Identity) *Server {
 	s.mux.HandleFunc("GET /api/v1/hosts", s.auth(Viewer, s.hosts))
 	s.mux.HandleFunc("GET /api/v1/hosts/{host}", s.auth(Viewer, s.host))
 	s.mux.HandleFunc("GET /api/v1/hosts/{host}/report", s.auth(Viewer, s.report))
-	s.mux.HandleFunc("POST /api/v1/hosts/{host}/{action}", s.auth(Operator, s.operate))
-	s.mux.HandleFunc("POST /api/v1/pause", s.auth(Operator, s.pause(true)))
-	s.mux.HandleFunc("POST /api/v1/resume", s.auth(Operator, s.pause(false)))
+	s.mux.HandleFunc("POST /api/v1/hosts/{host}/{action}", s.auth(Operator, s.write(s.operate)))
+	s.mux.HandleFunc("POST /api/v1/pause", s.auth(Operator, s.write(s.pause(true))))
+	s.mux.HandleFunc("POST /api/v1/resume", s.auth(Operator, s.write(s.pause(false))))
 	s.mux.HandleFunc("GET /api/v1/audit", s.auth(Viewer, s.audit))
 	s.mux.HandleFunc("GET /api/v1/audit/verify", s.auth(Viewer, s.verify))
-	s.mux.HandleFunc("GET /metrics", s.metrics)
+	s.mux.HandleFunc("GET /metrics", s.auth(Scrape, s.metrics))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	s.mux.HandleFunc("GET /{$}", s.page)
 	return s
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// SetPlaintext says the API listens off loopback without TLS: /metrics
+// shows it as fenced_api_plaintext 1.
+func (s *Server) SetPlaintext(on bool) { s.plaintext = on }
 
 // Error is the body of every non-2xx answer.
 type Error struct {
@@ -119,10 +151,14 @@ func (s *Server) auth(need Role, h http.HandlerFunc) http.HandlerFunc {
 			id, known := s.tokens[tok]
 			switch {
 			case !ok || !known:
+				w.Header().Set("WWW-Authenticate", `Bearer realm="fenced"`)
 				writeJSON(w, http.StatusUnauthorized, Error{Error: "missing or unknown bearer token"})
 				return
-			case need == Operator && id.Role != Operator:
+			case rank[id.Role] < rank[need] && id.Role == Viewer:
 				writeJSON(w, http.StatusForbidden, Error{Error: "this token may read but not act (role viewer)"})
+				return
+			case rank[id.Role] < rank[need]:
+				writeJSON(w, http.StatusForbidden, Error{Error: fmt.Sprintf("this token may not do this (role %s)", id.Role)})
 				return
 			}
 			r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
@@ -194,7 +230,10 @@ type HostReply struct {
 }
 
 func (s *Server) host(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("host")
+	name, ok := hostParam(w, r)
+	if !ok {
+		return
+	}
 	snap := s.b.Snapshot()
 	for _, v := range snap.Hosts {
 		if v.Host.Name == name {
@@ -212,7 +251,10 @@ func (s *Server) host(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {
-	host := r.PathValue("host")
+	host, ok := hostParam(w, r)
+	if !ok {
+		return
+	}
 	var view *fleet.View
 	snap := s.b.Snapshot()
 	for i := range snap.Hosts {
@@ -252,31 +294,155 @@ type OperateRequest struct {
 	Reason   string `json:"reason"`
 }
 
-// readOperate decodes and checks a write's body, answering 400 itself.
-func readOperate(w http.ResponseWriter, r *http.Request) (OperateRequest, bool) {
+// write guards every write before its body is read: the request comes from
+// the API's own origin (when the browser says where it comes from) and says
+// it carries JSON. A cross-site form or fetch can send text/plain without
+// asking; it carries a foreign Origin and is refused here, tokens or not.
+func (s *Server) write(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r) {
+			// not audited: a page elsewhere must not be able to fill the audit log
+			writeJSON(w, http.StatusForbidden, Error{Error: fmt.Sprintf("write from another origin (%s) refused: use the status page of this API or the CLI", escape.Excerpt(o, 100))})
+			return
+		}
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			s.refuse(w, r, http.StatusUnsupportedMediaType, Error{Error: "Content-Type must be application/json", Field: "Content-Type"}, nil)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// sameOrigin reports whether an Origin header names this API: the scheme
+// the request came in on and the Host it was sent to.
+func sameOrigin(origin string, r *http.Request) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" || u.Path != "" || u.User != nil {
+		return false // "null", opaque and malformed origins are foreign
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return strings.EqualFold(u.Scheme, scheme) && strings.EqualFold(withPort(u.Host, scheme), withPort(r.Host, scheme))
+}
+
+// withPort adds the scheme's default port to a host that has none.
+func withPort(host, scheme string) string {
+	if _, _, err := net.SplitHostPort(host); err == nil {
+		return host
+	}
+	port := "80"
+	if scheme == "https" {
+		port = "443"
+	}
+	return net.JoinHostPort(strings.Trim(host, "[]"), port)
+}
+
+// refuse answers a write with an error and audits the refusal without the
+// body: its length and an excerpt of at most escape.ExcerptLen bytes. A
+// refusal is audited only after the caller passed authentication (a
+// token, or the loopback dev API) and the origin check.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, e Error, body []byte) {
+	writeJSON(w, code, e)
+	if s.r.Audit == nil {
+		return
+	}
+	// the action as the daemon audits it (approve, pause, …); a path the
+	// API does not know is "write"
+	action := r.PathValue("action")
+	if _, known := actions[action]; !known {
+		switch action = strings.TrimPrefix(r.URL.Path, "/api/v1/"); action {
+		case "pause", "resume":
+		default:
+			action = "write"
+		}
+	}
+	host := r.PathValue("host")
+	if hostname.Check(host) != nil {
+		host = ""
+	}
+	rec := audit.Record{Component: "api", HostID: host, Action: action, Outcome: "rejected",
+		Detail: fmt.Sprintf("HTTP %d: %s; body of %d bytes: %s", code, e.Error, len(body), escape.Excerpt(string(body), escape.ExcerptLen))}
+	if id, ok := r.Context().Value(identityKey{}).(Identity); ok {
+		rec.Operator = id.Name
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	_, _ = s.r.Audit.Append(ctx, rec) // the answer is already the refusal
+}
+
+// short is an error's text cut to about escape.ExcerptLen bytes: the JSON
+// decoder quotes what it did not like (an unknown field's name) in full.
+func short(err error) string {
+	msg := err.Error()
+	if len(msg) <= escape.ExcerptLen {
+		return msg
+	}
+	return strings.ToValidUTF8(msg[:escape.ExcerptLen], "") + "…"
+}
+
+// readOperate decodes and checks a write's body, answering 4xx itself.
+func (s *Server) readOperate(w http.ResponseWriter, r *http.Request) (OperateRequest, bool) {
 	var req OperateRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.refuse(w, r, http.StatusRequestEntityTooLarge, Error{Error: fmt.Sprintf("body over %d bytes (a reason is at most %d)", maxBody, MaxReason)}, body)
+			return req, false
+		}
+		writeJSON(w, http.StatusBadRequest, Error{Error: "reading the body: " + short(err)})
+		return req, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		writeJSON(w, http.StatusBadRequest, Error{Error: "body must be JSON {\"operator\":…,\"reason\":…}: " + err.Error()})
+		s.refuse(w, r, http.StatusBadRequest, Error{Error: "body must be JSON {\"operator\":…,\"reason\":…}: " + short(err)}, body)
+		return req, false
+	}
+	if err := dec.Decode(new(json.RawMessage)); !errors.Is(err, io.EOF) {
+		s.refuse(w, r, http.StatusBadRequest, Error{Error: "body must hold exactly one JSON object: something follows it"}, body)
 		return req, false
 	}
 	if id, ok := r.Context().Value(identityKey{}).(Identity); ok {
 		// the token says who acts; a name in the body is not trusted
 		req.Operator = id.Name
 	}
-	for _, f := range []struct{ name, v string }{{"operator", req.Operator}, {"reason", req.Reason}} {
-		if strings.TrimSpace(f.v) == "" {
-			writeJSON(w, http.StatusBadRequest, Error{Error: f.name + " is required", Field: f.name})
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{{"operator", req.Operator, MaxOperator}, {"reason", req.Reason, MaxReason}} {
+		switch {
+		case strings.TrimSpace(f.v) == "":
+			s.refuse(w, r, http.StatusBadRequest, Error{Error: f.name + " is required", Field: f.name}, body)
+			return req, false
+		case len(f.v) > f.max:
+			s.refuse(w, r, http.StatusBadRequest, Error{Error: fmt.Sprintf("%s: at most %d bytes, have %d", f.name, f.max, len(f.v)), Field: f.name}, body)
 			return req, false
 		}
+	}
+	if escape.Terminal(req.Operator) != req.Operator {
+		s.refuse(w, r, http.StatusBadRequest, Error{Error: "operator: a name without control characters, backslashes or bidi overrides", Field: "operator"}, body)
+		return req, false
 	}
 	return req, true
 }
 
+// hostParam is the {host} of the path, answering 400 itself when it is not
+// a host name.
+func hostParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+	name := r.PathValue("host")
+	if err := hostname.Check(name); err != nil {
+		writeJSON(w, http.StatusBadRequest, Error{Error: err.Error(), Field: "host"})
+		return "", false
+	}
+	return name, true
+}
+
 func (s *Server) pause(p bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		req, ok := readOperate(w, r)
+		req, ok := s.readOperate(w, r)
 		if !ok {
 			return
 		}
@@ -295,14 +461,17 @@ var actions = map[string]playbook.Event{"approve": playbook.EvApprove, "abort": 
 func (s *Server) operate(w http.ResponseWriter, r *http.Request) {
 	ev, ok := actions[r.PathValue("action")]
 	if !ok {
-		writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("unknown action %q (want approve, abort or unfence)", r.PathValue("action"))})
+		writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("unknown action %s (want approve, abort or unfence)", escape.Excerpt(r.PathValue("action"), 40))})
 		return
 	}
-	req, ok := readOperate(w, r)
+	name, ok := hostParam(w, r)
 	if !ok {
 		return
 	}
-	name := r.PathValue("host")
+	req, ok := s.readOperate(w, r)
+	if !ok {
+		return
+	}
 	known := false
 	for _, v := range s.b.Snapshot().Hosts {
 		known = known || v.Host.Name == name
@@ -433,6 +602,11 @@ func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "# HELP fenced_leader 1 when this replica leads.\n# TYPE fenced_leader gauge\nfenced_leader %d\n", leader)
 	fmt.Fprintf(w, "# HELP fenced_fence_token The leader's fencing token as this replica knows it.\n# TYPE fenced_fence_token gauge\nfenced_fence_token %d\n", snap.Token)
 	fmt.Fprintf(w, "# HELP fenced_etcd_writes_total Host records written to etcd.\n# TYPE fenced_etcd_writes_total counter\nfenced_etcd_writes_total %d\n", snap.EtcdWrites)
+	plain := 0
+	if s.plaintext {
+		plain = 1
+	}
+	fmt.Fprintf(w, "# HELP fenced_api_plaintext 1 when this API listens off loopback without TLS: tokens and data cross the network in clear.\n# TYPE fenced_api_plaintext gauge\nfenced_api_plaintext %d\n", plain)
 	fmt.Fprintf(w, "# HELP fenced_tick_drift_seconds How late the last tick ran: a starved controller shows it.\n# TYPE fenced_tick_drift_seconds gauge\nfenced_tick_drift_seconds %g\n", snap.TickDrift)
 	if len(snap.Collectors) > 0 {
 		fmt.Fprintln(w, "# HELP fenced_collector_failures_total Failed collections per collector.\n# TYPE fenced_collector_failures_total counter")

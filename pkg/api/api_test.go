@@ -72,6 +72,9 @@ func backend() *fakeBackend {
 func do(t *testing.T, h http.Handler, method, path, token, body string) (int, string) {
 	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if method == "POST" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -101,6 +104,11 @@ func TestReadsAndWrites(t *testing.T) {
 		{"/api/v1/hosts/cmp-017/approve", `{"operator":"alice"}`, 400, `"field": "reason"`},
 		{"/api/v1/hosts/cmp-017/approve", `{"operator":"alice","reason":"x","force":true}`, 400, "unknown field"},
 		{"/api/v1/hosts/cmp-017/approve", `not json`, 400, "body must be JSON"},
+		{"/api/v1/hosts/cmp-017/approve", `{"operator":"a","reason":"b"} {"operator":"a","reason":"c"}`, 400, "exactly one JSON object"},
+		{"/api/v1/hosts/cmp-017/approve", `{"operator":"a","reason":"b"}garbage`, 400, "exactly one JSON object"},
+		{"/api/v1/hosts/cmp-017/approve", `{"operator":"a","reason":"b"}}`, 400, "exactly one JSON object"},
+		{"/api/v1/hosts/cmp-017/approve", `{"operator":"a\u001b[2J","reason":"b"}`, 400, `"field": "operator"`},
+		{"/api/v1/hosts/cmp%0A017/approve", `{"operator":"a","reason":"b"}`, 400, `"field": "host"`},
 		{"/api/v1/hosts/cmp-017/reboot", `{"operator":"a","reason":"b"}`, 404, "unknown action"},
 		{"/api/v1/hosts/nope/approve", `{"operator":"a","reason":"b"}`, 404, "unknown host"},
 		{"/api/v1/hosts/cmp-001/approve", `{"operator":"a","reason":"b"}`, 409, "not allowed"},
@@ -149,6 +157,8 @@ func TestReadTokens(t *testing.T) {
 		{"# ops\noperator carol 0123456789abcdef\nviewer vic fedcba9876543210\n", ""},
 		{"operator 0123456789abcdef\n", ":1: want \"ROLE NAME TOKEN\""},
 		{"admin carol 0123456789abcdef\n", ":1: want"},
+		{"operator carol 0123456789abcdef\nviewer vic fedcba9876543210\nscrape prometheus 00112233445566778899\n", ""},
+		{"operator car\u202eol 0123456789abcdef\n", ":1: a NAME of at most"},
 		{"operator carol short\n", ":1: token of carol shorter than 16"},
 		{"operator carol 0123456789abcdef\nviewer carol fedcba9876543210\n", ":2: name carol already used on line 1"},
 		{"operator a 0123456789abcdef\nviewer b 0123456789abcdef\n", ":2: token of b repeats"},
@@ -260,5 +270,157 @@ func TestPauseResume(t *testing.T) {
 	}
 	if strings.Join(b.ops, "|") != "pause=true a maintenance|pause=false a done" {
 		t.Fatalf("%v", b.ops)
+	}
+}
+
+// post sends a write with the given headers (Content-Type and Origin are
+// not set unless given).
+func post(t *testing.T, h http.Handler, path, body string, header map[string]string) (int, string) {
+	t.Helper()
+	req := httptest.NewRequest("POST", path, strings.NewReader(body))
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String()
+}
+
+// TestWritesNeedJSONFromTheOwnOrigin: a page on another site can POST
+// text/plain without a CORS preflight; the dev API (no tokens) refuses it,
+// and refuses any write from a foreign Origin.
+func TestWritesNeedJSONFromTheOwnOrigin(t *testing.T) {
+	b := backend()
+	s := New(b, reads(t), nil)
+	const body = `{"operator":"mallory","reason":"csrf"}`
+	const path = "/api/v1/hosts/cmp-017/approve" // httptest requests go to example.com
+	for _, c := range []struct {
+		header map[string]string
+		code   int
+		want   string
+	}{
+		{map[string]string{"Content-Type": "text/plain", "Origin": "http://evil.example"}, 403, "another origin"},
+		{map[string]string{"Content-Type": "text/plain"}, 415, "application/json"},
+		{map[string]string{}, 415, "application/json"},
+		{map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415, "application/json"},
+		{map[string]string{"Content-Type": "application/json", "Origin": "http://evil.example"}, 403, "another origin"},
+		{map[string]string{"Content-Type": "application/json", "Origin": "null"}, 403, "another origin"},
+		{map[string]string{"Content-Type": "application/json", "Origin": "https://example.com"}, 403, "another origin"},
+		{map[string]string{"Content-Type": "application/json", "Origin": "http://example.com:8080"}, 403, "another origin"},
+		{map[string]string{"Content-Type": "application/json", "Origin": "http://example.com"}, 200, "changes"},
+		{map[string]string{"Content-Type": "application/json; charset=utf-8"}, 200, "changes"},
+	} {
+		code, out := post(t, s, path, body, c.header)
+		if code != c.code || !strings.Contains(out, c.want) {
+			t.Errorf("%v: %d %s, want %d %q", c.header, code, out, c.code, c.want)
+		}
+	}
+	if code, _ := post(t, s, "/api/v1/pause", body, map[string]string{"Content-Type": "text/plain", "Origin": "http://evil.example"}); code != 403 {
+		t.Errorf("cross-site pause: %d", code)
+	}
+	if len(b.ops) != 2 {
+		t.Fatalf("the backend saw %v, want only the two same-origin approvals", b.ops)
+	}
+}
+
+// TestReasonCapAndRefusalsAudited: an over-long reason is refused with a
+// 400 that names the field and the limit, never reaches the backend, and
+// the refusal is audited with a short excerpt of the body, not the body.
+func TestReasonCapAndRefusalsAudited(t *testing.T) {
+	b := backend()
+	r := reads(t)
+	s := New(b, r, map[string]Identity{"operator-token-000": {"carol", Operator}})
+	hdr := map[string]string{"Content-Type": "application/json", "Authorization": "Bearer operator-token-000"}
+	ok := strings.Repeat("r", MaxReason)
+	if code, out := post(t, s, "/api/v1/hosts/cmp-017/approve", `{"reason":"`+ok+`"}`, hdr); code != 200 {
+		t.Fatalf("a reason of %d bytes: %d %s", MaxReason, code, out)
+	}
+	code, out := post(t, s, "/api/v1/hosts/cmp-017/approve", `{"reason":"`+ok+`x"}`, hdr)
+	if code != 400 || !strings.Contains(out, `"field": "reason"`) || !strings.Contains(out, "at most 1024 bytes") {
+		t.Fatalf("a reason of %d bytes: %d %s", MaxReason+1, code, out)
+	}
+	big := strings.Repeat("A", 64<<10)
+	if code, out := post(t, s, "/api/v1/hosts/cmp-017/abort", `{"reason":"`+big+`"}`, hdr); code != 413 || len(out) > 300 {
+		t.Fatalf("a 64 KB body: %d %.300s", code, out)
+	}
+	if code, out := post(t, s, "/api/v1/hosts/cmp-017/abort", `{"reason":"x","`+big[:4000]+`":1}`, hdr); code != 400 || len(out) > 500 {
+		t.Fatalf("an unknown 4 KB field: %d %.600s", code, out)
+	}
+	if len(b.ops) != 1 {
+		t.Fatalf("refused writes reached the backend: %d ops", len(b.ops))
+	}
+	recs, err := r.Audit.Records(context.Background(), func(rec audit.Record) bool { return rec.Outcome == "rejected" })
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("want 3 audited refusals, have %d (%v)", len(recs), err)
+	}
+	for i, rec := range recs {
+		if want := []string{"approve", "abort", "abort"}[i]; rec.Action != want {
+			t.Errorf("refusal %d: action %q, want %q", i, rec.Action, want)
+		}
+		if rec.Operator != "carol" || rec.HostID != "cmp-017" || len(rec.Detail) > 600 || !strings.Contains(rec.Detail, "bytes") {
+			t.Errorf("audited refusal: %+v", rec)
+		}
+	}
+	if !strings.Contains(recs[1].Detail, "HTTP 413") || !strings.Contains(recs[0].Detail, "at most 1024 bytes") {
+		t.Errorf("refusals say why: %q / %q", recs[0].Detail, recs[1].Detail)
+	}
+	// a foreign origin and a missing token are not audited: no one can fill the log from outside
+	post(t, s, "/api/v1/hosts/cmp-017/approve", `{"reason":"x"}`, map[string]string{"Content-Type": "application/json", "Authorization": "Bearer operator-token-000", "Origin": "http://evil.example"})
+	post(t, s, "/api/v1/hosts/cmp-017/approve", `{"reason":"x"}`, map[string]string{"Content-Type": "application/json"})
+	if n, _ := r.Audit.Records(context.Background(), func(rec audit.Record) bool { return rec.Outcome == "rejected" }); len(n) != 3 {
+		t.Fatalf("%d refusals audited, want still 3", len(n))
+	}
+}
+
+// TestMetricsNeedAToken: with tokens, /metrics takes a scrape, viewer or
+// operator token; a scrape token reads nothing else.
+func TestMetricsNeedAToken(t *testing.T) {
+	s := New(backend(), reads(t), map[string]Identity{"s": {"prometheus", Scrape}, "v": {"vic", Viewer}, "o": {"carol", Operator}})
+	for _, c := range []struct {
+		path, token string
+		code        int
+	}{
+		{"/metrics", "", 401}, {"/metrics", "wrong", 401},
+		{"/metrics", "s", 200}, {"/metrics", "v", 200}, {"/metrics", "o", 200},
+		{"/api/v1/hosts", "s", 403}, {"/api/v1/audit", "s", 403}, {"/api/v1/hosts/cmp-017/report", "s", 403},
+		{"/healthz", "", 200}, {"/", "", 200},
+	} {
+		code, body := do(t, s, "GET", c.path, c.token, "")
+		if code != c.code {
+			t.Errorf("GET %s token %q: %d, want %d", c.path, c.token, code, c.code)
+		}
+		if code == 401 && strings.Contains(body, "cmp-017") {
+			t.Errorf("GET %s without a token shows a host: %s", c.path, body)
+		}
+	}
+	if code, _ := do(t, s, "POST", "/api/v1/pause", "s", `{"reason":"x"}`); code != 403 {
+		t.Errorf("a scrape token paused: %d", code)
+	}
+}
+
+func TestPlaintextMetric(t *testing.T) {
+	s := New(backend(), reads(t), nil)
+	if _, m := do(t, s, "GET", "/metrics", "", ""); !strings.Contains(m, "\nfenced_api_plaintext 0\n") {
+		t.Errorf("metrics lack fenced_api_plaintext 0")
+	}
+	s.SetPlaintext(true)
+	if _, m := do(t, s, "GET", "/metrics", "", ""); !strings.Contains(m, "# TYPE fenced_api_plaintext gauge\nfenced_api_plaintext 1\n") {
+		t.Errorf("metrics lack fenced_api_plaintext 1")
+	}
+}
+
+// TestStatusPageSendsTheToken: the page asks for a token on 401, keeps it
+// in sessionStorage and sends it with every request (the browser test
+// drives the page without tokens).
+func TestStatusPageSendsTheToken(t *testing.T) {
+	_, page := do(t, New(backend(), reads(t), nil), "GET", "/", "", "")
+	for _, want := range []string{`sessionStorage.setItem(TOKEN_KEY`, `"Authorization"] = "Bearer " + token()`, `fetch("/api/v1/hosts", authed())`,
+		`authed({`, `r.status === 401`, `id="login"`, `type="password"`, `\u202a-\u202e\u2066-\u2069`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("status page lacks %s", want)
+		}
+	}
+	if strings.Contains(page, "localStorage") {
+		t.Error("the token must not outlive the tab (sessionStorage, not localStorage)")
 	}
 }

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/fencedhq/fenced/internal/escape"
 )
 
-// ReadTokens reads a tokens file: one "ROLE NAME TOKEN" a line (ROLE viewer
-// or operator; NAME is what the audit records for the token's writes;
-// TOKEN at least 16 characters), # comments and blank lines allowed.
+// ReadTokens reads a tokens file: one "ROLE NAME TOKEN" a line (ROLE scrape,
+// viewer or operator; NAME is what the audit records for the token's
+// writes; TOKEN at least 16 characters), # comments and blank lines allowed.
+// A scrape token reads /metrics only: give it to Prometheus.
 func ReadTokens(path string) (map[string]Identity, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -25,10 +28,13 @@ func ReadTokens(path string) (map[string]Identity, error) {
 			continue
 		}
 		fields := strings.Fields(line)
-		if len(fields) != 3 || (fields[0] != string(Viewer) && fields[0] != string(Operator)) {
-			return nil, fmt.Errorf("%s:%d: want \"ROLE NAME TOKEN\" with ROLE viewer or operator", path, n)
+		if len(fields) != 3 || rank[Role(fields[0])] == 0 {
+			return nil, fmt.Errorf("%s:%d: want \"ROLE NAME TOKEN\" with ROLE scrape, viewer or operator", path, n)
 		}
 		role, name, tok := fields[0], fields[1], fields[2]
+		if len(name) > MaxOperator || escape.Terminal(name) != name {
+			return nil, fmt.Errorf("%s:%d: a NAME of at most %d printable characters, no backslash", path, n, MaxOperator)
+		}
 		if len(tok) < 16 {
 			return nil, fmt.Errorf("%s:%d: token of %s shorter than 16 characters", path, n, name)
 		}

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fencedhq/fenced/internal/hostname"
 	"github.com/fencedhq/fenced/pkg/fencing/inventory"
 	"github.com/fencedhq/fenced/pkg/fencing/redfish"
 	"github.com/fencedhq/fenced/pkg/signals"
@@ -129,7 +130,7 @@ type Webhook struct {
 
 // Load reads and validates a config file.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := yamlfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -170,7 +171,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		if e := n.Evacuable; e != nil {
 			for f, v := range map[string]string{"flavor_extra_spec": e.FlavorExtraSpec, "image_property": e.ImageProperty, "aggregate_metadata": e.AggregateMetadata} {
 				if k, _, ok := strings.Cut(v, "="); v != "" && (!ok || k == "") {
-					return nil, doc.Errorf("nova.evacuable."+f, "%q: want key=value, e.g. evacuable=true", v)
+					return nil, doc.Errorf("nova.evacuable."+f, "%s: want key=value, e.g. evacuable=true", yamlfile.Quote(v))
 				}
 			}
 		}
@@ -183,11 +184,15 @@ func Parse(name string, data []byte) (*Config, error) {
 			return nil, doc.Errorf("libvirt", "give uri (a template with {host}) or hosts")
 		}
 		if l.URI != "" && (!strings.Contains(l.URI, "://") || !strings.Contains(l.URI, "{host}")) {
-			return nil, doc.Errorf("libvirt.uri", "%q: want a libvirt URI template with {host}, e.g. qemu+tls://{host}/system", l.URI)
+			return nil, doc.Errorf("libvirt.uri", "%s: want a libvirt URI template with {host}, e.g. qemu+tls://{host}/system", yamlfile.Quote(l.URI))
 		}
-		for h, u := range l.Hosts {
+		for _, h := range sortedKeys(l.Hosts) {
+			u := l.Hosts[h]
+			if err := validHost(h); err != nil {
+				return nil, doc.Errorf("libvirt.hosts", "%v", err)
+			}
 			if !strings.Contains(u, "://") {
-				return nil, doc.Errorf("libvirt.hosts."+h, "%q is not a libvirt URI", u)
+				return nil, doc.Errorf("libvirt.hosts."+h, "%s is not a libvirt URI", yamlfile.Quote(u))
 			}
 		}
 		if l.CallTimeout < 0 {
@@ -199,10 +204,15 @@ func Parse(name string, data []byte) (*Config, error) {
 			return nil, doc.Errorf("prometheus.url", "required")
 		}
 		if u, err := url.Parse(p.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, doc.Errorf("prometheus.url", "%q: want http(s)://host:port", p.URL)
+			return nil, doc.Errorf("prometheus.url", "%s: want http(s)://host:port", yamlfile.Quote(p.URL))
 		}
 		if p.Timeout < 0 {
 			return nil, doc.Errorf("prometheus.timeout", "must not be negative")
+		}
+		for _, label := range sortedKeys(p.HostMap) {
+			if err := validHost(p.HostMap[label]); err != nil {
+				return nil, doc.Errorf("prometheus.host_map", "%v", err)
+			}
 		}
 		for sig := range p.Queries {
 			if !signals.Name(sig).Valid() {
@@ -214,28 +224,25 @@ func Parse(name string, data []byte) (*Config, error) {
 		f := fmt.Sprintf("webhooks[%d]", i)
 		u, err := url.Parse(w.URL)
 		if w.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, doc.Errorf(f, "url %q: want http(s)://host/path", w.URL)
+			return nil, doc.Errorf(f, "url %s: want http(s)://host/path", yamlfile.Quote(w.URL))
 		}
 		switch w.Format {
 		case "", "generic", "slack", "pagerduty":
 		default:
-			return nil, doc.Errorf(f, "format %q: want generic, slack or pagerduty", w.Format)
+			return nil, doc.Errorf(f, "format %s: want generic, slack or pagerduty", yamlfile.Quote(w.Format))
 		}
 	}
 	return c, nil
 }
 
-func validHost(h string) error {
-	if h == "" || strings.ContainsAny(h, " /\t\n\r{}") {
-		return fmt.Errorf("%q is not a host name", h)
-	}
-	return nil
-}
+// validHost is the host-name rule of the API and traces (pkg
+// internal/hostname): letters, digits, '.', '-', '_'.
+func validHost(h string) error { return hostname.Check(h) }
 
 func (c *Config) checkAPI(doc *yamlfile.Doc) error {
 	a := c.API
 	if _, _, err := net.SplitHostPort(a.Listen); err != nil {
-		return doc.Errorf("api.listen", "%q is not host:port", a.Listen)
+		return doc.Errorf("api.listen", "%s is not host:port", yamlfile.Quote(a.Listen))
 	}
 	if (a.TLSCert == "") != (a.TLSKey == "") {
 		return doc.Errorf("api.tls_cert", "tls_cert and tls_key go together")
@@ -269,7 +276,7 @@ func (c *Config) checkEtcd(doc *yamlfile.Doc) error {
 	for i, ep := range e.Endpoints {
 		u, err := url.Parse(ep)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return doc.Errorf(fmt.Sprintf("etcd.endpoints[%d]", i), "%q: want http(s)://host:port", ep)
+			return doc.Errorf(fmt.Sprintf("etcd.endpoints[%d]", i), "%s: want http(s)://host:port", yamlfile.Quote(ep))
 		}
 	}
 	if (e.CertFile == "") != (e.KeyFile == "") {
@@ -285,7 +292,7 @@ func (c *Config) checkEtcd(doc *yamlfile.Doc) error {
 		e.Prefix = "/fenced/"
 	}
 	if !strings.HasPrefix(e.Prefix, "/") || !strings.HasSuffix(e.Prefix, "/") {
-		return doc.Errorf("etcd.prefix", "%q: want /name/", e.Prefix)
+		return doc.Errorf("etcd.prefix", "%s: want /name/", yamlfile.Quote(e.Prefix))
 	}
 	if e.TTL == 0 {
 		e.TTL = 5 * time.Second
@@ -326,13 +333,22 @@ func (c *Config) checkBMC(doc *yamlfile.Doc) error {
 	}
 	for h, e := range b.Hosts {
 		if err := validHost(h); err != nil {
-			return doc.Errorf("bmc.hosts."+h, "%v", err)
+			return doc.Errorf("bmc.hosts", "%v", err)
 		}
 		if err := inventory.Check(e, nil); err != nil {
 			return doc.Errorf("bmc.hosts."+h+"."+fieldOf(err), "%v", msgOf(err))
 		}
 	}
 	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func fieldOf(err error) string {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,11 +125,49 @@ func TestErrorsNameFileLineField(t *testing.T) {
 		{etcd + "libvirt:\n  uri: qemu+tls://host/system\n", "f.yaml:3: libvirt.uri"},
 		{etcd + "nova:\n  evacuable: {flavor_extra_spec: evacuable}\n", "f.yaml:3: nova.evacuable.flavor_extra_spec"},
 		{etcd + "hosts: [\"a b\"]\n", "f.yaml:2: hosts[0]"},
+		{etcd + "hosts: [\"cn1\\e[2J\"]\n", `f.yaml:2: hosts[0]: "cn1\x1b[2J" is not a host name`},
+		{etcd + "hosts: [\"cn\\u202e1\"]\n", `f.yaml:2: hosts[0]: "cn\u202e1" is not a host name`},
+		{etcd + "bmc:\n  hosts:\n    \"cn\\n1\": {endpoint: https://bmc, username: u, password_env: X}\n", `f.yaml:3: bmc.hosts: "cn\n1" is not a host name`},
+		{etcd + "libvirt:\n  hosts: {\"cn 1\": \"qemu+tcp://x/system\"}\n", `f.yaml:3: libvirt.hosts: "cn 1" is not a host name`},
+		{etcd + "prometheus:\n  url: http://p\n  host_map: {node1: \"cn/1\"}\n", `f.yaml:4: prometheus.host_map: "cn/1" is not a host name`},
+		{etcd + "prometheus:\n  url: http://p\n  timeout: -1s\n", "f.yaml:4: prometheus.timeout: must not be negative"},
+		{etcd + "nova:\n  call_timeout: -1s\n", "f.yaml:3: nova.call_timeout: must not be negative"},
+		{etcd + "libvirt:\n  uri: qemu+tls://{host}/system\n  call_timeout: -2s\n", "f.yaml:4: libvirt.call_timeout: must not be negative"},
+		{etcd + "bmc:\n  check_interval: -1m\n  template: {endpoint: \"https://{host}\", username: u, password_env: X}\n", "f.yaml:3: bmc.check_interval"},
+		{"etcd:\n  endpoints: [http://a:1]\n  settle: -1s\n", "f.yaml:3: etcd.settle: must not be negative"},
+		{etcd + "webhooks:\n  - url: \"ftp://oncall.example/hook\"\n", `f.yaml:3: webhooks[0]: url "ftp://oncall.example/hook": want http(s)`},
+		{etcd + "webhooks:\n  - url: \"javascript:alert(1)\"\n", "f.yaml:3: webhooks[0]: url"},
+		{"etcd:\n  endpoints: [ftp://a:1]\n", "f.yaml:2: etcd.endpoints[0]"},
+		{etcd + "bmc:\n  template: {endpoint: \"ftp://{host}\", username: u, password_env: X}\n", "f.yaml:3: bmc.template.endpoint"},
 	} {
 		_, err := Parse("f.yaml", []byte(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: %v, want %q", c.yaml, err, c.want)
 		}
+	}
+}
+
+// TestHugeValueMakesAShortError: a 50 MB value is refused with an error
+// that quotes at most about 200 bytes of it, in Parse and in Load.
+func TestHugeValueMakesAShortError(t *testing.T) {
+	huge := strings.Repeat("A", 50<<20)
+	for _, y := range []string{
+		"etcd: {embedded: {data_dir: /x}}\napi:\n  listen: " + huge + "\n",
+		"etcd: {embedded: {data_dir: /x}}\napi:\n  listen: " + huge[:200<<10] + "\n",
+		"etcd: {embedded: {data_dir: /x}}\nwebhooks:\n  - url: http://x\n    format: " + huge[:200<<10] + "\n",
+		"etcd: {embedded: {data_dir: /x}}\nbmc:\n  hosts:\n    cn1: {endpoint: " + huge[:200<<10] + ", username: u, password_env: X}\n",
+	} {
+		_, err := Parse("f.yaml", []byte(y))
+		if err == nil || len(err.Error()) > 800 {
+			t.Errorf("%d bytes of config: an error of %d bytes: %.300v", len(y), len(fmt.Sprint(err)), err)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(p, []byte("tick: "+huge), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p); err == nil || len(err.Error()) > 300 {
+		t.Fatalf("a 50 MB file: %.300v", err)
 	}
 }
 

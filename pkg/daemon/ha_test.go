@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"context"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -27,10 +28,24 @@ func startEtcd(t *testing.T) []string {
 	return e.Endpoints
 }
 
-// replica is one HA daemon on a shared lab world.
-// replica is one replica on the etcd at endpoints, acting on world; gen, if
-// given, is the lab fleet (default: 12 hosts, lab-007 starving at once).
+// replica is one replica on the etcd at endpoints, acting on world in
+// process; gen, if given, is the lab fleet (default: 12 hosts, lab-007
+// starving at once). The in-process world is for one replica at a time:
+// replicas that run together share a world through a lab server (sharedLab).
 func replica(t *testing.T, endpoints []string, id string, world *lab.World, clk clock.Clock, mode string, gen ...*lab.Generator) *daemon.Daemon {
+	t.Helper()
+	g := lab.NewGenerator(12, clk.Now(), 0, world)
+	if len(gen) > 0 {
+		g = gen[0]
+	}
+	d := replicaOn(t, endpoints, id, world.Backends(g), clk, mode)
+	// the world's gate and placer read this replica's snapshot
+	world.SetViews(d)
+	return d
+}
+
+// replicaOn is one replica on the etcd at endpoints with backends be.
+func replicaOn(t *testing.T, endpoints []string, id string, be daemon.Backends, clk clock.Clock, mode string) *daemon.Daemon {
 	t.Helper()
 	p, _ := policy.Default().WithMode(mode)
 	cli, err := lease.Connect(lease.ClientConfig{Endpoints: endpoints})
@@ -38,21 +53,24 @@ func replica(t *testing.T, endpoints []string, id string, world *lab.World, clk 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cli.Close() })
-	g := lab.NewGenerator(12, clk.Now(), 0, world)
-	if len(gen) > 0 {
-		g = gen[0]
-	}
 	d, err := daemon.NewReplica(context.Background(), daemon.ReplicaConfig{Policy: p, Clock: clk, Log: testLog(t, id), Tick: 5 * time.Second,
-		Etcd: cli, ID: id, TTL: 3 * time.Second, Settle: time.Second, Backends: world.Backends(g)})
+		Etcd: cli, ID: id, TTL: 3 * time.Second, Settle: time.Second, Backends: be})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id == "a" {
-		// one world serves both replicas; its placer reads the first
-		// leader's fleet (a follower's fleet is all blind)
-		world.SetViews(d)
-	}
 	return d
+}
+
+// sharedLab serves one lab world (12 hosts, lab-007 starving at once) to
+// several replicas, as `fenced lab serve` does: every request is served under
+// the server's lock.
+func sharedLab(t *testing.T, clk clock.Clock) (srv *lab.Server, url string) {
+	t.Helper()
+	world := lab.NewWorld(clk.Now, 30*time.Second, policy.Default().SignalsConfig())
+	srv = &lab.Server{World: world, Gen: lab.NewGenerator(12, clk.Now(), 0, world)}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	return srv, hs.URL
 }
 
 func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
@@ -72,19 +90,20 @@ func TestHAFailoverResumesWithoutASecondPowerCycle(t *testing.T) {
 	}
 	endpoints := startEtcd(t)
 	clk := clock.NewScaled(60)
-	world := lab.NewWorld(clk.Now, 30*time.Second, policy.Default().SignalsConfig())
-	a := replica(t, endpoints, "a", world, clk, "auto")
+	labSrv, labURL := sharedLab(t, clk)
+	powerCycles := func() int { return labSrv.Counters().PowerCycles }
+	a := replicaOn(t, endpoints, "a", (&lab.Remote{URL: labURL, Replica: "a"}).Backends(), clk, "auto")
 	actx, stopA := context.WithCancel(context.Background())
 	doneA := make(chan error, 1)
 	go func() { doneA <- a.Run(actx) }()
 	waitUntil(t, "a leads", 10*time.Second, func() bool { return a.Snapshot().Leader })
 
-	b := replica(t, endpoints, "b", world, clk, "auto")
+	b := replicaOn(t, endpoints, "b", (&lab.Remote{URL: labURL, Replica: "b"}).Backends(), clk, "auto")
 	bctx, stopB := context.WithCancel(context.Background())
 	defer stopB()
 	go b.Run(bctx)
 
-	waitUntil(t, "a power-cycles the starving host", 60*time.Second, func() bool { return world.Count().PowerCycles == 1 })
+	waitUntil(t, "a power-cycles the starving host", 60*time.Second, func() bool { return powerCycles() == 1 })
 	if sa, sb := a.Snapshot(), b.Snapshot(); sa.Leader && sb.Leader {
 		t.Fatalf("two leaders: a token %d, b token %d", sa.Token, sb.Token)
 	}
@@ -130,8 +149,8 @@ func TestHAFailoverResumesWithoutASecondPowerCycle(t *testing.T) {
 		}
 		return false
 	})
-	if world.Count().PowerCycles != 1 {
-		t.Fatalf("%d power cycles after failover, want 1", world.Count().PowerCycles)
+	if n := powerCycles(); n != 1 {
+		t.Fatalf("%d power cycles after failover, want 1", n)
 	}
 	if n, err := b.Audit().Verify(context.Background()); err != nil || n == 0 {
 		t.Fatalf("audit in etcd: %d %v", n, err)
@@ -188,8 +207,8 @@ func TestNewLeaderReconcilesAnIntentWithoutOutcome(t *testing.T) {
 		}
 		return false
 	})
-	if world.Count().PowerCycles != 1 {
-		t.Fatalf("%d power cycles, want the old leader's 1", world.Count().PowerCycles)
+	if world.PowerCycles != 1 {
+		t.Fatalf("%d power cycles, want the old leader's 1", world.PowerCycles)
 	}
 	recs, _ := records(t, d, "lab-003")
 	found := false

@@ -24,12 +24,23 @@ type Generator struct {
 	starve map[string]*starving
 }
 
-type starving struct{ faulted, cured bool }
+type starving struct {
+	onset          time.Time // zero: Start+StarveAfter
+	faulted, cured bool
+}
 
 // Starve makes more hosts starve like the victim (a scale run's incident).
 func (g *Generator) Starve(hosts ...string) {
 	for _, h := range hosts {
 		g.starve[h] = &starving{}
+	}
+}
+
+// StarveAt makes host starve like the victim from at on (a test's new
+// incident on a running lab). An unknown host is ignored.
+func (g *Generator) StarveAt(host string, at time.Time) {
+	if _, ok := g.models[host]; ok {
+		g.starve[host] = &starving{onset: at}
 	}
 }
 
@@ -57,6 +68,10 @@ func (g *Generator) Samples(now time.Time) []signals.Sample {
 	for _, h := range g.Hosts {
 		L := 0.0
 		if st := g.starve[h]; st != nil {
+			onset := onset
+			if !st.onset.IsZero() {
+				onset = st.onset
+			}
 			L = trace.Ramp(now, onset, onset.Add(g.Ramp))
 			if stall := onset.Add(g.Ramp * 2 / 3); !now.Before(stall) && !st.faulted {
 				g.models[h].Stall(stall)

@@ -167,6 +167,11 @@ func (r *Remote) Back(ctx context.Context, host string) (bool, error) {
 // Notify implements playbook.Notifier (the lab has no on-call).
 func (r *Remote) Notify(context.Context, playbook.Notification) {}
 
+// Starve makes host start starving now, like the lab's victim (tests).
+func (r *Remote) Starve(ctx context.Context, host string) error {
+	return r.do(ctx, "POST", "/lab/v1/hosts/"+host+"/starve", nil, nil)
+}
+
 // Actions returns what the lab was asked to do, and the collection calls.
 func (r *Remote) Actions(ctx context.Context) (actions, collects []Action, err error) {
 	var out struct {

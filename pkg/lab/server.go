@@ -31,6 +31,13 @@ type Server struct {
 	collect []Action
 }
 
+// Counters returns what the world was asked to do so far.
+func (s *Server) Counters() Counters {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.World.Counters
+}
+
 // ReplicaHeader names the calling replica.
 const ReplicaHeader = "X-Fenced-Replica"
 
@@ -75,6 +82,16 @@ func (s *Server) Handler() http.Handler {
 	}))
 	mux.HandleFunc("GET /lab/v1/actions", s.locked(func(w http.ResponseWriter, _ *http.Request) {
 		reply(w, map[string]any{"actions": s.actions, "collect": s.collect}, nil)
+	}))
+	// a new incident: the host starts starving now (tests; not a replica's action)
+	mux.HandleFunc("POST /lab/v1/hosts/{host}/starve", s.locked(func(w http.ResponseWriter, r *http.Request) {
+		h := r.PathValue("host")
+		if _, ok := s.World.Control(h); !ok {
+			http.NotFound(w, r)
+			return
+		}
+		s.Gen.StarveAt(h, s.World.now())
+		reply(w, map[string]bool{"ok": true}, nil)
 	}))
 	mux.HandleFunc("POST /lab/v1/hosts/{host}/{action}", func(w http.ResponseWriter, r *http.Request) {
 		host, action := r.PathValue("host"), r.PathValue("action")

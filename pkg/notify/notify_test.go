@@ -2,10 +2,14 @@ package notify
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,7 +38,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		<-r.hang
 	}
 	body, _ := io.ReadAll(req.Body)
-	if Sign(r.secret, req.Header.Get(HeaderTimestamp), body) != req.Header.Get(HeaderSignature) {
+	if !verifyDocumented(r.secret, req.Header.Get("X-Fenced-Timestamp"), body, req.Header.Get("X-Fenced-Signature")) {
 		r.badSig.Add(1)
 		w.WriteHeader(http.StatusUnauthorized)
 		return
@@ -49,6 +53,26 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.payloads = append(r.payloads, m)
 	r.mu.Unlock()
 	r.got.Add(1)
+}
+
+// verifyDocumented checks a delivery the way a receiver reading docs/run.md
+// would, without Sign: the timestamp is UNIX seconds and the signature is
+// "sha256=" + hex(HMAC-SHA256(secret, TIMESTAMP + "." + BODY)).
+func verifyDocumented(secret []byte, ts string, body []byte, sig string) bool {
+	if _, err := strconv.ParseInt(ts, 10, 64); err != nil {
+		return false
+	}
+	got, ok := strings.CutPrefix(sig, "sha256=")
+	if !ok {
+		return false
+	}
+	raw, err := hex.DecodeString(got)
+	if err != nil {
+		return false
+	}
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(ts + "." + string(body)))
+	return hmac.Equal(raw, m.Sum(nil))
 }
 
 type recorder struct {
@@ -184,5 +208,27 @@ func TestPayloadFormats(t *testing.T) {
 	b, _ = Payload(Endpoint{Format: PagerDuty}, note(playbook.Normal), onset)
 	if !strings.Contains(string(b), `"event_action":"resolve"`) {
 		t.Fatalf("back to normal must resolve the PagerDuty incident: %s", b)
+	}
+}
+
+// TestSignKnownAnswer pins the format documented in docs/run.md with values
+// computed outside Go:
+//
+//	printf '%s' '1768439640.{"host":"cmp-017","state":"critical"}' | openssl dgst -sha256 -hmac s3cret
+func TestSignKnownAnswer(t *testing.T) {
+	const ts, body = "1768439640", `{"host":"cmp-017","state":"critical"}`
+	for _, c := range []struct {
+		secret, body, want string
+	}{
+		{"s3cret", body, "sha256=e8f43639aa2313a96a2e0f7385fdc873f28a03e07a08e185500875317a859c1f"},
+		{"s3cret", "", "sha256=5781d65885645e205e15b132d0cfe22c35811d3eff6b5babbdd8172aba2062f7"},
+		{"", body, "sha256=8cab2f19b7a384ac2516672dc41e5c898963a3fb9d41d3b2c6392b306eeabf25"},
+	} {
+		if got := Sign([]byte(c.secret), ts, []byte(c.body)); got != c.want {
+			t.Errorf("Sign(%q, %s, %q) = %s, want %s", c.secret, ts, c.body, got, c.want)
+		}
+		if !verifyDocumented([]byte(c.secret), ts, []byte(c.body), c.want) {
+			t.Errorf("the test's own verifier rejects the known answer for secret %q body %q", c.secret, c.body)
+		}
 	}
 }

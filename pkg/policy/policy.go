@@ -10,7 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -25,11 +25,15 @@ import (
 // Duration is a time.Duration written as "90s", "5m", "6h".
 type Duration time.Duration
 
-// UnmarshalYAML parses a Go duration string.
+// UnmarshalYAML parses a Go duration string; negative durations are
+// errors everywhere in a policy.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (use 30s, 5m, 6h)", n.Line, n.Value)
+		return fmt.Errorf("line %d: %s is not a duration (use 30s, 5m, 6h)", n.Line, yamlfile.Quote(n.Value))
+	}
+	if v < 0 {
+		return fmt.Errorf("line %d: duration %s is negative", n.Line, n.Value)
 	}
 	*d = Duration(v)
 	return nil
@@ -91,9 +95,9 @@ type Policy struct {
 // Error is a policy error with its place in the file.
 type Error = yamlfile.Error
 
-// Load reads and validates a policy file.
+// Load reads and validates a policy file (at most yamlfile.MaxFileSize bytes).
 func Load(path string) (*Policy, error) {
-	data, err := os.ReadFile(path)
+	data, err := yamlfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
@@ -149,12 +153,27 @@ func (p *Policy) validate(doc *yamlfile.Doc) error {
 	if p.Schema != 1 {
 		return doc.Errorf("version", "unsupported version %d (this fenced reads 1)", p.Schema)
 	}
-	for name, s := range p.Signals {
+	if _, err := playbook.ParseMode(p.Mode); err != nil {
+		return doc.Errorf("mode", "%s: want auto, approve or observe", yamlfile.Quote(p.Mode))
+	}
+	names := make([]string, 0, len(p.Signals))
+	for name := range p.Signals {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		s := p.Signals[name]
 		if !signals.Name(name).Valid() {
 			return doc.Errorf("signals."+name, "unknown signal (known: %v)", signals.All)
 		}
-		if _, err := signals.ParseAgg(s.Agg); err != nil {
-			return doc.Errorf("signals."+name+".agg", "%v", err)
+		agg, err := signals.ParseAgg(s.Agg)
+		if err != nil {
+			return doc.Errorf("signals."+name+".agg", "%s: want last, min, max, mean, p95 or p99", yamlfile.Quote(s.Agg))
+		}
+		// the evaluator keeps samples to the second: a window under 1s
+		// aggregates nothing, and "sustained for 0s" is not sustained
+		if agg != signals.AggLast && time.Duration(s.Window) < time.Second {
+			return doc.Errorf("signals."+name+".window", "agg %s needs a window of at least 1s, have %s", agg, time.Duration(s.Window))
 		}
 	}
 	sc := p.SignalsConfig()
@@ -167,6 +186,18 @@ func (p *Policy) validate(doc *yamlfile.Doc) error {
 	pc := p.PlaybookConfig()
 	if err := pc.Validate(); err != nil {
 		return doc.Wrap(err)
+	}
+	// every B.1 signal is named: one the policy means not to weigh says
+	// weight: 0 (it is still evaluated and reported), so a signal left out
+	// by mistake is not silently ignored
+	var missing []string
+	for _, n := range signals.All {
+		if _, ok := p.Signals[string(n)]; !ok {
+			missing = append(missing, string(n))
+		}
+	}
+	if len(missing) > 0 {
+		return doc.Errorf("signals", "missing %s: list every signal, with weight: 0 for one that is reported but not weighted", strings.Join(missing, ", "))
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +54,8 @@ func TestBadFilesNameFileLineAndField(t *testing.T) {
 	}{
 		{"testdata/unknown-key.yaml", []string{"testdata/unknown-key.yaml:6", "field hysterisis not found"}},
 		{"testdata/warn-over-crit.yaml", []string{"testdata/warn-over-crit.yaml:3", "thresholds", "d_warn < d_crit"}},
+		{"testdata/missing-signal.yaml", []string{"testdata/missing-signal.yaml:60: signals: missing cpu_steal_pct:", "weight: 0"}},
+		{"testdata/zero-window.yaml", []string{"testdata/zero-window.yaml:63: signals.runqueue_per_core.window", "at least 1s, have 0s"}},
 	}
 	for _, c := range cases {
 		_, err := Load(c.file)
@@ -90,6 +93,12 @@ func TestValidationErrors(t *testing.T) {
 		{"cpu_steal_pct:              {warn: 10,  crit: 25,", "cpu_steal_pct:              {warn: 30,  crit: 25,", "signals.cpu_steal_pct"},
 		{"agg: p99}", "agg: p42}", "signals.io_latency_p99_ms.agg"},
 		{"  mgmt_cpu_share_pct:", "  mgmt_cpu_shares_pct:", "signals.mgmt_cpu_shares_pct"},
+		{"window: 5m, agg: p99}", "window: 0s, agg: p99}", "signals.io_latency_p99_ms.window: agg p99 needs a window of at least 1s"},
+		{"window: 5m, agg: p99}", "agg: p99}", "signals.io_latency_p99_ms.window"},
+		{"window: 5m, agg: p99}", "window: 500ms, agg: p99}", "signals.io_latency_p99_ms.window"},
+		{"window: 5m, agg: p99}", "window: -5m, agg: p99}", "duration -5m is negative"},
+		{"restore_hold: 5m", "restore_hold: -1s", "is negative"},
+		{"  io_latency_p99_ms:", "  # io_latency_p99_ms:", "signals: missing io_latency_p99_ms"},
 	}
 	for _, c := range cases {
 		_, err := Parse("p.yaml", mutate(t, c.old, c.new))
@@ -101,6 +110,57 @@ func TestValidationErrors(t *testing.T) {
 		if !strings.Contains(err.Error(), c.field) || !strings.Contains(err.Error(), "p.yaml:") {
 			t.Errorf("%s: error %q should name p.yaml:LINE and %q", c.new, err, c.field)
 		}
+	}
+}
+
+// TestMissingSignalOrZeroWeight: a signal left out entirely is an error
+// that names it; the same signal with weight 0 is fine (and still there).
+func TestMissingSignalOrZeroWeight(t *testing.T) {
+	_, err := Parse("p.yaml", mutate(t, "  cpu_steal_pct:", "  # cpu_steal_pct:"))
+	if err == nil || !strings.Contains(err.Error(), "missing cpu_steal_pct") {
+		t.Fatalf("a policy without cpu_steal_pct: %v", err)
+	}
+	p, err := Parse("p.yaml", mutate(t, "weight: 0.25, window: 1m, agg: min}", "weight: 0, window: 1m, agg: min}"))
+	if err != nil {
+		t.Fatalf("cpu_steal_pct with weight 0: %v", err)
+	}
+	if s, ok := p.SignalsConfig().Signals[signals.CPUSteal]; !ok || s.Weight != 0 {
+		t.Fatalf("cpu_steal_pct: %+v %v", s, ok)
+	}
+	// heartbeat lag (agg last) needs no window
+	if _, ok := Default().SignalsConfig().Signals[signals.HeartbeatLag]; !ok {
+		t.Fatal("default lacks heartbeat_lag_s")
+	}
+}
+
+// TestHugeValuesMakeShortErrors: a 50 MB scalar (or file) is refused with
+// an error that quotes at most about 200 bytes of it.
+func TestHugeValuesMakeShortErrors(t *testing.T) {
+	huge := strings.Repeat("A", 50<<20)
+	for name, data := range map[string][]byte{
+		"50 MB mode":          mutate(t, "mode: approve", "mode: "+huge),
+		"100 KB mode":         mutate(t, "mode: approve", "mode: "+huge[:100<<10]),
+		"100 KB duration":     mutate(t, "restore_hold: 5m", "restore_hold: "+huge[:100<<10]),
+		"100 KB agg":          mutate(t, "agg: p99}", "agg: "+huge[:100<<10]+"}"),
+		"100 KB unknown key":  mutate(t, "mode: approve", "mode: approve\n"+huge[:100<<10]+": 1"),
+		"100 KB signal name":  mutate(t, "  mgmt_cpu_share_pct:", "  ? "+huge[:100<<10]+"\n  :"),
+		"100 KB in a comment": mutate(t, "version: 1", "version: 2 # "+huge[:100<<10]),
+	} {
+		_, err := Parse("p.yaml", data)
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		if n := len(err.Error()); n > 800 || strings.Count(err.Error(), "A") > 260 {
+			t.Errorf("%s: an error of %d bytes: %.300s…", name, n, err)
+		}
+	}
+	big := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(big, mutate(t, "mode: approve", "mode: "+huge), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(big); err == nil || len(err.Error()) > 300 || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("a 50 MB file: %.400v", err)
 	}
 }
 

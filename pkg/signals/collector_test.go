@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -12,12 +13,12 @@ type fakeCollector struct {
 	name  string
 	block chan struct{} // when set, Collect waits for it (or its ctx)
 	err   error
-	calls int
+	calls atomic.Int32 // Collect runs on the registry's goroutines
 }
 
 func (f *fakeCollector) Name() string { return f.name }
 func (f *fakeCollector) Collect(ctx context.Context, now time.Time) ([]Sample, error) {
-	f.calls++
+	f.calls.Add(1)
 	if f.block != nil {
 		select {
 		case <-f.block:
@@ -56,8 +57,8 @@ func TestRegistryBoundsAndIsolatesCollectors(t *testing.T) {
 	if _, err := r.Collect(context.Background(), t0.Add(10*time.Second)); err == nil {
 		t.Fatal("expected the failing collector's error again")
 	}
-	if hang.calls != 1 {
-		t.Fatalf("hanging collector called %d times while in flight", hang.calls)
+	if n := hang.calls.Load(); n != 1 {
+		t.Fatalf("hanging collector called %d times while in flight", n)
 	}
 	st := r.Status()
 	if st[2].Skipped != 1 || st[1].Failures != 2 || st[0].LastSuccess != t0.Add(10*time.Second) {

@@ -7,7 +7,10 @@
 //	{"host":"cmp-017","cores":48}
 //
 // A file whose name ends in .gz is read through gzip. A bad line is an error
-// that names the file and the line number.
+// that names the file and the line number. Host names follow the rule of the
+// API and the run config (internal/hostname); signal values are finite and
+// not negative (every B.1 signal is a percentage, a latency, a lag, a rate
+// or a queue length).
 package trace
 
 import (
@@ -23,8 +26,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fencedhq/fenced/internal/escape"
+	"github.com/fencedhq/fenced/internal/hostname"
 	"github.com/fencedhq/fenced/pkg/signals"
 )
+
+// q quotes a value from the file in an error: at most about 200 bytes of
+// it, control characters escaped (a line may be a megabyte long).
+func q(s string) string { return escape.Excerpt(s, escape.ExcerptLen) }
 
 // Kind says what a record carries.
 type Kind int
@@ -159,6 +168,9 @@ func (r *Reader) parse(b []byte) (Record, error) {
 	if l.Host == "" {
 		return rec, r.errf(`missing "host"`)
 	}
+	if err := hostname.Check(l.Host); err != nil {
+		return rec, r.errf(`"host": %v`, err)
+	}
 	if l.Cores != nil {
 		if *l.Cores <= 0 {
 			return rec, r.errf(`"cores" must be a positive integer`)
@@ -171,10 +183,10 @@ func (r *Reader) parse(b []byte) (Record, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, l.T)
 	if err != nil {
-		return rec, r.errf(`"t": %v`, err)
+		return rec, r.errf(`"t": %s is not an RFC 3339 time`, q(l.T))
 	}
 	if t.Before(r.last) {
-		return rec, r.errf(`"t" %s is before the previous line's %s: a trace must be time-ordered`, l.T, r.last.Format(time.RFC3339))
+		return rec, r.errf(`"t" %s is before the previous line's %s: a trace must be time-ordered`, t.Format(time.RFC3339Nano), r.last.Format(time.RFC3339))
 	}
 	r.last, rec.T = t, t
 	set := 0
@@ -190,11 +202,14 @@ func (r *Reader) parse(b []byte) (Record, error) {
 	case l.Signal != "":
 		rec.Kind, rec.Signal = KindSignal, signals.Name(l.Signal)
 		if !rec.Signal.Valid() {
-			return rec, r.errf("unknown signal %q", l.Signal)
+			return rec, r.errf("unknown signal %s", q(l.Signal))
 		}
 		v, err := number(l.Value)
 		if err != nil {
 			return rec, r.errf(`"value" of %s: %v`, l.Signal, err)
+		}
+		if v < 0 {
+			return rec, r.errf(`"value" of %s: %g is negative`, l.Signal, v)
 		}
 		rec.Value = v
 	case l.Control != "":
@@ -213,7 +228,7 @@ func (r *Reader) parse(b []byte) (Record, error) {
 			}
 			rec.Value = v
 		default:
-			return rec, r.errf("unknown control %q (want nova_service or servers_active)", l.Control)
+			return rec, r.errf("unknown control %s (want nova_service or servers_active)", q(l.Control))
 		}
 	default:
 		rec.Kind, rec.Fault = KindFault, l.Fault
@@ -222,7 +237,7 @@ func (r *Reader) parse(b []byte) (Record, error) {
 			known = known || f == l.Fault
 		}
 		if !known {
-			return rec, r.errf("unknown fault %q (want one of %s)", l.Fault, strings.Join(Faults, ", "))
+			return rec, r.errf("unknown fault %s (want one of %s)", q(l.Fault), strings.Join(Faults, ", "))
 		}
 	}
 	return rec, nil
@@ -234,7 +249,7 @@ func number(raw json.RawMessage) (float64, error) {
 	}
 	v, err := strconv.ParseFloat(string(raw), 64)
 	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-		return 0, fmt.Errorf("%s is not a finite number", raw)
+		return 0, fmt.Errorf("%s is not a finite number", q(string(raw)))
 	}
 	return v, nil
 }
@@ -362,8 +377,12 @@ func (r *Reader) fast(b []byte) (Record, bool) {
 		return Record{}, false
 	}
 	v, err := strconv.ParseFloat(string(num), 64)
-	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
 		return Record{}, false
+	}
+	host, known := r.hosts[string(hostB)]
+	if !known && hostname.Check(string(hostB)) != nil {
+		return Record{}, false // the full parser names the problem
 	}
 	var t time.Time
 	if bytes.Equal(ts, r.lastTS) {
@@ -377,8 +396,7 @@ func (r *Reader) fast(b []byte) (Record, bool) {
 		r.lastT = t
 	}
 	r.last = t
-	host, ok := r.hosts[string(hostB)]
-	if !ok {
+	if !known {
 		host = string(hostB)
 		r.hosts[host] = host
 	}

@@ -3,6 +3,7 @@ package trace
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -76,10 +77,36 @@ func TestBadLinesNameTheLine(t *testing.T) {
 		"bad fault":      {`{"t":"2026-01-15T01:14:00Z","host":"h","fault":"gremlins"}`, "unknown fault"},
 		"bad cores":      {`{"host":"h","cores":0}`, "cores"},
 		"backwards":      {`{"t":"2026-01-15T01:13:00Z","host":"h","signal":"cpu_steal_pct","value":1}`, "time-ordered"},
+		"negative value": {`{"t":"2026-01-15T01:14:00Z","host":"h","signal":"cpu_steal_pct","value":-3.5}`, `"value" of cpu_steal_pct: -3.5 is negative`},
+		"negative exp":   {`{"t":"2026-01-15T01:14:00Z","host":"h","signal":"heartbeat_lag_s","value":-1e3}`, "is negative"},
+		"negative slow":  {`{"value":-1,"signal":"runqueue_per_core","host":"h","t":"2026-01-15T01:14:00Z"}`, "is negative"},
+		"newline host":   {`{"t":"2026-01-15T01:14:00Z","host":"cmp\n017","signal":"cpu_steal_pct","value":1}`, `"host": "cmp\n017" is not a host name`},
+		"escape host":    {`{"t":"2026-01-15T01:14:00Z","host":"cmp\u001b[2J","signal":"cpu_steal_pct","value":1}`, `"cmp\x1b[2J" is not a host name`},
+		"bidi host":      {"{\"t\":\"2026-01-15T01:14:00Z\",\"host\":\"cmp\u202e710\",\"signal\":\"cpu_steal_pct\",\"value\":1}", `"cmp\u202e710" is not a host name`},
+		"space host":     {`{"t":"2026-01-15T01:14:00Z","host":"cmp 017","control":"nova_service","value":"up"}`, "not a host name"},
+		"host of cores":  {`{"host":"a/b","cores":4}`, "not a host name"},
 	} {
 		_, err := readAll(t, ok+c.line+"\n")
 		if err == nil || !strings.Contains(err.Error(), "t.jsonl:2:") || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want t.jsonl:2 and %q", name, err, c.want)
+		}
+	}
+}
+
+// TestLongValuesMakeShortErrors: a line of a megabyte quotes at most about
+// 200 bytes of its bad value.
+func TestLongValuesMakeShortErrors(t *testing.T) {
+	long := strings.Repeat("x", 900<<10)
+	for _, line := range []string{
+		`{"t":"2026-01-15T01:14:00Z","host":"h","signal":"` + long + `","value":1}`,
+		`{"t":"2026-01-15T01:14:00Z","host":"` + long + `","signal":"cpu_steal_pct","value":1}`,
+		`{"t":"2026-01-15T01:14:00Z","host":"h","fault":"` + long + `"}`,
+		`{"t":"` + long + `","host":"h","fault":"cleared"}`,
+		`{"t":"2026-01-15T01:14:00Z","host":"h","signal":"cpu_steal_pct","value":1` + strings.Repeat("0", 900<<10) + `e999999}`,
+	} {
+		_, err := readAll(t, line+"\n")
+		if err == nil || len(err.Error()) > 500 {
+			t.Errorf("an error of %d bytes: %.300v", len(fmt.Sprint(err)), err)
 		}
 	}
 }

@@ -1,6 +1,8 @@
 // Package yamlfile decodes configuration files strictly (unknown keys are
 // errors) and reports problems with the file, line and field they are at.
-// The policy and the run configuration both use it.
+// The policy and the run configuration both use it. A file is at most
+// MaxFileSize bytes, and an error quotes at most about 200 bytes of a bad
+// value (Quote): a 50 MB scalar makes a short error, not a 50 MB one.
 package yamlfile
 
 import (
@@ -8,12 +10,44 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/fencedhq/fenced/internal/escape"
 )
+
+// MaxFileSize is the largest policy or config file read: either is a few
+// kilobytes; a megabyte is a mistake or an attack.
+const MaxFileSize = 1 << 20
+
+// maxMessage bounds an error's message; the values it quotes are cut to
+// about 200 bytes (Quote) before that.
+const maxMessage = 512
+
+// Quote quotes a value for an error message: control characters escaped,
+// at most about 200 bytes of it, and its length when it was cut.
+func Quote(v string) string { return escape.Excerpt(v, escape.ExcerptLen) }
+
+// ReadFile reads a file of at most MaxFileSize bytes.
+func ReadFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileSize {
+		return nil, &Error{File: path, Err: fmt.Errorf("larger than %d bytes: not a fenced file", MaxFileSize)}
+	}
+	return data, nil
+}
 
 // Error is a problem at a place in a file.
 type Error struct {
@@ -28,10 +62,20 @@ func (e *Error) Error() string {
 	if e.Line > 0 {
 		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
 	}
-	if e.Field != "" {
-		return fmt.Sprintf("%s: %s: %v", loc, e.Field, e.Err)
+	msg := fmt.Sprint(e.Err)
+	if len(msg) > maxMessage {
+		// a message that quotes a value in full (a check that did not use
+		// Quote): keep its start, say how long it was
+		msg = strings.ToValidUTF8(msg[:maxMessage], "") + fmt.Sprintf("… (message of %d bytes cut)", len(msg))
 	}
-	return fmt.Sprintf("%s: %v", loc, e.Err)
+	if e.Field != "" {
+		field := e.Field
+		if len(field) > escape.ExcerptLen || escape.Terminal(field) != field {
+			field = Quote(field) // a key from the file: any length, any bytes
+		}
+		return fmt.Sprintf("%s: %s: %s", loc, field, msg)
+	}
+	return fmt.Sprintf("%s: %s", loc, msg)
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -47,6 +91,9 @@ type Doc struct {
 // Decode decodes data into v strictly. An empty file leaves v as it is.
 func Decode(name string, data []byte, v any) (*Doc, error) {
 	d := &Doc{Name: name}
+	if len(data) > MaxFileSize {
+		return nil, &Error{File: name, Err: fmt.Errorf("%d bytes, larger than %d: not a fenced file", len(data), MaxFileSize)}
+	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, d.fromYAML(err)

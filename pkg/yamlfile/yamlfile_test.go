@@ -2,6 +2,8 @@ package yamlfile
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -33,5 +35,41 @@ func TestDecodeAndLines(t *testing.T) {
 	var ye *Error
 	if !errors.As(err, &ye) || !strings.HasPrefix(err.Error(), "f.yaml") {
 		t.Fatalf("%v", err)
+	}
+}
+
+// TestBigInputsMakeShortErrors: a file over MaxFileSize is refused by size;
+// a long value or key in an error is cut to about 200 bytes.
+func TestBigInputsMakeShortErrors(t *testing.T) {
+	var v struct {
+		A string `yaml:"a"`
+	}
+	huge := strings.Repeat("A", 50<<20)
+	_, err := Decode("f.yaml", []byte("a: "+huge+"\n"), &v)
+	if err == nil || len(err.Error()) > 200 || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("a 50 MB file: %.300v", err)
+	}
+	p := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(p, []byte("a: "+huge[:MaxFileSize]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(p); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("ReadFile of %d bytes: %v", MaxFileSize+3, err)
+	}
+	doc, err := Decode("f.yaml", []byte("a: x\n"), &v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := doc.Errorf("a", "unknown thing %q", huge[:100<<10]).Error()
+	if len(e) > 700 || !strings.HasPrefix(e, "f.yaml:1: a: unknown thing") || !strings.Contains(e, "cut") {
+		t.Fatalf("%d bytes: %.300s", len(e), e)
+	}
+	e = doc.Errorf("a", "unknown thing %s", Quote(huge[:100<<10])).Error()
+	if len(e) > 300 || !strings.Contains(e, "(102400 bytes)") {
+		t.Fatalf("%d bytes: %.300s", len(e), e)
+	}
+	e = doc.Errorf(huge[:100<<10]+"\x1b", "bad key").Error()
+	if len(e) > 300 || strings.Contains(e, "\x1b") {
+		t.Fatalf("%d bytes: %.300q", len(e), e)
 	}
 }

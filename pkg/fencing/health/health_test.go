@@ -22,8 +22,8 @@ import (
 	"github.com/fencedhq/fenced/pkg/fencing/redfish/bmcsim"
 )
 
-// bmc serves one simulated BMC with one system. An auth-fail fault refuses
-// every login of a simulator, so each host gets a BMC of its own.
+// bmc serves one simulated BMC with one system: each host gets a BMC of its
+// own, as in a real fleet.
 func bmc(t *testing.T, system string) (*bmcsim.Sim, string) {
 	t.Helper()
 	s := bmcsim.New("admin", "s3cret", 10*time.Millisecond, system)

@@ -203,14 +203,16 @@ func (f *Fencer) system(ctx context.Context, t Target, fresh bool) (*schemas.Com
 		return nil, err
 	}
 	svc := c.WithContext(ctx).GetService()
+	// the members that answered come back even when another member of the
+	// collection failed: a system this host does not own must not stop it
 	systems, err := svc.Systems()
-	if err != nil {
-		return nil, classify(err)
-	}
 	for _, s := range systems {
-		if t.SystemID == "" || s.ID == t.SystemID {
+		if t.SystemID != "" && s.ID == t.SystemID || t.SystemID == "" && err == nil {
 			return s, nil
 		}
+	}
+	if err != nil {
+		return nil, classify(err)
 	}
 	return nil, fmt.Errorf("redfish: %s: system %q not found on the BMC", t.Host, t.SystemID)
 }
@@ -261,10 +263,24 @@ func (f *Fencer) PowerState(ctx context.Context, host string) (fencing.PowerStat
 		if err != nil {
 			return err
 		}
+		if !known(fencing.PowerState(s.PowerState)) {
+			// a BMC that leaves PowerState out or fills it with something
+			// else says nothing about the power: never read it as on or off
+			return fmt.Errorf("system %s reports power state %.40q, not a Redfish power state", t.SystemID, s.PowerState)
+		}
 		ps = fencing.PowerState(s.PowerState)
 		return nil
 	})
 	return ps, err
+}
+
+// known reports whether ps is one of Redfish's PowerState values.
+func known(ps fencing.PowerState) bool {
+	switch ps {
+	case fencing.On, fencing.Off, fencing.PoweringOn, fencing.PoweringOff, "Paused":
+		return true
+	}
+	return false
 }
 
 // reset sends one reset type, retried.

@@ -4,15 +4,18 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/fencing"
 	"github.com/fencedhq/fenced/pkg/fencing/redfish/bmcsim"
 )
@@ -194,5 +197,75 @@ func TestTLSWithCABundleOrInsecure(t *testing.T) {
 	}
 	if _, err := fencer(t, target(srv.URL)).PowerState(context.Background(), "nope"); !errors.Is(err, fencing.ErrUnknownHost) {
 		t.Fatalf("unknown host: %v", err)
+	}
+}
+
+// An auth-fail fault is about one system: the BMC's other systems answer.
+func TestAuthFailFaultIsPerSystem(t *testing.T) {
+	s, srv := sim(t)
+	s.SetFaults("cmp-018", bmcsim.Faults{AuthFail: true})
+	targets := map[string]Target{
+		"cmp-017": {Host: "cmp-017", Endpoint: srv.URL, SystemID: "cmp-017", Username: "admin", Password: "s3cret"},
+		"cmp-018": {Host: "cmp-018", Endpoint: srv.URL, SystemID: "cmp-018", Username: "admin", Password: "s3cret"},
+	}
+	f := fencer(t, targets)
+	if err := f.PowerOff(context.Background(), "cmp-017"); err != nil {
+		t.Fatalf("cmp-017 has no fault but: %v", err)
+	}
+	if err := f.PowerOff(context.Background(), "cmp-018"); !errors.Is(err, fencing.ErrAuth) {
+		t.Fatalf("cmp-018 with auth-fail: %v, want ErrAuth", err)
+	}
+	if s.Power("cmp-017") != "Off" || s.Power("cmp-018") != "On" || len(s.Resets("cmp-018")) != 0 {
+		t.Fatalf("power cmp-017 %s, cmp-018 %s (resets %v)", s.Power("cmp-017"), s.Power("cmp-018"), s.Resets("cmp-018"))
+	}
+}
+
+// A BMC that does not offer the configured reset type fails at once with
+// ErrUnsupported: no request is retried, no reset is sent.
+func TestUnofferedResetTypeIsUnsupported(t *testing.T) {
+	s, srv := sim(t)
+	s.ResetTypes = []string{"On", "ForceOff", "ForceRestart"}
+	start := time.Now()
+	f := fencer(t, target(srv.URL), func(c *Config) { c.Cycle = "PowerCycle"; c.Deadline = 5 * time.Second })
+	err := f.PowerCycle(context.Background(), "cmp-017")
+	if !errors.Is(err, fencing.ErrUnsupported) {
+		t.Fatalf("PowerCycle not offered: %v, want ErrUnsupported", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("an unsupported reset type took %s: it was retried", d)
+	}
+	if r := s.Resets("cmp-017"); len(r) != 0 {
+		t.Fatalf("resets sent: %v", r)
+	}
+}
+
+// recordingClock is the real clock that remembers every wait asked of it.
+type recordingClock struct {
+	clock.Real
+	mu    sync.Mutex
+	waits []time.Duration
+}
+
+func (c *recordingClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	c.waits = append(c.waits, d)
+	c.mu.Unlock()
+	return c.Real.After(d)
+}
+
+// 5xx answers are retried after a delay that doubles from Backoff.
+func TestRetryBackoffDoubles(t *testing.T) {
+	s, srv := sim(t)
+	s.SetFaults("cmp-017", bmcsim.Faults{Fail5xx: 4})
+	clk := &recordingClock{}
+	f := fencer(t, target(srv.URL), func(c *Config) { c.Backoff = 10 * time.Millisecond; c.Clock = clk })
+	if _, err := f.PowerState(context.Background(), "cmp-017"); err != nil {
+		t.Fatalf("four 503s then success within the deadline: %v", err)
+	}
+	clk.mu.Lock()
+	defer clk.mu.Unlock()
+	want := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond}
+	if fmt.Sprint(clk.waits) != fmt.Sprint(want) {
+		t.Fatalf("waits between attempts %v, want %v", clk.waits, want)
 	}
 }

@@ -26,7 +26,7 @@ type Faults struct {
 	Conflict409 bool          // ForceOff on a system that is already off answers 409 (some BMCs do)
 	Fail5xx     int           // the next N requests about the system answer 503
 	NeverOff    bool          // resets are accepted but the power never goes off
-	AuthFail    bool          // every login and request is refused with 401
+	AuthFail    bool          // every request about the system is refused with 401 (other systems of the BMC answer)
 }
 
 type system struct {
@@ -61,7 +61,10 @@ type Sim struct {
 	// lock: the hook may be slow and may call the simulator. SetPower does
 	// not report. Set it before serving.
 	OnPower func(system, state string)
-	now     func() time.Time
+	// ResetTypes are the reset types the systems offer (their
+	// ResetType@Redfish.AllowableValues); nil means AllowedResets.
+	ResetTypes []string
+	now        func() time.Time
 
 	mu       sync.Mutex
 	systems  map[string]*system
@@ -267,18 +270,6 @@ func (s *Sim) authorized(r *http.Request) bool {
 	return ok && u == s.Username && p == s.Password
 }
 
-// anyAuthFail reports whether an auth-failure fault is injected anywhere.
-func (s *Sim) anyAuthFail() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, sys := range s.systems {
-		if sys.faults.AuthFail {
-			return true
-		}
-	}
-	return false
-}
-
 // Handler returns the Redfish HTTP API.
 func (s *Sim) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -376,6 +367,13 @@ func (s *Sim) systemIDs() []string {
 	return ids
 }
 
+func (s *Sim) resetTypes() []string {
+	if s.ResetTypes != nil {
+		return s.ResetTypes
+	}
+	return AllowedResets
+}
+
 func (s *Sim) systemResource(sys *system) map[string]any {
 	return map[string]any{
 		"@odata.id": "/redfish/v1/Systems/" + sys.id, "@odata.type": "#ComputerSystem.v1_13_0.ComputerSystem",
@@ -388,7 +386,7 @@ func (s *Sim) systemResource(sys *system) map[string]any {
 		"MemorySummary":    map[string]any{"TotalSystemMemoryGiB": 256},
 		"Actions": map[string]any{"#ComputerSystem.Reset": map[string]any{
 			"target":                            "/redfish/v1/Systems/" + sys.id + "/Actions/ComputerSystem.Reset",
-			"ResetType@Redfish.AllowableValues": AllowedResets,
+			"ResetType@Redfish.AllowableValues": s.resetTypes(),
 		}},
 		"Links": map[string]any{"Chassis": []any{map[string]string{"@odata.id": "/redfish/v1/Chassis/" + sys.id}},
 			"ManagedBy": []any{map[string]string{"@odata.id": "/redfish/v1/Managers/BMC"}}},
@@ -404,7 +402,7 @@ func (s *Sim) login(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.logins++
 	s.mu.Unlock()
-	if s.anyAuthFail() || body.UserName != s.Username || body.Password != s.Password {
+	if body.UserName != s.Username || body.Password != s.Password {
 		redfishError(w, 401, "NoValidSession", "invalid credentials")
 		return
 	}
@@ -420,7 +418,7 @@ func (s *Sim) login(w http.ResponseWriter, r *http.Request) {
 
 func (s *Sim) auth(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.anyAuthFail() || !s.authorized(r) {
+		if !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="bmcsim"`)
 			redfishError(w, 401, "NoValidSession", "no valid session or credentials")
 			return
@@ -444,6 +442,11 @@ func (s *Sim) withSystem(h func(http.ResponseWriter, *http.Request, *system)) ht
 			sys.faults.Fail5xx--
 		}
 		s.mu.Unlock()
+		if f.AuthFail {
+			w.Header().Set("WWW-Authenticate", `Basic realm="bmcsim"`)
+			redfishError(w, 401, "NoValidSession", "no valid session or credentials")
+			return
+		}
 		if f.Hang {
 			<-r.Context().Done()
 			return
@@ -473,7 +476,7 @@ func (s *Sim) resetAction(w http.ResponseWriter, r *http.Request, sys *system) {
 		return
 	}
 	ok := false
-	for _, a := range AllowedResets {
+	for _, a := range s.resetTypes() {
 		ok = ok || a == body.ResetType
 	}
 	if !ok {
