@@ -155,7 +155,7 @@ func run(hosts, ticks int, tick time.Duration) error {
 			100*per.Seconds()/tick.Seconds(), wps, wps*1000/float64(hosts), ph.maxRSS, ph.heapAfter)
 	}
 	fmt.Printf("\nhost records written when the replica was elected (not in the rates above): %d\n", initial)
-	fmt.Printf("states at the end: %v; power cycles %d\n", states, world.PowerCycles)
+	fmt.Printf("states at the end: %v; power cycles %d\n", states, world.Count().PowerCycles)
 	if memProfile != "" {
 		f, err := os.Create(memProfile)
 		if err != nil {

@@ -207,8 +207,8 @@ func TestNewLeaderReconcilesAnIntentWithoutOutcome(t *testing.T) {
 		}
 		return false
 	})
-	if world.PowerCycles != 1 {
-		t.Fatalf("%d power cycles, want the old leader's 1", world.PowerCycles)
+	if world.Count().PowerCycles != 1 {
+		t.Fatalf("%d power cycles, want the old leader's 1", world.Count().PowerCycles)
 	}
 	recs, _ := records(t, d, "lab-003")
 	found := false
