@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -323,10 +324,89 @@ func (w *world) restore() {
 	if err := waitComputes(ctx, t); err != nil {
 		errs = append(errs, err)
 	}
+	for _, h := range computes {
+		if err := clearDisabledTrait(ctx, t, h); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := deleteServers(ctx, t, w.servers); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		t.Errorf("restoring the world: %v", err)
+	}
+}
+
+var (
+	placementOnce sync.Once
+	placementSC   *gophercloud.ServiceClient
+	placementErr  error
+)
+
+// disabledTrait reports whether placement still marks host's resource
+// provider COMPUTE_STATUS_DISABLED (the scheduler then never picks it).
+func disabledTrait(ctx context.Context, t testing.TB, host string) (bool, error) {
+	novaClient(t)
+	placementOnce.Do(func() {
+		placementSC, placementErr = openstack.NewPlacementV1(novaPC, gophercloud.EndpointOpts{Region: "RegionOne"})
+		if placementSC != nil {
+			placementSC.Microversion = "1.6" // traits
+		}
+	})
+	if placementErr != nil {
+		return false, placementErr
+	}
+	var rps struct {
+		ResourceProviders []struct {
+			UUID string `json:"uuid"`
+		} `json:"resource_providers"`
+	}
+	if _, err := placementSC.Get(ctx, placementSC.ServiceURL("resource_providers")+"?name="+host, &rps, nil); err != nil {
+		return false, err
+	}
+	if len(rps.ResourceProviders) != 1 {
+		return false, fmt.Errorf("placement: %d resource providers named %s", len(rps.ResourceProviders), host)
+	}
+	var tr struct {
+		Traits []string `json:"traits"`
+	}
+	if _, err := placementSC.Get(ctx, placementSC.ServiceURL("resource_providers", rps.ResourceProviders[0].UUID, "traits"), &tr, nil); err != nil {
+		return false, err
+	}
+	return slices.Contains(tr.Traits, "COMPUTE_STATUS_DISABLED"), nil
+}
+
+// clearDisabledTrait makes sure placement no longer marks host disabled. A
+// compute enabled while Nova saw it down (restarted after a disable by
+// fenced or Masakari) keeps the COMPUTE_STATUS_DISABLED trait until its
+// next periodic resource update, up to a minute later, and every boot
+// aimed at it fails with NoValidHost meanwhile; a disable and an enable
+// of the compute, now up, sync the trait at once.
+func clearDisabledTrait(ctx context.Context, t testing.TB, host string) error {
+	has, err := disabledTrait(ctx, t, host)
+	if err != nil || !has {
+		return err
+	}
+	s, err := service(ctx, t, host)
+	if err != nil {
+		return err
+	}
+	sc := novaClient(t)
+	for _, status := range []string{"disabled", "enabled"} {
+		if _, err := sc.Put(ctx, sc.ServiceURL("os-services", s.ID), map[string]any{"status": status}, nil,
+			&gophercloud.RequestOpts{OkCodes: []int{http.StatusOK}}); err != nil {
+			return fmt.Errorf("%s: sync the disabled trait (%s): %w", host, status, err)
+		}
+	}
+	for {
+		has, err := disabledTrait(ctx, t, host)
+		if err == nil && !has {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: placement still marks it COMPUTE_STATUS_DISABLED: %v", host, err)
+		case <-time.After(time.Second):
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -63,6 +64,7 @@ type world struct {
 
 type labOpts struct {
 	starveAfter, ramp time.Duration
+	hosts             int // default 12
 }
 
 func startWorld(t *testing.T, lo labOpts) *world {
@@ -70,7 +72,11 @@ func startWorld(t *testing.T, lo labOpts) *world {
 	w := &world{t: t, etcd: startCluster(t), bin: harness.Fenced(t), replicas: map[string]*harness.Proc{}, ports: map[string]int{}}
 	lp := harness.FreePort(t)
 	w.labURL = fmt.Sprintf("http://127.0.0.1:%d", lp)
-	harness.Start(t, w.bin, "lab", "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", lp), "--hosts", "12",
+	hosts := lo.hosts
+	if hosts == 0 {
+		hosts = 12
+	}
+	harness.Start(t, w.bin, "lab", "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", lp), "--hosts", strconv.Itoa(hosts),
 		"--starve-after", lo.starveAfter.String(), "--ramp", lo.ramp.String(), "--reboot-time", "8s", "--power-delay", "3s")
 	harness.WaitHTTP(t, w.labURL+"/lab/v1/actions", 20*time.Second)
 	w.lab = &lab.Remote{URL: w.labURL, Replica: "test"}

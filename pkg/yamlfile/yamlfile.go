@@ -101,12 +101,49 @@ func Decode(name string, data []byte, v any) (*Doc, error) {
 	if len(root.Content) > 0 {
 		d.root = root.Content[0]
 	}
+	// before the strict decoder: it compares every key of a mapping with
+	// every other and reports every duplicate pair, which takes minutes and
+	// gigabytes for a file of a few thousand repeated keys
+	if err := d.checkKeys(&root); err != nil {
+		return nil, err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
 		return nil, d.fromYAML(err)
 	}
 	return d, nil
+}
+
+// MaxKeys bounds the keys of one mapping: a fleet's per-host BMC entries
+// fill MaxFileSize long before.
+const MaxKeys = 10000
+
+// checkKeys refuses, in one pass, a mapping with more than MaxKeys keys or
+// with a key given twice (the first duplicate, as the strict decoder would
+// name it). Aliases are not followed: what they point to is checked where
+// it is defined.
+func (d *Doc) checkKeys(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode {
+		if len(n.Content)/2 > MaxKeys {
+			return &Error{File: d.Name, Line: n.Line, Err: fmt.Errorf("a mapping of %d keys, more than %d: not a fenced file", len(n.Content)/2, MaxKeys)}
+		}
+		seen := make(map[string]int, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			id := fmt.Sprintf("%d\x00%s", k.Kind, k.Value) // what the decoder compares
+			if first, dup := seen[id]; dup {
+				return &Error{File: d.Name, Line: k.Line, Err: fmt.Errorf("mapping key %s already defined at line %d", Quote(k.Value), first)}
+			}
+			seen[id] = k.Line
+		}
+	}
+	for _, c := range n.Content {
+		if err := d.checkKeys(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (d *Doc) fromYAML(err error) error {
