@@ -4,7 +4,7 @@ BIN       := bin/fenced
 PKGS      := ./cmd/... ./pkg/...
 INTEG     := ./integration/...
 
-.PHONY: all build test unit integration deps demo bench saturation detection lint clean
+.PHONY: all build test unit integration deps demo bench saturation detection fuzz lint clean
 
 all: build
 
@@ -41,6 +41,17 @@ saturation: deps
 ## detection: detection and recovery against Nova's defaults and Masakari, five trials each (integration/detection)
 detection: deps
 	FENCED_DETECTION_TRIALS=5 $(GO) test -count=1 -v -timeout 60m ./integration/detection/
+
+## fuzz: each fuzz target for FUZZTIME (30 s), one after another. Minimising
+## a new input is capped (Go's default is a minute, more than the whole run).
+FUZZTIME ?= 30s
+FUZZFLAGS = -run '^$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+fuzz:
+	$(GO) test $(FUZZFLAGS) -fuzz '^FuzzParse$$' ./pkg/policy/
+	$(GO) test $(FUZZFLAGS) -fuzz '^FuzzConfigParse$$' ./pkg/config/
+	$(GO) test $(FUZZFLAGS) -fuzz '^FuzzReader$$' ./pkg/trace/
+	$(GO) test $(FUZZFLAGS) -fuzz '^FuzzWriteBodies$$' ./pkg/api/
+	$(GO) test $(FUZZFLAGS) -fuzz '^FuzzBMCResponses$$' ./pkg/fencing/redfish/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
