@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -105,6 +106,18 @@ func FuzzBMCResponses(f *testing.F) {
 				given[says.PowerState] = true
 			}
 		}
+		// every call is bounded by the fencer's own timeouts (tens of
+		// milliseconds here): whatever the BMC answers, it cannot hold it
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				buf := make([]byte, 1<<20)
+				panic("the fencer did not return within 20 s:\n" + string(buf[:runtime.Stack(buf, true)]))
+			}
+		}()
 		ctx := context.Background()
 		ps, err := fe.PowerState(ctx, "cmp-017")
 		switch {
