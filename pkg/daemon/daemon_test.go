@@ -27,7 +27,7 @@ func state(d *daemon.Daemon, host string) playbook.State {
 // runs 60× faster than real time).
 func advance(t *testing.T, limit time.Duration, cond func() bool) {
 	t.Helper()
-	waitUntil(t, "condition", limit/60+5*time.Second, cond)
+	waitUntil(t, "condition", limit/60+20*time.Second, cond) // generous: -race on a loaded 2-core machine
 }
 
 func TestDevFleetApproveToRestored(t *testing.T) {
