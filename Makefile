@@ -34,13 +34,13 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/signals/
 	$(GO) run ./bench/scale -hosts 10000 -ticks 30
 
-## saturation: the B.4 lab (about three minutes; writes docs/saturation.md and .png)
+## saturation: the B.4 lab (about eleven minutes; writes docs/saturation.md and .png)
 saturation: deps
 	FENCED_SATURATION=1 $(GO) test -count=1 -v -timeout 20m ./integration/saturation/
 
-## detection: detection and recovery against Nova's defaults and Masakari, five trials each (integration/detection)
+## detection: detection and recovery against Nova's defaults and Masakari, five trials each (integration/detection; 55–60 minutes)
 detection: deps
-	FENCED_DETECTION_TRIALS=5 $(GO) test -count=1 -v -timeout 60m ./integration/detection/
+	FENCED_DETECTION_TRIALS=5 $(GO) test -count=1 -v -timeout 90m ./integration/detection/
 
 ## fuzz: each fuzz target for FUZZTIME (30 s), one after another. Minimising
 ## a new input is capped (Go's default is a minute, more than the whole run).

@@ -252,10 +252,11 @@ second but too slowly for the gate is a host Nova reports up with its servers AC
   against libvirtd's 1024: Nova's libvirt driver set cputune shares to 1024 × the flavor's vCPUs by default
   until it stopped (cgroup v2 caps weights at 10000), and a host whose VM cgroups sit beside the system slice
   sees this ratio.
-- **+ memory pressure**: the host also gets a cgroup v1 memory limit, with libvirtd's pages charged to it
-  (move_charge_at_immigrate); the limit is what libvirtd held plus what 2 stress-ng vm workers keep touching
-  (` + fmt.Sprint(vmWorkers*vmMB) + ` MB), so the kernel reclaims libvirtd's file pages (there is no swap); its
-  oom_score_adj is −1000 so the OOM killer takes a vm worker instead.
+- **+ memory pressure**: the host also gets a cgroup v1 memory limit sized to what libvirtd held plus what
+  2 stress-ng vm workers keep touching (` + fmt.Sprint(vmWorkers*vmMB) + ` MB). The intent was to charge libvirtd's pages to it and make the
+  kernel reclaim them, but this kernel no longer moves charges between cgroups (move_charge_at_immigrate
+  is refused), so libvirtd's pages stay charged to the root cgroup and are not evicted (0 major faults in
+  every row), and its oom_score_adj −1000 was refused too: this condition is weaker than a real host's.
 - **+ I/O pressure**: a stress-ng hdd worker (256 MB files) and an io worker (sync()) beside the vCPUs.
 - **+ one SCHED_FIFO vCPU**: one vCPU worker runs ` + "`chrt -f 10`" + `; real-time threads ignore the CFS quota and
   weights, so the host is pinned to one CPU (a cpuset) instead of the quota, and host and machine get the
