@@ -432,7 +432,7 @@ func (p *Production) reconcile(ctx context.Context, in lease.Intent) (bool, erro
 		if err != nil {
 			return false, err
 		}
-		return (st == fencing.Off) == (in.Action == "power_off"), nil
+		return fencing.Reached(in.Action, st), nil
 	case "evacuate", "live_migrate":
 		if p.CP == nil || in.Target == "" {
 			return false, nil

@@ -20,6 +20,20 @@ const (
 	Unknown     PowerState = "Unknown"
 )
 
+// Reached reports whether a BMC reading st shows that a power action
+// ("power_off" or "power_on") has taken effect: Off for a power-off, On for
+// a power-on. A state in transition (PoweringOn, PoweringOff) or Unknown
+// shows neither, so a new leader reconciling an intent never counts it done.
+func Reached(action string, st PowerState) bool {
+	switch action {
+	case "power_off":
+		return st == Off
+	case "power_on":
+		return st == On
+	}
+	return false
+}
+
 // Errors, to be matched with errors.Is.
 var (
 	// ErrUnreachable: the BMC did not answer. The power state is unknown —

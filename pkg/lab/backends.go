@@ -21,7 +21,7 @@ func (w *World) Backends(gen *Generator) daemon.Backends {
 				return !w.RebootedAt(in.Host).Before(in.At), nil
 			case "power_off", "power_on":
 				st, err := w.PowerState(ctx, in.Host)
-				return err == nil && (st == fencing.Off) == (in.Action == "power_off"), err
+				return err == nil && fencing.Reached(in.Action, st), err
 			}
 			return false, nil
 		},
@@ -43,7 +43,7 @@ func (r *Remote) Backends() daemon.Backends {
 			case "power_cycle":
 				return !ps.RebootedAt.Before(in.At), nil
 			case "power_off", "power_on":
-				return (ps.State == fencing.Off) == (in.Action == "power_off"), nil
+				return fencing.Reached(in.Action, ps.State), nil
 			}
 			return false, nil
 		}}
