@@ -136,3 +136,38 @@ func TestJournalIntentBeforeOutcome(t *testing.T) {
 		t.Fatalf("a refused intent was written: %d records", n)
 	}
 }
+
+// appendingStore is a leader that appends a record right after a reader's
+// Range returned, before the reader gets to the head.
+type appendingStore struct {
+	*MemStore
+	log  *Log
+	done bool
+}
+
+func (s *appendingStore) Range(ctx context.Context, from uint64) ([][]byte, error) {
+	out, err := s.MemStore.Range(ctx, from)
+	if !s.done {
+		s.done = true
+		if _, aerr := s.log.Append(ctx, Record{HostID: "cmp-017", Action: "disable", Outcome: OutcomeOK}); aerr != nil {
+			return nil, aerr
+		}
+	}
+	return out, err
+}
+
+// TestVerifyWhileTheLeaderAppends: a record appended while Verify reads is
+// not a cut tail (the head is read first); a tail cut for real still is.
+func TestVerifyWhileTheLeaderAppends(t *testing.T) {
+	_, mem := filled(t, 5)
+	st := &appendingStore{MemStore: mem}
+	l := New(st, clock.NewFake(time.Date(2026, 1, 15, 1, 21, 0, 0, time.UTC)))
+	st.log = l
+	if n, err := l.Verify(context.Background()); err != nil || n != 5 {
+		t.Fatalf("verify during an append: %d %v, want the 5 records read, intact", n, err)
+	}
+	mem.Tamper(5, nil) // now cut the appended record: the head still names it
+	if _, err := l.Verify(context.Background()); err == nil || !strings.Contains(err.Error(), "removed from the end") {
+		t.Fatalf("cut tail: %v", err)
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/lab"
-	"github.com/fencedhq/fenced/pkg/lease"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/policy"
 )
@@ -130,21 +129,11 @@ func TestSlowActionsDoNotHoldTheLoop(t *testing.T) {
 	}
 	endpoints := startEtcd(t)
 	clk := clock.NewScaled(60)
-	p, _ := policy.Default().WithMode("approve")
-	world := lab.NewWorld(clk.Now, 30*time.Second, p.SignalsConfig())
+	world := lab.NewWorld(clk.Now, 30*time.Second, policy.Default().SignalsConfig())
 	gen := lab.NewGenerator(10, clk.Now(), time.Minute, world)
-	cli, err := lease.Connect(lease.ClientConfig{Endpoints: endpoints})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
 	be := world.Backends(gen)
 	be.Power = slowPower{be.Power, 3 * time.Second}
-	d, err := daemon.NewReplica(context.Background(), daemon.ReplicaConfig{Policy: p, Clock: clk, Log: testLog(t, "a"), Tick: 5 * time.Second,
-		Etcd: cli, ID: "a", TTL: 3 * time.Second, Settle: time.Second, Backends: be})
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := replicaOn(t, endpoints, "a", be, clk, "approve")
 	world.SetViews(d)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -174,17 +174,6 @@ func (f *Fleet) Complete(ctx context.Context, now time.Time, host string, r play
 	})
 }
 
-// Busy lists the hosts with an action in flight, with what and since when.
-func (f *Fleet) Busy() map[string]string {
-	out := map[string]string{}
-	for name, e := range f.hosts {
-		if what, since := e.m.Busy(); what != "" {
-			out[name] = what + " since " + since.Format(time.RFC3339)
-		}
-	}
-	return out
-}
-
 func (f *Fleet) step(ctx context.Context, e *entry, in playbook.Input) ([]playbook.Change, error) {
 	return f.run(ctx, e, in, func(in playbook.Input) ([]playbook.Change, error) { return e.m.Step(ctx, in) })
 }

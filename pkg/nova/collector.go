@@ -2,7 +2,6 @@ package nova
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -23,9 +22,10 @@ type Collector struct {
 	// fleet, heavier than the service list); default 30 s.
 	ServersEvery time.Duration
 
-	mu          sync.Mutex
-	control     map[string]signals.Control
-	active      map[string][]string
+	mu      sync.Mutex // guards control (Control reads it from the engine)
+	control map[string]signals.Control
+
+	active      map[string][]string // collection goroutine only
 	activeAt    time.Time
 	activeKnown bool
 }
@@ -39,24 +39,20 @@ func (c *Collector) Collect(ctx context.Context, now time.Time) ([]signals.Sampl
 	if err != nil {
 		return nil, err
 	}
-	var serr error
 	every := c.ServersEvery
 	if every <= 0 {
 		every = DefaultServersEvery
 	}
-	c.mu.Lock()
-	due := !c.activeKnown || now.Sub(c.activeAt) >= every
-	c.mu.Unlock()
-	if due {
+	// one goroutine collects (the registry never overlaps two collections),
+	// so the listing's schedule needs the lock only for readers of control
+	var serr error
+	if !c.activeKnown || now.Sub(c.activeAt) >= every {
 		active, err := c.Client.ActiveServers(ctx)
-		c.mu.Lock()
 		if err == nil {
 			c.active, c.activeKnown = active, true
-		} else {
-			serr = err // the counts keep their last value; the heartbeats still count
 		}
+		serr = err // on error the counts keep their last value; the heartbeats still count
 		c.activeAt = now
-		c.mu.Unlock()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -77,7 +73,7 @@ func (c *Collector) Collect(ctx context.Context, now time.Time) ([]signals.Sampl
 		}
 	}
 	c.control = ctl
-	return out, errors.Join(serr)
+	return out, serr
 }
 
 // Control is what Nova said about host at the last collection.

@@ -110,11 +110,7 @@ func (m *Machine) Step(ctx context.Context, in Input) ([]Change, error) {
 			if err != nil || len(changes) > 0 || m.busy != "" || m.host.State != Rebooting {
 				return changes, err
 			}
-			h := m.host
-			m.start(in.Now, "recovery of "+string(h.State), func(ctx context.Context) JobResult {
-				ev, why := m.actor.Poll(ctx, &h)
-				return JobResult{Host: h, Event: ev, Reason: why}
-			})
+			m.start(in.Now, "recovery of "+string(m.host.State), m.actor.Poll)
 			return nil, nil
 		}
 	}
@@ -135,9 +131,14 @@ func (m *Machine) Complete(ctx context.Context, in Input, r JobResult) ([]Change
 	return m.chain(ctx, Input{Now: in.Now, Fleet: in.Fleet, Paused: in.Paused, Event: r.Event, Reason: r.Reason})
 }
 
-func (m *Machine) start(now time.Time, what string, job Job) {
+// start hands act, run on a copy of the record, to the actor's Async runner.
+func (m *Machine) start(now time.Time, what string, act func(context.Context, *Host) (Event, string)) {
 	m.busy, m.busySince = what, now
-	m.actor.Async(m.host.Name, job)
+	h := m.host
+	m.actor.Async(h.Name, func(ctx context.Context) JobResult {
+		ev, why := act(ctx, &h)
+		return JobResult{Host: h, Event: ev, Reason: why}
+	})
 }
 
 // chain decides and enters states until nothing follows (bounded).
@@ -159,10 +160,8 @@ func (m *Machine) chain(ctx context.Context, in Input) ([]Change, error) {
 		m.host = d.Host
 		changes = append(changes, Change{At: in.Now, Host: m.host.Name, From: from, To: m.host.State, D: m.host.LastD, Reason: d.Reason})
 		if m.actor.Async != nil && !m.actor.notifyOnly(m.host.State) {
-			h := m.host
-			m.start(in.Now, "entry actions of "+string(h.State), func(ctx context.Context) JobResult {
-				ev, why := m.actor.Enter(ctx, &h, from)
-				return JobResult{Host: h, Event: ev, Reason: why}
+			m.start(in.Now, "entry actions of "+string(m.host.State), func(ctx context.Context, h *Host) (Event, string) {
+				return m.actor.Enter(ctx, h, from)
 			})
 			return changes, nil
 		}
