@@ -23,6 +23,7 @@ import (
 func newLabBMCCmd() *cobra.Command {
 	var (
 		listen, user, passwordEnv string
+		adminListen               string
 		systems                   []string
 		count                     string
 		hook                      string
@@ -47,11 +48,19 @@ Every accepted reset is logged on stderr as "reset SYSTEM TYPE".
 power settles at On or Off (after --power-delay), the simulator runs
 "CMD SYSTEM STATE" (CMD is split on spaces, no shell; STATE is On or Off), one
 hook at a time in the order of the changes, and logs its exit status and output
-as "power-hook SYSTEM STATE: ...".`,
+as "power-hook SYSTEM STATE: ...".
+
+--admin-listen serves a fault control beside the simulator, on loopback and
+without authentication, to change faults while it runs (chaos tests):
+  PUT    /faults/SYSTEM   body "KIND[=VALUE],…" replaces the system's faults
+  DELETE /faults/SYSTEM   clears them
+  GET    /faults          every system's faults, as JSON`,
 		Example: `  FENCED_BMC_PASSWORD=secret fenced lab bmc --listen 127.0.0.1:8000 --systems 4 --power-delay 2s
   redfishtool -r 127.0.0.1:8000 -u admin -p secret -S Never Systems list
   fenced lab bmc --tls --fault lab-002:never-off --fault lab-003:slow=5s
-  fenced lab bmc --systems cn1,cn2,cn3 --power-hook "/srv/lab/compute-ctl power"`,
+  fenced lab bmc --systems cn1,cn2,cn3 --power-hook "/srv/lab/compute-ctl power"
+  fenced lab bmc --systems 100 --admin-listen 127.0.0.1:8001 &
+  curl -X PUT -d 'fail5xx=5' http://127.0.0.1:8001/faults/lab-007`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pw := os.Getenv(passwordEnv)
@@ -103,9 +112,28 @@ as "power-hook SYSTEM STATE: ...".`,
 				scheme = "https"
 			}
 			srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 5 * time.Second}
+			var admin *http.Server
+			if adminListen != "" {
+				aln, err := net.Listen("tcp", adminListen)
+				if err != nil {
+					ln.Close()
+					return err
+				}
+				if tcp, ok := aln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+					aln.Close()
+					ln.Close()
+					return fmt.Errorf("--admin-listen %s: the fault control must stay on loopback", adminListen)
+				}
+				admin = &http.Server{Handler: sim.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+				go func() { _ = admin.Serve(aln) }()
+				fmt.Fprintf(cmd.ErrOrStderr(), "fenced lab bmc: fault control at http://%s/faults\n", aln.Addr())
+			}
 			go func() {
 				<-cmd.Context().Done()
 				srv.Close()
+				if admin != nil {
+					admin.Close()
+				}
 			}()
 			fmt.Fprintf(cmd.ErrOrStderr(), "fenced lab bmc: %d systems at %s://%s/redfish/v1/ (user %s), power changes take %s\n",
 				len(systems), scheme, ln.Addr(), user, delay)
@@ -126,6 +154,7 @@ as "power-hook SYSTEM STATE: ...".`,
 	f.DurationVar(&delay, "power-delay", 2*time.Second, "time each power change takes")
 	f.StringArrayVar(&faults, "fault", nil, "SYSTEM:KIND[=VALUE] (repeatable)")
 	f.BoolVar(&useTLS, "tls", false, "serve HTTPS with a self-signed certificate")
+	f.StringVar(&adminListen, "admin-listen", "", "serve the run-time fault control (PUT/DELETE /faults/SYSTEM) on this loopback address")
 	return cmd
 }
 

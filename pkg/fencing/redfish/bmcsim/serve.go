@@ -62,3 +62,42 @@ func SelfSigned() (tls.Certificate, error) {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
+
+// ParseFaults reads a comma-separated list of KIND[=VALUE] (ParseFault);
+// an empty list is no fault.
+func ParseFaults(list string) (Faults, error) {
+	var f Faults
+	for _, spec := range strings.Split(list, ",") {
+		if spec = strings.TrimSpace(spec); spec == "" {
+			continue
+		}
+		if err := ParseFault(spec, &f); err != nil {
+			return Faults{}, err
+		}
+	}
+	return f, nil
+}
+
+// String is the faults as ParseFaults reads them ("" when none).
+func (f Faults) String() string {
+	var out []string
+	if f.Hang {
+		out = append(out, "hang")
+	}
+	if f.Slow > 0 {
+		out = append(out, "slow="+f.Slow.String())
+	}
+	if f.Conflict409 {
+		out = append(out, "conflict409")
+	}
+	if f.Fail5xx > 0 {
+		out = append(out, "fail5xx="+strconv.Itoa(f.Fail5xx))
+	}
+	if f.NeverOff {
+		out = append(out, "never-off")
+	}
+	if f.AuthFail {
+		out = append(out, "auth-fail")
+	}
+	return strings.Join(out, ",")
+}
