@@ -85,9 +85,18 @@ func (o *clientOpts) call(ctx context.Context, method, path string, body, out an
 		return fmt.Errorf("fenced API at %s: %w", o.server, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	// JSON replies are small; a raw reply (the audit, an export) may be the
+	// whole chain. A reply over the limit is an error, never cut short.
+	limit := int64(16 << 20)
+	if _, ok := out.(*json.RawMessage); ok {
+		limit = 1 << 30
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return fmt.Errorf("fenced API: reading the reply: %w", err)
+	}
+	if int64(len(data)) > limit {
+		return fmt.Errorf("fenced API: %s %s: the reply is over %d MB", method, tx(path), limit>>20)
 	}
 	if resp.StatusCode/100 != 2 {
 		var e api.Error

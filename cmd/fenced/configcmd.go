@@ -21,7 +21,8 @@ func newConfigCmd() *cobra.Command {
 errors, etcd is required (endpoints, or embedded with a data dir), templates
 need {host}, URLs must be http(s). It then reads what the file points to on
 this machine: the policy file, the tokens file, the BMC and etcd passwords
-(from their environment variables or files; never printed), so run it where
+(from their environment variables or files; never printed), the audit
+signing key and witness, so run it where
 fenced runs, with its environment. Nothing is contacted: 'fenced bmc check'
 logs in to the BMCs. An error names the file, line and field. Exit status 1
 if any file is invalid.`,
@@ -70,9 +71,12 @@ func checkConfig(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if _, _, _, err := cfg.AuditSigning(""); err != nil {
+		return "", err
+	}
 	var sections []string
 	for name, on := range map[string]bool{"nova": cfg.Nova != nil, "bmc": cfg.BMC != nil, "libvirt": cfg.Libvirt != nil,
-		"prometheus": cfg.Prometheus != nil, "webhooks": len(cfg.Webhooks) > 0} {
+		"prometheus": cfg.Prometheus != nil, "webhooks": len(cfg.Webhooks) > 0, "audit": cfg.Audit != nil} {
 		if on {
 			sections = append(sections, name)
 		}

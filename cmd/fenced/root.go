@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -54,13 +55,17 @@ func setupLogging(o *rootOpts, stderr io.Writer) {
 		lvl = zerolog.InfoLevel
 	}
 	zerolog.SetGlobalLevel(lvl)
-	zerolog.TimeFieldFormat = time.RFC3339Nano
+	// a package global that loggers read while they write: set it once (a
+	// second command in the same process, as in tests, must not race them)
+	timeFormatOnce.Do(func() { zerolog.TimeFieldFormat = time.RFC3339Nano })
 	var w io.Writer = stderr
 	if !o.logJSON {
 		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339, NoColor: os.Getenv("NO_COLOR") != "" || !isTerminal(stderr)}
 	}
 	logger = zerolog.New(w).With().Timestamp().Str("component", "fenced").Logger()
 }
+
+var timeFormatOnce sync.Once
 
 // logger is the process logger, set up by the root command.
 var logger = zerolog.Nop()

@@ -77,14 +77,24 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		return cfg.Errorf("etcd", "%v", err)
 	}
 	defer closeEtcd()
+	id := replicaID(o.id)
+	signer, keys, witness, err := cfg.AuditSigning(id)
+	if err != nil {
+		return err
+	}
 	d, err := daemon.NewReplica(ctx, daemon.ReplicaConfig{Policy: p, Clock: clk, Log: logger, Tick: cfg.Tick, Etcd: cli,
-		Prefix: e.Prefix, ID: replicaID(o.id), TTL: e.TTL, Settle: e.Settle, Backends: prod.Backends, Webhooks: eps})
+		Prefix: e.Prefix, ID: id, TTL: e.TTL, Settle: e.Settle, Backends: prod.Backends, Webhooks: eps,
+		Signer: signer, Keys: keys, Witness: witness})
 	if err != nil {
 		return err
 	}
 	prod.Attach(d)
-	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: %s, mode %s, after_fence %s, %d hosts, tick %s, etcd %s\n",
-		cfg.File(), p.PlaybookConfig().Mode, p.PlaybookConfig().AfterFence, len(prod.Hosts), cfg.Tick, strings.Join(cli.Endpoints(), ","))
+	signing := "audit unsigned (no audit: section)"
+	if signer != nil {
+		signing = fmt.Sprintf("audit signed with key %s (%d trusted)", signer.ID(), len(keys))
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: %s, mode %s, after_fence %s, %d hosts, tick %s, etcd %s, %s\n",
+		cfg.File(), p.PlaybookConfig().Mode, p.PlaybookConfig().AfterFence, len(prod.Hosts), cfg.Tick, strings.Join(cli.Endpoints(), ","), signing)
 	return serve(ctx, cmd, d, prod.Backends.Capacity, cfg.API.Listen, tokens, apiTLS{cfg.API.TLSCert, cfg.API.TLSKey})
 }
 

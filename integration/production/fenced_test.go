@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/fencedhq/fenced/integration/internal/harness"
+	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/lease"
 )
 
@@ -44,6 +46,7 @@ type fleet struct {
 	etcdCli  *clientv3.Client
 	elector  *lease.Elector
 	store    *lease.Store
+	pubKeys  []string // every replica's audit public key
 }
 
 type replica struct {
@@ -67,6 +70,14 @@ func newFleet(t *testing.T, mode string, ids ...string) *fleet {
 		t.Fatal(err)
 	}
 	f.hooks = newWebhookSink(t)
+	// each replica signs the audit with its own key; every one trusts all
+	for _, id := range ids {
+		key, err := audit.GenerateKey(filepath.Join(f.dir, id+".key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.pubKeys = append(f.pubKeys, audit.EncodePublicKey(key.Public().(ed25519.PublicKey)))
+	}
 	for _, id := range ids {
 		r := &replica{id: id, port: harness.FreePort(t), cfg: filepath.Join(f.dir, id+".yaml")}
 		if err := os.WriteFile(r.cfg, []byte(f.config(r, tokens)), 0o644); err != nil {
@@ -109,6 +120,8 @@ func (f *fleet) config(r *replica, tokens string) string {
 	}
 	b.WriteString("  call_timeout: 1s\n")
 	fmt.Fprintf(&b, "webhooks:\n  - url: %s/hook\n", f.hooks.srv.URL)
+	fmt.Fprintf(&b, "audit:\n  signing_key_file: %s\n  public_keys: [%s]\n  witness_file: %s\n",
+		filepath.Join(f.dir, r.id+".key"), strings.Join(f.pubKeys, ", "), filepath.Join(f.dir, r.id+".witness"))
 	return b.String()
 }
 

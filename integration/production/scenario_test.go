@@ -160,6 +160,8 @@ func runIncident(t *testing.T, in incident) {
 	// (10) the audit
 	if out, err := f.cliAt(f.anyUp(), viewerToken, "audit", "verify"); err != nil {
 		t.Fatalf("audit verify: %v", err)
+	} else if !strings.Contains(out, "signed (keys") || strings.Contains(out, "not checked") {
+		t.Fatalf("audit verify did not check signatures: %s", out)
 	} else {
 		t.Logf("fenced audit verify: %s", strings.TrimSpace(out))
 	}

@@ -8,7 +8,8 @@
 //	POST /api/v1/hosts/{host}/unfence    (same body)
 //	POST /api/v1/pause, /api/v1/resume   fleet-wide (same body)
 //	GET  /api/v1/audit?host=H&since=RFC3339   audit records (JSON Lines)
-//	GET  /api/v1/audit/verify            check the hash chain
+//	GET  /api/v1/audit/verify            check the hash chain and its signatures
+//	GET  /api/v1/audit/export            the chain as stored, and a signed checkpoint (JSON Lines)
 //	GET  /metrics                        Prometheus text format
 //	GET  /                               status page
 //
@@ -118,6 +119,7 @@ func New(b Backend, r Reads, tokens map[string]Identity) *Server {
 	s.mux.HandleFunc("POST /api/v1/resume", s.auth(Operator, s.write(s.pause(false))))
 	s.mux.HandleFunc("GET /api/v1/audit", s.auth(Viewer, s.audit))
 	s.mux.HandleFunc("GET /api/v1/audit/verify", s.auth(Viewer, s.verify))
+	s.mux.HandleFunc("GET /api/v1/audit/export", s.auth(Viewer, s.export))
 	s.mux.HandleFunc("GET /metrics", s.auth(Scrape, s.metrics))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	s.mux.HandleFunc("GET /{$}", s.page)
@@ -516,11 +518,12 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	_ = audit.WriteJSONL(w, recs)
 }
 
-// VerifyReply is the body of GET /api/v1/audit/verify.
+// VerifyReply is the body of GET /api/v1/audit/verify: what the check
+// found (records, signatures, the witness) and whether the chain holds.
 type VerifyReply struct {
-	Records int    `json:"records"`
-	OK      bool   `json:"ok"`
-	Error   string `json:"error,omitempty"`
+	audit.Report
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
 }
 
 func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
@@ -528,12 +531,27 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, Error{Error: "api: no audit log"})
 		return
 	}
-	n, err := s.r.Audit.Verify(r.Context())
-	rep := VerifyReply{Records: n, OK: err == nil}
+	found, err := s.r.Audit.Verify(r.Context())
+	rep := VerifyReply{Report: found, OK: err == nil}
 	if err != nil {
 		rep.Error = err.Error()
 	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// export streams the chain for offline verification (fenced audit export).
+func (s *Server) export(w http.ResponseWriter, r *http.Request) {
+	if s.r.Audit == nil {
+		writeJSON(w, http.StatusServiceUnavailable, Error{Error: "api: no audit log"})
+		return
+	}
+	var buf bytes.Buffer // a read error must still be able to answer 503
+	if err := s.r.Audit.Export(r.Context(), &buf); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, Error{Error: err.Error()})
+		return
+	}
+	w.Header().Set("Content-Type", "application/jsonl")
+	_, _ = w.Write(buf.Bytes())
 }
 
 func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {

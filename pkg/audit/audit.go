@@ -41,6 +41,8 @@ type Record struct {
 	Verdict       string    `json:"verdict,omitempty"` // the verdict's explanation behind a decision
 	PolicyVersion string    `json:"policy_version,omitempty"`
 	FenceToken    int64     `json:"fence_token,omitempty"`
+	KeyID         string    `json:"key_id,omitempty"` // the signing replica's key (KeyID)
+	Sig           string    `json:"sig,omitempty"`    // ed25519 over the record's hash
 	PrevHash      string    `json:"prev_hash"`
 	Hash          string    `json:"hash"`
 }
@@ -52,9 +54,10 @@ const (
 	OutcomeError  = "error"
 )
 
-// digest is the record's hash: SHA-256 over its JSON with Hash empty.
+// digest is the record's hash: SHA-256 over its JSON with Hash and Sig
+// empty (KeyID is covered: a record cannot be moved to another key).
 func (r Record) digest() string {
-	r.Hash = ""
+	r.Hash, r.Sig = "", ""
 	b, _ := json.Marshal(r) // a Record always marshals
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
@@ -83,6 +86,10 @@ type Log struct {
 	next  uint64
 	prev  string
 	ready bool
+
+	signer  *Signer
+	keys    Keyring
+	witness *Witness
 }
 
 // New returns a log over store.
@@ -91,6 +98,25 @@ func New(store Store, c clock.Clock) *Log {
 		c = clock.Real{}
 	}
 	return &Log{store: store, clock: c}
+}
+
+// Signing makes the log sign every record it appends with s, verify
+// against keys (which must hold s's public key), and keep a witness of the
+// newest record it wrote or verified (w may be nil: the witness then lives
+// only as long as the process). Call it before the first Append.
+func (l *Log) Signing(s *Signer, keys Keyring, w *Witness) error {
+	if s != nil {
+		if _, ok := keys[s.ID()]; !ok {
+			return fmt.Errorf("audit: the signing key %s is not among the %d public keys: a chain it signs would not verify", s.ID(), len(keys))
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.signer, l.keys = s, keys
+	if w != nil {
+		l.witness = w
+	}
+	return nil
 }
 
 // load finds the chain's head.
@@ -125,7 +151,14 @@ func (l *Log) Append(ctx context.Context, r Record) (Record, error) {
 			r.Component = "fenced"
 		}
 		r.Seq, r.PrevHash = l.next, l.prev
+		r.KeyID, r.Sig = "", ""
+		if l.signer != nil {
+			r.KeyID = l.signer.id
+		}
 		r.Hash = r.digest()
+		if l.signer != nil {
+			r.Sig = l.signer.sign(recordDomain, r.Hash)
+		}
 		data, err := json.Marshal(r)
 		if err != nil {
 			return Record{}, fmt.Errorf("audit: encode: %w", err)
@@ -139,6 +172,7 @@ func (l *Log) Append(ctx context.Context, r Record) (Record, error) {
 			return Record{}, fmt.Errorf("audit: append %d: %w", r.Seq, err)
 		}
 		l.next, l.prev = r.Seq+1, r.Hash
+		l.witnessLocked().saw(Checkpoint{Seq: r.Seq, Hash: r.Hash, At: r.Timestamp})
 		return r, nil
 	}
 	return Record{}, fmt.Errorf("audit: append: %w after 3 attempts", ErrConflict)
@@ -163,36 +197,109 @@ func (l *Log) Records(ctx context.Context, keep func(Record) bool) ([]Record, er
 	return out, nil
 }
 
-// Verify reads the whole log and checks the chain and its head.
+// Report is what a verification found.
+type Report struct {
+	Records int `json:"records"`
+	// Signed records; Unsigned counts the records before the first signed
+	// one (written before signing was enabled; the first signature covers
+	// them through its link).
+	Signed   int      `json:"signed"`
+	Unsigned int      `json:"unsigned_before_signing"`
+	Keys     []string `json:"keys,omitempty"` // key ids that signed records
+	// Signatures is false when no public keys were given: only the hash
+	// chain was checked.
+	Signatures bool `json:"signatures_checked"`
+	// Witness is the newest record this replica wrote or verified before;
+	// the chain was found to still hold it.
+	Witness *Checkpoint `json:"witness,omitempty"`
+}
+
+// Verify reads the whole log and checks the chain, each record's stored
+// bytes, the signatures (when the log has keys), the head and the witness.
 //
 // The head is read before the records, so records appended meanwhile (the
 // leader keeps writing) extend a chain that must still hold the record the
-// head names; a chain that ends before it was cut.
-func (l *Log) Verify(ctx context.Context) (int, error) {
+// head names; a chain that ends before it was cut. A head rewritten to match
+// a cut chain is caught by the witness: the newest record this replica
+// wrote or verified must still be there.
+func (l *Log) Verify(ctx context.Context) (Report, error) {
+	// the witness and the head first: both only move forward
+	l.mu.Lock()
+	keys, w := l.keys, l.witnessLocked()
+	l.mu.Unlock()
+	seen, saw := w.Get()
 	seq, hash, ok, err := l.store.Head(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("audit: read head: %w", err)
+		return Report{}, fmt.Errorf("audit: read head: %w", err)
 	}
-	recs, err := l.Records(ctx, nil)
+	raw, err := l.store.Range(ctx, 0)
 	if err != nil {
-		return 0, err
+		return Report{}, fmt.Errorf("audit: read: %w", err)
 	}
-	if err := Verify(recs); err != nil {
-		return len(recs), err
+	recs, rep, err := check(raw, keys)
+	if err != nil {
+		return rep, err
 	}
 	if !ok && len(recs) > 0 {
 		// the first record may have been appended since: read the head again
 		if seq, hash, ok, err = l.store.Head(ctx); err != nil {
-			return len(recs), fmt.Errorf("audit: read head: %w", err)
+			return rep, fmt.Errorf("audit: read head: %w", err)
 		}
 		if !ok {
-			return len(recs), &VerifyError{Seq: 0, Reason: "records without a head"}
+			return rep, &VerifyError{Seq: 0, Reason: "records without a head"}
 		}
 	}
 	if ok && (uint64(len(recs)) <= seq || recs[seq].Hash != hash) {
-		return len(recs), &VerifyError{Seq: seq, Reason: "the head names a record that is missing or different: records removed from the end"}
+		return rep, &VerifyError{Seq: seq, Reason: "the head names a record that is missing or different: records removed from the end"}
 	}
-	return len(recs), nil
+	if c := seen; saw {
+		if uint64(len(recs)) <= c.Seq || recs[c.Seq].Hash != c.Hash {
+			return rep, &VerifyError{Seq: c.Seq, Reason: fmt.Sprintf("this replica saw record %d (hash %.12s…, %s) and the chain of %d records no longer holds it: records cut from the end and the head rewritten",
+				c.Seq, c.Hash, c.At.UTC().Format(time.RFC3339), len(recs))}
+		}
+		rep.Witness = &c
+	}
+	if n := len(recs); n > 0 {
+		last := recs[n-1]
+		w.saw(Checkpoint{Seq: last.Seq, Hash: last.Hash, At: last.Timestamp})
+	}
+	return rep, nil
+}
+
+// check decodes stored records and verifies them: canonical bytes, the
+// chain, and (with keys) the signatures.
+func check(raw [][]byte, keys Keyring) ([]Record, Report, error) {
+	recs := make([]Record, 0, len(raw))
+	for i, b := range raw {
+		r, err := decodeStored(b)
+		if err != nil {
+			return nil, Report{Records: len(raw)}, &VerifyError{Seq: uint64(i), Reason: err.Error()}
+		}
+		recs = append(recs, r)
+	}
+	rep, err := verifyRecords(recs, keys)
+	return recs, rep, err
+}
+
+// decodeStored decodes one stored record strictly: the stored bytes must be
+// exactly the record's own encoding, so a field the hash does not cover
+// (an extra key, a duplicate key whose last value wins, a re-encoding)
+// cannot hide in it.
+func decodeStored(b []byte) (Record, error) {
+	var r Record
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return r, fmt.Errorf("not a record: %v", err)
+	}
+	if dec.More() {
+		return r, errors.New("more than one JSON value stored")
+	}
+	canon, _ := json.Marshal(r)
+	if !bytes.Equal(canon, b) {
+		return r, errors.New("stored bytes are not the record's own encoding: an extra field, a duplicate key or a rewrite the hash does not cover")
+	}
+	return r, nil
 }
 
 // VerifyError says where the chain breaks.
@@ -206,22 +313,63 @@ func (e *VerifyError) Error() string {
 }
 
 // Verify checks a whole chain, oldest first: sequence numbers without gaps,
-// each record's hash, and each link to the previous record.
+// each record's hash, and each link to the previous record. Signatures are
+// not checked (VerifySigned does).
 func Verify(recs []Record) error {
+	_, err := verifyRecords(recs, nil)
+	return err
+}
+
+// VerifySigned checks the chain as Verify does, and every signature against
+// keys: once a record is signed every later one must be, and each must
+// verify with a trusted key. A chain with records and no signature fails.
+func VerifySigned(recs []Record, keys Keyring) (Report, error) {
+	if len(keys) == 0 {
+		return Report{Records: len(recs)}, errors.New("audit: no public keys to check signatures with")
+	}
+	return verifyRecords(recs, keys)
+}
+
+func verifyRecords(recs []Record, keys Keyring) (Report, error) {
+	rep := Report{Records: len(recs), Signatures: len(keys) > 0}
 	prev := ""
+	used := map[string]bool{}
 	for i, r := range recs {
 		if r.Seq != uint64(i) {
-			return &VerifyError{Seq: uint64(i), Reason: fmt.Sprintf("record %d found where %d belongs: records removed or reordered", r.Seq, i)}
+			return rep, &VerifyError{Seq: uint64(i), Reason: fmt.Sprintf("record %d found where %d belongs: records removed or reordered", r.Seq, i)}
 		}
 		if r.PrevHash != prev {
-			return &VerifyError{Seq: r.Seq, Reason: "does not link to the record before it"}
+			return rep, &VerifyError{Seq: r.Seq, Reason: "does not link to the record before it"}
 		}
 		if d := r.digest(); d != r.Hash {
-			return &VerifyError{Seq: r.Seq, Reason: "content does not match its hash: edited"}
+			return rep, &VerifyError{Seq: r.Seq, Reason: "content does not match its hash: edited"}
 		}
 		prev = r.Hash
+		if r.Sig == "" && r.KeyID == "" {
+			if rep.Signed > 0 && rep.Signatures {
+				return rep, &VerifyError{Seq: r.Seq, Reason: "unsigned, after signed records: written (or rewritten) without a signing key"}
+			}
+			if rep.Signed == 0 {
+				rep.Unsigned++
+			}
+			continue
+		}
+		if rep.Signatures {
+			if err := keys.verify(r.KeyID, r.Sig, recordDomain, r.Hash); err != nil {
+				return rep, &VerifyError{Seq: r.Seq, Reason: err.Error() + ": edited and re-hashed, or signed by a key this deployment does not trust"}
+			}
+		}
+		rep.Signed++
+		used[r.KeyID] = true
 	}
-	return nil
+	for k := range used {
+		rep.Keys = append(rep.Keys, k)
+	}
+	slices.Sort(rep.Keys)
+	if rep.Signatures && len(recs) > 0 && rep.Signed == 0 {
+		return rep, &VerifyError{Seq: 0, Reason: fmt.Sprintf("none of the %d records is signed: the chain was written (or rewritten) without a signing key", len(recs))}
+	}
+	return rep, nil
 }
 
 // WriteJSONL writes records as JSON Lines.
@@ -301,6 +449,14 @@ func (m *MemStore) Head(context.Context) (uint64, string, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.head, m.headHash, m.hasHead, nil
+}
+
+// SetHead moves the head behind the log's back, as a writer cutting the
+// tail would: tests use it to show that Verify notices.
+func (m *MemStore) SetHead(seq uint64, hash string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.head, m.headHash, m.hasHead = seq, hash, true
 }
 
 // Tamper replaces (or, with nil, deletes) a stored record behind the log's

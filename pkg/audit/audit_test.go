@@ -27,9 +27,9 @@ func filled(t *testing.T, n int) (*Log, *MemStore) {
 
 func TestChainVerifies(t *testing.T) {
 	l, _ := filled(t, 5)
-	n, err := l.Verify(context.Background())
-	if err != nil || n != 5 {
-		t.Fatalf("%d %v", n, err)
+	rep, err := l.Verify(context.Background())
+	if err != nil || rep.Records != 5 {
+		t.Fatalf("%+v %v", rep, err)
 	}
 	recs, _ := l.Records(context.Background(), nil)
 	if recs[0].PrevHash != "" || recs[3].PrevHash != recs[2].Hash {
@@ -81,8 +81,8 @@ func TestConcurrentWritersNeverFork(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n, err := a.Verify(ctx); err != nil || n != 20 {
-		t.Fatalf("%d %v", n, err)
+	if rep, err := a.Verify(ctx); err != nil || rep.Records != 20 {
+		t.Fatalf("%+v %v", rep, err)
 	}
 }
 
@@ -132,8 +132,8 @@ func TestJournalIntentBeforeOutcome(t *testing.T) {
 	if _, err := j.Intent(ctx, playbook.Intent{Host: "cmp-017", Action: "power_cycle"}); err == nil {
 		t.Fatal("intent without a token accepted")
 	}
-	if n, _ := l.Verify(ctx); n != 2 {
-		t.Fatalf("a refused intent was written: %d records", n)
+	if rep, _ := l.Verify(ctx); rep.Records != 2 {
+		t.Fatalf("a refused intent was written: %d records", rep.Records)
 	}
 }
 
@@ -163,8 +163,8 @@ func TestVerifyWhileTheLeaderAppends(t *testing.T) {
 	st := &appendingStore{MemStore: mem}
 	l := New(st, clock.NewFake(time.Date(2026, 1, 15, 1, 21, 0, 0, time.UTC)))
 	st.log = l
-	if n, err := l.Verify(context.Background()); err != nil || n != 5 {
-		t.Fatalf("verify during an append: %d %v, want the 5 records read, intact", n, err)
+	if rep, err := l.Verify(context.Background()); err != nil || rep.Records != 5 {
+		t.Fatalf("verify during an append: %d %v, want the 5 records read, intact", rep.Records, err)
 	}
 	mem.Tamper(5, nil) // now cut the appended record: the head still names it
 	if _, err := l.Verify(context.Background()); err == nil || !strings.Contains(err.Error(), "removed from the end") {

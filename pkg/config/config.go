@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/fencedhq/fenced/internal/hostname"
+	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/fencing/inventory"
 	"github.com/fencedhq/fenced/pkg/fencing/redfish"
 	"github.com/fencedhq/fenced/pkg/signals"
@@ -37,6 +38,7 @@ type Config struct {
 	Libvirt    *Libvirt      `yaml:"libvirt"`
 	Prometheus *Prometheus   `yaml:"prometheus"`
 	Webhooks   []Webhook     `yaml:"webhooks"`
+	Audit      *Audit        `yaml:"audit"`
 
 	file string
 	doc  *yamlfile.Doc
@@ -117,6 +119,17 @@ type Prometheus struct {
 	HostMap   map[string]string `yaml:"host_map"`
 	Timeout   time.Duration     `yaml:"timeout"`
 	Queries   map[string]string `yaml:"queries"` // signal → PromQL; replaces the defaults when set
+}
+
+// Audit signs the audit chain (docs/audit.md): each replica signs every
+// record it appends with its own ed25519 key, kept in a file and never in
+// etcd; verification trusts the public keys listed here.
+type Audit struct {
+	SigningKeyFile string   `yaml:"signing_key_file"` // this replica's key (fenced audit keygen), mode 0600
+	PublicKeys     []string `yaml:"public_keys"`      // every replica's public key, base64
+	// WitnessFile keeps the newest record this replica wrote or verified,
+	// so that a tail cut behind it is noticed after a restart too.
+	WitnessFile string `yaml:"witness_file"`
 }
 
 // Webhook is one on-call endpoint.
@@ -218,6 +231,17 @@ func Parse(name string, data []byte) (*Config, error) {
 			if !signals.Name(sig).Valid() {
 				return nil, doc.Errorf("prometheus.queries."+sig, "unknown signal")
 			}
+		}
+	}
+	if a := c.Audit; a != nil {
+		if _, err := audit.ParsePublicKeys(a.PublicKeys); err != nil {
+			return nil, doc.Errorf("audit.public_keys", "%v", err)
+		}
+		if a.SigningKeyFile == "" {
+			return nil, doc.Errorf("audit.signing_key_file", "required: a replica that checks signatures must sign what it appends (fenced audit keygen --out FILE)")
+		}
+		if len(a.PublicKeys) == 0 {
+			return nil, doc.Errorf("audit.public_keys", "required: the public key of every replica's signing_key_file (fenced audit keygen prints it)")
 		}
 	}
 	for i, w := range c.Webhooks {
@@ -447,6 +471,34 @@ func (c *Config) LibvirtURIs(hosts []string) map[string]string {
 		}
 	}
 	return out
+}
+
+// AuditSigning loads the audit section: this replica's signer (its key
+// must be one of public_keys), the trusted keys and the witness. Without an
+// audit section all three are nil: the chain is hash-linked, unsigned.
+func (c *Config) AuditSigning(replica string) (*audit.Signer, audit.Keyring, *audit.Witness, error) {
+	a := c.Audit
+	if a == nil {
+		return nil, nil, nil, nil
+	}
+	keys, err := audit.ParsePublicKeys(a.PublicKeys)
+	if err != nil {
+		return nil, nil, nil, c.Errorf("audit.public_keys", "%v", err)
+	}
+	key, err := audit.LoadKey(a.SigningKeyFile)
+	if err != nil {
+		return nil, nil, nil, c.Errorf("audit.signing_key_file", "%v", err)
+	}
+	s := audit.NewSigner(key, replica)
+	if _, ok := keys[s.ID()]; !ok {
+		return nil, nil, nil, c.Errorf("audit.public_keys", "does not hold the public key of %s (%s): add it, or the records this replica signs will not verify",
+			a.SigningKeyFile, audit.EncodePublicKey(s.Public()))
+	}
+	w, err := audit.NewWitness(a.WitnessFile)
+	if err != nil {
+		return nil, nil, nil, c.Errorf("audit.witness_file", "%v", err)
+	}
+	return s, keys, w, nil
 }
 
 // EtcdPassword reads the etcd password from its variable or file.

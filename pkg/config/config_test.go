@@ -1,12 +1,15 @@
 package config
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fencedhq/fenced/pkg/audit"
 )
 
 const full = `
@@ -139,6 +142,9 @@ func TestErrorsNameFileLineField(t *testing.T) {
 		{etcd + "webhooks:\n  - url: \"javascript:alert(1)\"\n", "f.yaml:3: webhooks[0]: url"},
 		{"etcd:\n  endpoints: [ftp://a:1]\n", "f.yaml:2: etcd.endpoints[0]"},
 		{etcd + "bmc:\n  template: {endpoint: \"ftp://{host}\", username: u, password_env: X}\n", "f.yaml:3: bmc.template.endpoint"},
+		{etcd + "audit:\n  signing_key_file: /k\n  public_keys: [AAAA]\n", `f.yaml:4: audit.public_keys: [0]: not a base64 ed25519 public key (32 bytes): "AAAA"`},
+		{etcd + "audit:\n  public_keys: [" + testPub + "]\n", "f.yaml:2: audit.signing_key_file: required"},
+		{etcd + "audit:\n  signing_key_file: /k\n", "f.yaml:2: audit.public_keys: required"},
 	} {
 		_, err := Parse("f.yaml", []byte(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -178,5 +184,38 @@ func TestShippedExampleParses(t *testing.T) {
 	}
 	if c.Nova == nil || c.BMC == nil || c.Libvirt == nil || c.Etcd == nil || len(c.Etcd.Endpoints) != 3 {
 		t.Fatalf("the example should show every section: %+v", c)
+	}
+}
+
+const testPub = "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik="
+
+// TestAuditSigning: the key file is read, and must be one of public_keys.
+func TestAuditSigning(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "audit.key")
+	k, err := audit.GenerateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := audit.EncodePublicKey(k.Public().(ed25519.PublicKey))
+	for _, c := range []struct{ keys, want string }{
+		{"[" + mine + ", " + testPub + "]", ""},
+		{"[" + testPub + "]", "audit.public_keys: does not hold the public key of " + key},
+	} {
+		body := fmt.Sprintf("etcd: {endpoints: [http://a:1]}\naudit:\n  signing_key_file: %s\n  public_keys: %s\n", key, c.keys)
+		cfg, err := Parse("f.yaml", []byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, keys, _, err := cfg.AuditSigning("r1")
+		if c.want == "" {
+			if err != nil || s == nil || len(keys) != 2 {
+				t.Fatalf("%v", err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "f.yaml:") {
+			t.Fatalf("%v, want %q", err, c.want)
+		}
 	}
 }

@@ -94,8 +94,8 @@ func TestDevFleetApproveToRestored(t *testing.T) {
 	if approval < 0 || intent < approval || outcome < intent {
 		t.Fatalf("audit: approval %d intent %d outcome %d", approval, intent, outcome)
 	}
-	if n, err := d.Audit().Verify(ctx); err != nil || n < 8 {
-		t.Fatalf("verify: %d %v", n, err)
+	if rep, err := d.Audit().Verify(ctx); err != nil || rep.Records < 8 {
+		t.Fatalf("verify: %+v %v", rep, err)
 	}
 }
 

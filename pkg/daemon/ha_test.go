@@ -152,8 +152,8 @@ func TestHAFailoverResumesWithoutASecondPowerCycle(t *testing.T) {
 	if n := powerCycles(); n != 1 {
 		t.Fatalf("%d power cycles after failover, want 1", n)
 	}
-	if n, err := b.Audit().Verify(context.Background()); err != nil || n == 0 {
-		t.Fatalf("audit in etcd: %d %v", n, err)
+	if rep, err := b.Audit().Verify(context.Background()); err != nil || rep.Records == 0 {
+		t.Fatalf("audit in etcd: %+v %v", rep, err)
 	}
 }
 

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -53,6 +54,11 @@ type ReplicaConfig struct {
 	Settle   time.Duration
 	Backends Backends
 	Webhooks []notify.Endpoint // on-call, recorded in the audit log
+	// Audit signing (nil: an unsigned, hash-linked chain): this replica's
+	// signer, the keys the chain is verified against, and its witness.
+	Signer  *audit.Signer
+	Keys    audit.Keyring
+	Witness *audit.Witness
 }
 
 // NewReplica wires a daemon as one replica: host records, intents and the
@@ -67,6 +73,21 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 	}
 	store := &lease.Store{Client: cfg.Etcd, Prefix: cfg.Prefix}
 	auditLog := audit.New(lease.AuditStore{S: store}, cfg.Clock)
+	if cfg.Signer != nil || len(cfg.Keys) > 0 || cfg.Witness != nil {
+		if err := auditLog.Signing(cfg.Signer, cfg.Keys, cfg.Witness); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Signer != nil {
+		// the chain says which key each replica signs with from now on
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := auditLog.Append(actx, audit.Record{Component: "audit", Action: "signing_key", Outcome: audit.OutcomeOK,
+			Detail: fmt.Sprintf("replica %s signs its records with key %s (%s)", cfg.ID, cfg.Signer.ID(), audit.EncodePublicKey(cfg.Signer.Public()))})
+		cancel()
+		if err != nil { // informational: the next record is signed all the same
+			cfg.Log.Warn().Err(err).Str("component", "audit").Msg("could not record this replica's signing key in the audit")
+		}
+	}
 	be := cfg.Backends
 	notifier := be.Notify
 	var whStats func() map[string]int64

@@ -2,9 +2,11 @@ package lease
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -176,8 +178,8 @@ func TestAuditChainInEtcd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n, err := a.Verify(ctx); err != nil || n != 10 {
-		t.Fatalf("%d %v", n, err)
+	if rep, err := a.Verify(ctx); err != nil || rep.Records != 10 {
+		t.Fatalf("%+v %v", rep, err)
 	}
 	// edit a record in etcd directly: verify names it
 	if _, err := cli.Put(ctx, st.recKey(3), `{"seq":3,"action":"edited","outcome":"ok","prev_hash":"x","hash":"y"}`); err != nil {
@@ -186,5 +188,59 @@ func TestAuditChainInEtcd(t *testing.T) {
 	var ve *audit.VerifyError
 	if _, err := a.Verify(ctx); !errors.As(err, &ve) || ve.Seq != 3 {
 		t.Fatalf("tampering: %v", err)
+	}
+}
+
+// TestSignedAuditResistsAnEtcdWriter: someone with etcd write access and no
+// signing key cuts the chain's tail and rewrites the head to match, or adds
+// a field to a stored record; the replica's Verify notices both.
+func TestSignedAuditResistsAnEtcdWriter(t *testing.T) {
+	ctx := context.Background()
+	cli := client(t)
+	st := AuditStore{S: &Store{Client: cli, Prefix: prefix(t)}}
+	_, key, _ := ed25519.GenerateKey(nil)
+	keys, _ := audit.ParsePublicKeys([]string{audit.EncodePublicKey(key.Public().(ed25519.PublicKey))})
+	l := audit.New(st, nil)
+	if err := l.Signing(audit.NewSigner(key, "r1"), keys, nil); err != nil {
+		t.Fatal(err)
+	}
+	var recs []audit.Record
+	for i := 0; i < 6; i++ {
+		r, err := l.Append(ctx, audit.Record{HostID: "cn1", Action: "power_off", Outcome: "ok"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	if rep, err := l.Verify(ctx); err != nil || rep.Signed != 6 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	// an extra field in record 2, its hash untouched
+	orig, err := cli.Get(ctx, st.recKey(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := strings.Replace(string(orig.Kvs[0].Value), `{"seq":2,`, `{"seq":2,"operator_override":"carol",`, 1)
+	if _, err := cli.Put(ctx, st.recKey(2), extra); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Verify(ctx); err == nil || !strings.Contains(err.Error(), "record 2") {
+		t.Fatalf("extra field: %v", err)
+	}
+	if _, err := cli.Put(ctx, st.recKey(2), string(orig.Kvs[0].Value)); err != nil {
+		t.Fatal(err)
+	}
+	// cut records 4 and 5 and point the head at record 3
+	for _, seq := range []uint64{5, 4} {
+		if _, err := cli.Delete(ctx, st.recKey(seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	head := fmt.Sprintf(`{"seq":3,"hash":%q}`, recs[3].Hash)
+	if _, err := cli.Put(ctx, st.S.key("audit", "head"), head); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Verify(ctx); err == nil || !strings.Contains(err.Error(), "this replica saw record 5") {
+		t.Fatalf("cut tail, rewritten head: %v", err)
 	}
 }
