@@ -4,7 +4,7 @@ BIN       := bin/fenced
 PKGS      := ./cmd/... ./pkg/...
 INTEG     := ./integration/...
 
-.PHONY: all build test unit integration deps demo bench saturation detection fuzz lint clean
+.PHONY: all build test unit integration deps demo bench saturation detection chaos fuzz lint clean
 
 all: build
 
@@ -41,6 +41,12 @@ saturation: deps
 ## detection: detection and recovery against Nova's defaults and Masakari, five trials each (integration/detection; 55–60 minutes)
 detection: deps
 	FENCED_DETECTION_TRIALS=5 $(GO) test -count=1 -v -timeout 90m ./integration/detection/
+
+## chaos: the full chaos suite (integration/chaos): 100 kill -9 trials of the leader, then a stopped
+## leader, a pause across a kill, etcd partition and quorum loss, BMC faults, blind hosts, Nova down
+## (about 45 minutes; figures in docs/reliability.md). `make test` runs its short variant.
+chaos: deps
+	FENCED_CHAOS_TRIALS=100 $(GO) test -count=1 -v -timeout 90m ./integration/chaos/
 
 ## fuzz: each fuzz target for FUZZTIME (30 s), one after another. Minimising
 ## a new input is capped (Go's default is a minute, more than the whole run).
