@@ -55,3 +55,27 @@ func TestConfigCheck(t *testing.T) {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
 }
+
+// TestRunDevRefusesFlagsItDoesNotUse: a flag the chosen mode does not use,
+// or a bad one, stops `run` before anything starts (no lab, no etcd).
+func TestRunDevRefusesFlagsItDoesNotUse(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--lab", "http://127.0.0.1:1", "--etcd-endpoints", "http://127.0.0.1:2", "--hosts", "50"}, "--hosts: not used here"},
+		{[]string{"run", "--lab", "http://127.0.0.1:1", "--etcd-endpoints", "http://127.0.0.1:2", "--speed", "10", "--ramp", "1s"}, "--ramp, --speed: not used here"},
+		{[]string{"run", "--dev", "--etcd-endpoints", "http://127.0.0.1:2", "--data-dir", "/tmp/x"}, "--data-dir: not used here"},
+		{[]string{"run", "--dev", "--etcd-ca", "/ca.pem"}, "--etcd-ca: not used here"},
+		{[]string{"run", "--dev", "--webhook", "ftp://oncall.example/hook"}, `--webhook "ftp://oncall.example/hook"`},
+		{[]string{"run", "--dev", "--hosts", "1"}, "--hosts: need at least 2"},
+	} {
+		_, stderr, err := run(t, c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
+		if strings.Contains(stderr, "lab hosts") || strings.Contains(stderr, "embedded etcd") {
+			t.Errorf("%v: started before refusing:\n%s", c.args, stderr)
+		}
+	}
+}

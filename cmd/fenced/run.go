@@ -10,11 +10,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/fencedhq/fenced/pkg/api"
 	"github.com/fencedhq/fenced/pkg/clock"
@@ -106,7 +108,7 @@ auto: --mode overrides the policy's mode.`,
 	f.StringVar(&o.labURL, "lab", "", "act on a shared lab server (fenced lab serve) instead of an in-process lab")
 	f.DurationVar(&o.ttl, "ttl", 5*time.Second, "etcd session TTL: how fast a dead leader is replaced")
 	f.DurationVar(&o.settle, "settle", time.Minute, "how long a new leader waits for an old leader's in-flight action before reconciling it")
-	f.StringVar(&o.etcdMode, "etcd", "embedded", "embedded: an in-process etcd in --data-dir; ignored when --etcd-endpoints is given")
+	f.StringVar(&o.etcdMode, "etcd", "embedded", "embedded: an in-process etcd in --data-dir (not with --etcd-endpoints)")
 	f.StringSliceVar(&o.etcdEndpoints, "etcd-endpoints", nil, "etcd cluster to use instead of the embedded one")
 	f.StringVar(&o.etcdUser, "etcd-user", "", "etcd auth user (password from FENCED_ETCD_PASSWORD)")
 	f.StringVar(&o.etcdCert, "etcd-cert", "", "etcd client certificate")
@@ -118,6 +120,13 @@ auto: --mode overrides the policy's mode.`,
 	f.StringVar(&o.secretFile, "webhook-secret-file", "", "file holding the HMAC-SHA256 key that signs webhooks")
 	return cmd
 }
+
+// Flags of run that only some modes of runDev use.
+var (
+	inProcessLabFlags = map[string]bool{"hosts": true, "starve-after": true, "reboot-time": true, "bmc-delay": true, "ramp": true, "speed": true}
+	embeddedEtcdFlags = map[string]bool{"etcd": true, "data-dir": true}
+	etcdClusterFlags  = map[string]bool{"etcd-user": true, "etcd-cert": true, "etcd-key": true, "etcd-ca": true}
+)
 
 func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	p, err := loadPolicy(o.policyPath, o.mode)
@@ -131,15 +140,38 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		}
 		clk = clock.NewScaled(o.speed)
 	}
+	// every flag is checked before anything starts; one the mode does not
+	// use is an error, never ignored
+	var unused []string
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if (o.labURL != "" && inProcessLabFlags[f.Name]) || (len(o.etcdEndpoints) > 0 && embeddedEtcdFlags[f.Name]) ||
+			(len(o.etcdEndpoints) == 0 && etcdClusterFlags[f.Name]) {
+			unused = append(unused, "--"+f.Name)
+		}
+	})
+	if len(unused) > 0 {
+		sort.Strings(unused)
+		return fmt.Errorf("%s: not used here (in-process lab flags do not apply with --lab; --etcd and --data-dir are for the embedded etcd, --etcd-user/cert/key/ca for --etcd-endpoints)",
+			strings.Join(unused, ", "))
+	}
+	if o.etcdMode != "embedded" && len(o.etcdEndpoints) == 0 {
+		return fmt.Errorf("--etcd %q: say --etcd embedded, or give --etcd-endpoints", o.etcdMode)
+	}
+	var eps []notify.Endpoint
+	if len(o.webhooks) > 0 {
+		if eps, err = parseWebhooks(o.webhooks, o.secretFile); err != nil {
+			return err
+		}
+	}
+	if o.labURL == "" && o.hosts < 2 {
+		return fmt.Errorf("--hosts: need at least 2")
+	}
 	id := replicaID(o.id)
 	var be daemon.Backends
 	var world *lab.World
 	if o.labURL != "" {
 		be = (&lab.Remote{URL: o.labURL, Replica: id}).Backends()
 	} else {
-		if o.hosts < 2 {
-			return fmt.Errorf("--hosts: need at least 2")
-		}
 		world = lab.NewWorld(clk.Now, o.rebootTime, p.SignalsConfig())
 		gen := lab.NewGenerator(o.hosts, clk.Now(), o.starveAfter, world)
 		gen.Ramp = o.ramp
@@ -155,9 +187,6 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	}
 
 	// etcd: leader election, fencing token, host records, intents, audit
-	if o.etcdMode != "embedded" && len(o.etcdEndpoints) == 0 {
-		return fmt.Errorf("--etcd %q: say --etcd embedded, or give --etcd-endpoints", o.etcdMode)
-	}
 	var dataDir string
 	if len(o.etcdEndpoints) == 0 {
 		dataDir = o.dataDir
@@ -178,12 +207,6 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	defer closeEtcd()
 	if dataDir != "" {
 		fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: embedded etcd at %s (data %s)\n", cli.Endpoints()[0], dataDir)
-	}
-	var eps []notify.Endpoint
-	if len(o.webhooks) > 0 {
-		if eps, err = parseWebhooks(o.webhooks, o.secretFile); err != nil {
-			return err
-		}
 	}
 	d, err := daemon.NewReplica(ctx, daemon.ReplicaConfig{Policy: p, Clock: clk, Log: logger, Tick: o.tick, Etcd: cli,
 		ID: id, TTL: o.ttl, Settle: o.settle, Backends: be, Webhooks: eps})

@@ -25,6 +25,8 @@ type Client struct {
 	image *gophercloud.ServiceClient
 	clk   clock.Clock
 	log   zerolog.Logger
+	// badHosts are Nova host names already warned about (services.go)
+	badHosts sync.Map
 
 	mu sync.Mutex
 	// own holds, per service UUID, the updated_at values fenced's own PUTs

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/fencedhq/fenced/internal/hostname"
 	"sort"
 	"strings"
 	"time"
@@ -58,6 +59,14 @@ func (c *Client) Services(ctx context.Context) ([]Service, error) {
 	}
 	out := make([]Service, 0, len(raw))
 	for _, s := range raw {
+		// a host name fenced cannot carry safely through its API, audit and
+		// terminals (control characters, spaces, …) is left out, loudly
+		if err := hostname.Check(s.Host); err != nil {
+			if _, seen := c.badHosts.LoadOrStore(s.Host, true); !seen {
+				c.log.Warn().Str("component", "nova").Err(err).Msg("a nova-compute host name fenced cannot use: that host is not managed")
+			}
+			continue
+		}
 		out = append(out, c.observe(s))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Host < out[j].Host })
