@@ -1,7 +1,11 @@
 # fenced — make targets. `make test` is what CI runs (via .ci/run).
 GO        ?= go
 BIN       := bin/fenced
-PKGS      := ./cmd/... ./pkg/...
+PKGS      := ./cmd/... ./pkg/... ./internal/...
+# what `fenced version` and fenced_build_info report (internal/buildinfo)
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X github.com/fencedhq/fenced/internal/buildinfo.version=$(VERSION) -X github.com/fencedhq/fenced/internal/buildinfo.commit=$(COMMIT)
 INTEG     := ./integration/...
 
 .PHONY: all build test unit integration deps demo bench saturation detection chaos fuzz lint clean
@@ -9,7 +13,7 @@ INTEG     := ./integration/...
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/fenced
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/fenced
 
 ## deps: Debian packages the tests need (apt-get; skipped when present) and Go modules
 deps:

@@ -45,7 +45,7 @@ Start with:
 	root.PersistentFlags().BoolVar(&o.logJSON, "log-json", false, "write logs as JSON lines (default: console format)")
 	root.AddCommand(newRunCmd(), newSimulateCmd(), newPolicyCmd(), newConfigCmd(), newTraceCmd(), newHostsCmd(), newHostCmd(),
 		newOperateCmd("approve"), newOperateCmd("abort"), newOperateCmd("unfence"), newAuditCmd(),
-		newPauseCmd(true), newPauseCmd(false), newReportCmd(), newLabCmd(), newBMCCmd())
+		newPauseCmd(true), newPauseCmd(false), newReportCmd(), newLabCmd(), newBMCCmd(), newVersionCmd())
 	return root
 }
 
