@@ -38,6 +38,13 @@ type simHost struct {
 	// itself falls under warn for that signal
 	suppress [9]bool
 	baseline [9]float64
+	// what a recorded trace says beyond up/down: the agent's heartbeat,
+	// the libvirt probe and the BMC's power reading (pkg/simulate)
+	heartbeatAge   time.Duration
+	heartbeatKnown bool
+	reportInterval time.Duration
+	libvirt        signals.Liveness
+	bmcPower       string
 }
 
 // Views tells the world what fenced thinks of a host (the gate picks
@@ -105,7 +112,9 @@ func (w *World) host(name string) *simHost {
 
 // control is what the evaluator is told Nova says.
 func (h *simHost) control() signals.Control {
-	return signals.Control{ServiceUp: h.serviceUp && !h.forcedDown, ServersActive: h.servers}
+	return signals.Control{ServiceUp: h.serviceUp && !h.forcedDown, ForcedDown: h.forcedDown, ServersActive: h.servers,
+		HeartbeatAge: h.heartbeatAge, HeartbeatKnown: h.heartbeatKnown, ReportInterval: h.reportInterval,
+		Libvirt: h.libvirt, BMCPower: h.bmcPower}
 }
 
 func (w *World) Disable(_ context.Context, host, _ string) error {
@@ -392,6 +401,29 @@ func (w *World) SetService(host string, up bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.host(host).serviceUp = up
+}
+
+// SetHeartbeat records Nova's view of the agent's heartbeat: how old it is
+// (known: Nova has one) and Nova's report interval.
+func (w *World) SetHeartbeat(host string, age time.Duration, known bool, reportInterval time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	h := w.host(host)
+	h.heartbeatAge, h.heartbeatKnown, h.reportInterval = age, known, reportInterval
+}
+
+// SetLibvirt records the libvirt probe's view of a host.
+func (w *World) SetLibvirt(host string, l signals.Liveness) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.host(host).libvirt = l
+}
+
+// SetBMCPower records the BMC's last power reading of a host.
+func (w *World) SetBMCPower(host, state string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.host(host).bmcPower = state
 }
 
 // SetServers sets how many servers are ACTIVE on a host.

@@ -7,6 +7,10 @@
 // on to describe for it is treated as gone — samples over a signal's warn
 // threshold are replaced by the host's own last healthy value until the trace
 // itself falls back under warn. Live migration takes no simulated time.
+//
+// A trace with tick lines (recorded by a running replica, pkg/record) is
+// evaluated at those ticks, the very times the replica evaluated; one
+// without is evaluated on a grid every Options.Tick from its first line.
 package simulate
 
 import (
@@ -32,7 +36,7 @@ import (
 // Options configure a run.
 type Options struct {
 	Policy     *policy.Policy
-	Tick       time.Duration // evaluation interval; default 10 s
+	Tick       time.Duration // evaluation interval; default 10 s (a trace with tick lines brings its own)
 	RebootTime time.Duration // power cycle to host back; default 6 min
 	Out        io.Writer     // one JSON line per state change; nil discards
 }
@@ -63,6 +67,10 @@ type Result struct {
 	MigrationFails int
 	Notifications  int
 	Intents        int
+	// TraceTicks: the trace brought its own ticks (a recorded trace);
+	// CollectErrors counts those at which a collector failed.
+	TraceTicks    bool
+	CollectErrors int
 }
 
 type runner struct {
@@ -106,7 +114,7 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 		rn.enc.SetEscapeHTML(false)
 	}
 	var next, last time.Time
-	started := false
+	started, traceTicks := false, false
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for b := range readAhead(ctx, r) {
@@ -114,7 +122,9 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 			return nil, b.err
 		}
 		for _, rec := range b.recs {
-			rn.hostSeen(rec.Host)
+			if rec.Kind != trace.KindTick {
+				rn.hostSeen(rec.Host)
+			}
 			if rec.Kind == trace.KindCores {
 				rn.w.SetCores(rec.Host, int(rec.Value))
 				continue
@@ -123,7 +133,19 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 				started, next = true, rec.T
 				rn.res.Start = rec.T
 			}
-			for next.Before(rec.T) {
+			if rec.Kind == trace.KindTick {
+				// the trace says when the replica evaluated: from now on
+				// only its ticks count, the grid is off
+				traceTicks, last = true, rec.T
+				if rec.Errors != "" {
+					rn.res.CollectErrors++
+				}
+				if err := rn.tick(ctx, rec.T); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			for !traceTicks && next.Before(rec.T) {
 				if err := rn.tick(ctx, next); err != nil {
 					return nil, err
 				}
@@ -141,13 +163,13 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 	if !started {
 		return nil, fmt.Errorf("simulate: the trace has no timed lines")
 	}
-	for !next.After(last) {
+	for !traceTicks && !next.After(last) {
 		if err := rn.tick(ctx, next); err != nil {
 			return nil, err
 		}
 		next = next.Add(opt.Tick)
 	}
-	rn.res.End = last
+	rn.res.End, rn.res.TraceTicks = last, traceTicks
 	c := rn.w.Counters
 	rn.res.PowerCycles, rn.res.Migrations, rn.res.MigrationFails, rn.res.Evacuations = c.PowerCycles, c.Migrations, c.MigrationFailures, c.Evacuations
 	rn.res.Notifications, rn.res.Intents = c.Notifications, c.Intents
@@ -180,9 +202,16 @@ func (rn *runner) apply(rec trace.Record) error {
 	case trace.KindControl:
 		switch rec.Control {
 		case trace.ControlNovaService:
+			// forced_down is what the recording replica (or an operator)
+			// did; the simulated world forces down on its own
 			rn.w.SetService(rec.Host, rec.Up)
+			rn.w.SetHeartbeat(rec.Host, rec.HeartbeatAge, rec.HeartbeatKnown, rec.ReportInterval)
 		case trace.ControlServersActive:
 			rn.w.SetServers(rec.Host, int(rec.Value))
+		case trace.ControlLibvirt:
+			rn.w.SetLibvirt(rec.Host, signals.Liveness{Probed: true, Answered: rec.Answered, Failures: int(rec.Value)})
+		case trace.ControlBMCPower:
+			rn.w.SetBMCPower(rec.Host, rec.Power)
 		}
 	case trace.KindFault:
 		rn.w.Fault(rec.Host, rec.Fault)

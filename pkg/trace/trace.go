@@ -6,6 +6,26 @@
 //	{"t":"2026-01-15T01:20:00Z","host":"cmp-017","fault":"libvirt_unresponsive"}
 //	{"host":"cmp-017","cores":48}
 //
+// A trace recorded by a running replica (pkg/record) adds what the replica
+// saw beyond that; a reader of this version takes every line above the same
+// way, with or without these:
+//
+//	{"t":"2026-01-15T01:14:00.012Z","tick":true}
+//	{"t":"…","tick":true,"errors":["nova: no answer within 5s"]}
+//	{"t":"…","host":"cmp-017","control":"nova_service","value":"up","forced_down":true,"heartbeat_age_s":41.2,"report_interval_s":10}
+//	{"t":"…","host":"cmp-017","control":"libvirt","value":3,"answered":true}
+//	{"t":"…","host":"cmp-017","control":"bmc_power","value":"On"}
+//
+// A tick line says the replica evaluated its fleet at t, after the lines
+// before it (the collectors' errors of that tick with it); a trace with tick
+// lines is replayed at those ticks rather than on a fixed grid. The extra
+// fields of nova_service are optional (forced_down: someone forced the
+// service down, the value is what the agent last said before; the heartbeat
+// age and Nova's report interval feed the hard-failure and agent-down
+// rules); libvirt is the probe's failures in a row (answered: it answered at
+// least once) and bmc_power the BMC's last power reading. Older readers
+// refuse tick, libvirt and bmc_power lines.
+//
 // A file whose name ends in .gz is read through gzip. A bad line is an error
 // that names the file and the line number. Host names follow the rule of the
 // API and the run config (internal/hostname); signal values are finite and
@@ -22,6 +42,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,12 +65,15 @@ const (
 	KindControl
 	KindFault
 	KindCores
+	KindTick // the replica evaluated its fleet (a recorded trace)
 )
 
 // Controls and faults named by the format.
 const (
 	ControlNovaService   = "nova_service"
 	ControlServersActive = "servers_active"
+	ControlLibvirt       = "libvirt"   // the libvirt probe's failures in a row
+	ControlBMCPower      = "bmc_power" // the BMC's last power reading
 
 	FaultLibvirtUnresponsive = "libvirt_unresponsive"
 	FaultMigrationFails      = "migration_fails"
@@ -61,6 +85,9 @@ const (
 // Faults lists the fault names.
 var Faults = []string{FaultLibvirtUnresponsive, FaultMigrationFails, FaultBMCUnreachable, FaultRebootNeverReturns, FaultCleared}
 
+// BMC power readings a bmc_power line may carry.
+var BMCPowerStates = []string{"On", "Off", "PoweringOn", "PoweringOff", "Unknown"}
+
 // Record is one line of a trace.
 type Record struct {
 	Line    int
@@ -68,10 +95,20 @@ type Record struct {
 	Host    string
 	Kind    Kind
 	Signal  signals.Name
-	Value   float64 // signal value, servers_active count, cores
+	Value   float64 // signal value, servers_active count, cores, libvirt failures
 	Control string
 	Up      bool // nova_service
 	Fault   string
+
+	// nova_service, optional: forced down, the agent's heartbeat age (if
+	// HeartbeatKnown) and Nova's report interval
+	ForcedDown     bool
+	HeartbeatAge   time.Duration
+	HeartbeatKnown bool
+	ReportInterval time.Duration
+	Answered       bool   // libvirt: the daemon answered at least once
+	Power          string // bmc_power
+	Errors         string // tick: the collectors' errors, "; "-joined
 }
 
 type line struct {
@@ -82,6 +119,13 @@ type line struct {
 	Fault   string          `json:"fault"`
 	Value   json.RawMessage `json:"value"`
 	Cores   *int            `json:"cores"`
+
+	Tick           *bool    `json:"tick"`
+	Errors         []string `json:"errors"`
+	ForcedDown     *bool    `json:"forced_down"`
+	HeartbeatAge   *float64 `json:"heartbeat_age_s"`
+	ReportInterval *float64 `json:"report_interval_s"`
+	Answered       *bool    `json:"answered"`
 }
 
 // Reader reads records and checks them.
@@ -165,6 +209,9 @@ func (r *Reader) parse(b []byte) (Record, error) {
 		return Record{}, r.errf("not a JSON object: %v", err)
 	}
 	rec := Record{Line: r.n, Host: l.Host}
+	if l.Tick != nil {
+		return r.tick(l, rec)
+	}
 	if l.Host == "" {
 		return rec, r.errf(`missing "host"`)
 	}
@@ -178,17 +225,11 @@ func (r *Reader) parse(b []byte) (Record, error) {
 		rec.Kind, rec.Value = KindCores, float64(*l.Cores)
 		return rec, nil
 	}
-	if l.T == "" {
-		return rec, r.errf(`missing "t"`)
-	}
-	t, err := time.Parse(time.RFC3339Nano, l.T)
+	t, err := r.time(l.T)
 	if err != nil {
-		return rec, r.errf(`"t": %s is not an RFC 3339 time`, q(l.T))
+		return rec, err
 	}
-	if t.Before(r.last) {
-		return rec, r.errf(`"t" %s is before the previous line's %s: a trace must be time-ordered`, t.Format(time.RFC3339Nano), r.last.Format(time.RFC3339))
-	}
-	r.last, rec.T = t, t
+	rec.T = t
 	set := 0
 	for _, s := range []string{l.Signal, l.Control, l.Fault} {
 		if s != "" {
@@ -221,14 +262,30 @@ func (r *Reader) parse(b []byte) (Record, error) {
 				return rec, r.errf(`"value" of nova_service must be "up" or "down"`)
 			}
 			rec.Up = s == "up"
+			if err := r.service(l, &rec); err != nil {
+				return rec, err
+			}
 		case ControlServersActive:
 			v, err := number(l.Value)
 			if err != nil || v < 0 || v != math.Trunc(v) {
 				return rec, r.errf(`"value" of servers_active must be a count`)
 			}
 			rec.Value = v
+		case ControlLibvirt:
+			v, err := number(l.Value)
+			if err != nil || v < 0 || v != math.Trunc(v) {
+				return rec, r.errf(`"value" of libvirt must be a count of failed probes`)
+			}
+			rec.Value = v
+			rec.Answered = l.Answered != nil && *l.Answered
+		case ControlBMCPower:
+			var s string
+			if json.Unmarshal(l.Value, &s) != nil || !slices.Contains(BMCPowerStates, s) {
+				return rec, r.errf(`"value" of bmc_power must be one of %s`, strings.Join(BMCPowerStates, ", "))
+			}
+			rec.Power = s
 		default:
-			return rec, r.errf("unknown control %s (want nova_service or servers_active)", q(l.Control))
+			return rec, r.errf("unknown control %s (want nova_service, servers_active, libvirt or bmc_power)", q(l.Control))
 		}
 	default:
 		rec.Kind, rec.Fault = KindFault, l.Fault
@@ -241,6 +298,64 @@ func (r *Reader) parse(b []byte) (Record, error) {
 		}
 	}
 	return rec, nil
+}
+
+// tick checks a tick line: a time and nothing about a host.
+func (r *Reader) tick(l line, rec Record) (Record, error) {
+	if !*l.Tick {
+		return rec, r.errf(`"tick" must be true`)
+	}
+	if l.Host != "" || l.Signal != "" || l.Control != "" || l.Fault != "" || l.Cores != nil {
+		return rec, r.errf(`a tick line carries no "host", "signal", "control", "fault" or "cores"`)
+	}
+	t, err := r.time(l.T)
+	if err != nil {
+		return rec, err
+	}
+	rec.T, rec.Kind = t, KindTick
+	for _, e := range l.Errors {
+		if rec.Errors != "" {
+			rec.Errors += "; "
+		}
+		rec.Errors += e
+	}
+	return rec, nil
+}
+
+// time parses and orders a line's "t".
+func (r *Reader) time(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, r.errf(`missing "t"`)
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return t, r.errf(`"t": %s is not an RFC 3339 time`, q(s))
+	}
+	if t.Before(r.last) {
+		return t, r.errf(`"t" %s is before the previous line's %s: a trace must be time-ordered`, t.Format(time.RFC3339Nano), r.last.Format(time.RFC3339))
+	}
+	r.last = t
+	return t, nil
+}
+
+// service reads the optional fields of a nova_service line.
+func (r *Reader) service(l line, rec *Record) error {
+	rec.ForcedDown = l.ForcedDown != nil && *l.ForcedDown
+	for _, f := range []struct {
+		name string
+		v    *float64
+		d    *time.Duration
+	}{{"heartbeat_age_s", l.HeartbeatAge, &rec.HeartbeatAge}, {"report_interval_s", l.ReportInterval, &rec.ReportInterval}} {
+		if f.v == nil {
+			continue
+		}
+		if !(*f.v >= 0) || math.IsInf(*f.v, 0) || *f.v > 1e9 {
+			return r.errf(`%q of nova_service must be a number of seconds, have %g`, f.name, *f.v)
+		}
+		*f.d = time.Duration(*f.v * float64(time.Second))
+	}
+	rec.HeartbeatKnown = l.HeartbeatAge != nil
+	return nil
 }
 
 func number(raw json.RawMessage) (float64, error) {
@@ -258,6 +373,10 @@ func number(raw json.RawMessage) (float64, error) {
 type Writer struct {
 	w   *bufio.Writer
 	buf []byte
+	// Precise writes times to the nanosecond and values unrounded (a
+	// recorded trace); otherwise times are to the second and values to two
+	// decimals (a generated one).
+	Precise bool
 }
 
 // NewWriter writes to w; call Flush at the end.
@@ -265,7 +384,7 @@ func NewWriter(w io.Writer) *Writer { return &Writer{w: bufio.NewWriterSize(w, 1
 
 func (w *Writer) head(t time.Time, host string) {
 	w.buf = append(w.buf[:0], `{"t":"`...)
-	w.buf = t.UTC().AppendFormat(w.buf, time.RFC3339)
+	w.buf = w.appendTime(w.buf, t)
 	w.buf = append(w.buf, `","host":"`...)
 	w.buf = append(w.buf, host...)
 	w.buf = append(w.buf, '"')
@@ -277,7 +396,86 @@ func (w *Writer) Signal(t time.Time, host string, n signals.Name, v float64) {
 	w.buf = append(w.buf, `,"signal":"`...)
 	w.buf = append(w.buf, n...)
 	w.buf = append(w.buf, `","value":`...)
-	w.buf = strconv.AppendFloat(w.buf, math.Round(v*100)/100, 'f', -1, 64)
+	if !w.Precise {
+		v = math.Round(v*100) / 100
+	}
+	w.buf = strconv.AppendFloat(w.buf, v, 'f', -1, 64)
+	w.buf = append(w.buf, "}\n"...)
+	w.w.Write(w.buf)
+}
+
+func (w *Writer) appendTime(b []byte, t time.Time) []byte {
+	if w.Precise {
+		return t.UTC().AppendFormat(b, time.RFC3339Nano)
+	}
+	return t.UTC().AppendFormat(b, time.RFC3339)
+}
+
+// Service is a nova_service line with its optional fields.
+type Service struct {
+	Up             bool // what the agent last said (before any forced down)
+	ForcedDown     bool
+	HeartbeatAge   time.Duration // written if HeartbeatKnown
+	HeartbeatKnown bool
+	ReportInterval time.Duration // written if positive
+}
+
+// ServiceDetail writes a nova_service control line with its optional fields.
+func (w *Writer) ServiceDetail(t time.Time, host string, s Service) {
+	w.head(t, host)
+	v := "down"
+	if s.Up {
+		v = "up"
+	}
+	w.buf = append(w.buf, `,"control":"nova_service","value":"`+v+`"`...)
+	if s.ForcedDown {
+		w.buf = append(w.buf, `,"forced_down":true`...)
+	}
+	if s.HeartbeatKnown {
+		w.buf = append(w.buf, `,"heartbeat_age_s":`...)
+		w.buf = strconv.AppendFloat(w.buf, s.HeartbeatAge.Seconds(), 'f', -1, 64)
+	}
+	if s.ReportInterval > 0 {
+		w.buf = append(w.buf, `,"report_interval_s":`...)
+		w.buf = strconv.AppendFloat(w.buf, s.ReportInterval.Seconds(), 'f', -1, 64)
+	}
+	w.buf = append(w.buf, "}\n"...)
+	w.w.Write(w.buf)
+}
+
+// Libvirt writes a libvirt control line: the probe's failures in a row,
+// and whether the daemon ever answered.
+func (w *Writer) Libvirt(t time.Time, host string, failures int, answered bool) {
+	w.head(t, host)
+	w.buf = append(w.buf, `,"control":"libvirt","value":`...)
+	w.buf = strconv.AppendInt(w.buf, int64(failures), 10)
+	if answered {
+		w.buf = append(w.buf, `,"answered":true`...)
+	}
+	w.buf = append(w.buf, "}\n"...)
+	w.w.Write(w.buf)
+}
+
+// BMCPower writes a bmc_power control line (one of BMCPowerStates).
+func (w *Writer) BMCPower(t time.Time, host, state string) {
+	w.head(t, host)
+	w.buf = append(w.buf, `,"control":"bmc_power","value":`...)
+	w.buf = strconv.AppendQuote(w.buf, state)
+	w.buf = append(w.buf, "}\n"...)
+	w.w.Write(w.buf)
+}
+
+// Tick writes a tick line: the replica evaluated its fleet at t, with the
+// collectors' errors of that tick.
+func (w *Writer) Tick(t time.Time, errs []string) {
+	w.buf = append(w.buf[:0], `{"t":"`...)
+	w.buf = w.appendTime(w.buf, t)
+	w.buf = append(w.buf, `","tick":true`...)
+	if len(errs) > 0 {
+		b, _ := json.Marshal(errs) // strings always marshal
+		w.buf = append(w.buf, `,"errors":`...)
+		w.buf = append(w.buf, b...)
+	}
 	w.buf = append(w.buf, "}\n"...)
 	w.w.Write(w.buf)
 }

@@ -146,6 +146,10 @@ func FuzzReader(f *testing.F) {
 	f.Add(`{"t":"2026-01-15T01:14:00Z","host":"h","signal":"cpu_steal_pct","value":1}`)
 	f.Add(`{"t":"2026-01-15T01:14:00Z","host":"h","control":"nova_service","value":"up"}`)
 	f.Add(`{"host":"h","cores":4}`)
+	f.Add(`{"t":"2026-01-15T01:14:00.5Z","tick":true,"errors":["nova: down"]}`)
+	f.Add(`{"t":"2026-01-15T01:14:00Z","host":"h","control":"nova_service","value":"up","forced_down":true,"heartbeat_age_s":41.2,"report_interval_s":10}`)
+	f.Add(`{"t":"2026-01-15T01:14:00Z","host":"h","control":"libvirt","value":3,"answered":true}`)
+	f.Add(`{"t":"2026-01-15T01:14:00Z","host":"h","control":"bmc_power","value":"On"}`)
 	f.Fuzz(func(t *testing.T, line string) {
 		a := NewReader(strings.NewReader(line+"\n"), "f")
 		ra, erra := a.Next()
