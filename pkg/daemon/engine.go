@@ -33,6 +33,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/lease"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/policy"
+	"github.com/fencedhq/fenced/pkg/record"
 	"github.com/fencedhq/fenced/pkg/signals"
 )
 
@@ -67,6 +68,16 @@ type Config struct {
 	// loop (default 32). Irreversible ones are bounded further by the storm
 	// guard.
 	MaxActions int
+	// Recorder sees what each tick observed (nil: nothing is recorded).
+	Recorder Recorder
+}
+
+// Recorder takes what the engine observed at each tick: the samples it
+// collected, what the control plane said of each host, the collectors'
+// errors and the unfenceable hosts (pkg/record writes it as a trace that
+// `fenced simulate` replays). Tick runs on the loop: it must not block.
+type Recorder interface {
+	Tick(o record.Observation)
 }
 
 // Snapshot is what readers see: every host, recent changes, counters.
@@ -128,6 +139,10 @@ type Daemon struct {
 	actions  chan struct{}
 	done     chan jobDone
 	inFlight atomic.Int64
+
+	// seen collects what the control plane said of each host during a
+	// tick, for the recorder (loop goroutine only; nil when not recording)
+	seen map[string]signals.Control
 }
 
 // jobDone is the outcome of one host's actions, for the loop.
@@ -163,7 +178,17 @@ func newDaemon(cfg Config) (*Daemon, error) {
 	// entry actions never hold the loop: ticks, operator commands and the
 	// API go on while a BMC or Nova takes its time
 	cfg.Actor.Async = d.async
-	f, err := fleet.New(cfg.Policy.SignalsConfig(), cfg.Policy.PlaybookConfig(), cfg.Actor, fleet.Hooks{Control: cfg.Control})
+	control := cfg.Control
+	if cfg.Recorder != nil && control != nil {
+		control = func(host string) (signals.Control, bool) {
+			c, ok := cfg.Control(host)
+			if ok && d.seen != nil {
+				d.seen[host] = c
+			}
+			return c, ok
+		}
+	}
+	f, err := fleet.New(cfg.Policy.SignalsConfig(), cfg.Policy.PlaybookConfig(), cfg.Actor, fleet.Hooks{Control: control})
 	if err != nil {
 		return nil, err
 	}
@@ -440,8 +465,8 @@ func outcome(err error) string {
 }
 
 func (d *Daemon) tick(ctx context.Context, now time.Time) error {
-	samples, err := d.cfg.Source.Collect(ctx, now)
-	if err != nil {
+	samples, cerr := d.cfg.Source.Collect(ctx, now)
+	if err := cerr; err != nil {
 		// a source that fails leaves its signals to go stale (→ blind), never healthy
 		d.cfg.Log.Warn().Err(err).Msg("collect failed")
 	}
@@ -452,7 +477,18 @@ func (d *Daemon) tick(ctx context.Context, now time.Time) error {
 			d.cfg.Log.Warn().Str("host", s.Host).Err(err).Msg("sample rejected")
 		}
 	}
+	if d.cfg.Recorder != nil {
+		d.seen = make(map[string]signals.Control, d.fleet.Len())
+	}
 	ch, err := d.fleet.Tick(ctx, now)
+	if d.cfg.Recorder != nil {
+		o := record.Observation{At: now, Samples: samples, Control: d.seen, Errors: record.ErrorStrings(cerr)}
+		if d.cfg.Unfenceable != nil {
+			o.Unfenceable = d.cfg.Unfenceable()
+		}
+		d.cfg.Recorder.Tick(o)
+		d.seen = nil
+	}
 	for _, c := range ch {
 		d.cfg.Log.Info().Str("host", c.Host).Str("state", string(c.To)).Str("from", string(c.From)).
 			Float64("d", c.D).Str("reason", c.Reason).Msg("state change")

@@ -59,6 +59,8 @@ type ReplicaConfig struct {
 	Signer  *audit.Signer
 	Keys    audit.Keyring
 	Witness *audit.Witness
+	// Recorder sees what each tick observed (nil: nothing is recorded).
+	Recorder Recorder
 }
 
 // NewReplica wires a daemon as one replica: host records, intents and the
@@ -102,7 +104,7 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 		Settle: cfg.Settle, Reconcile: be.Reconcile}
 	d, err := newDaemon(Config{Policy: cfg.Policy, Tick: cfg.Tick, Clock: cfg.Clock, Log: cfg.Log.With().Str("replica", cfg.ID).Logger(),
 		Audit: auditLog, HA: ha, Source: be.Source, Actor: actor, Control: be.Control, Hosts: be.Hosts,
-		Webhooks: whStats, Unfenceable: be.Unfenceable})
+		Webhooks: whStats, Unfenceable: be.Unfenceable, Recorder: cfg.Recorder})
 	if err != nil {
 		return nil, err
 	}
