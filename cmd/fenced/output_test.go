@@ -33,7 +33,6 @@ func (b *auditingBackend) Operate(ctx context.Context, host string, ev playbook.
 	return []playbook.Change{{Host: host, From: playbook.AwaitingApproval, To: playbook.Fenced, Reason: op + ": " + reason}}, err
 }
 func (b *auditingBackend) SetPaused(context.Context, bool, string, string) error { return nil }
-func (b *auditingBackend) ActionLatencies() []daemon.Histogram                   { return nil }
 
 const evil = "\x1b[2J\x1b[Hwiped\rback\u202eesrever\ttab"
 

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -167,6 +168,10 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		return fmt.Errorf("--hosts: need at least 2")
 	}
 	id := replicaID(o.id)
+	reg, err := newRegistry()
+	if err != nil {
+		return err
+	}
 	var be daemon.Backends
 	var world *lab.World
 	if o.labURL != "" {
@@ -175,7 +180,7 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		world = lab.NewWorld(clk.Now, o.rebootTime, p.SignalsConfig())
 		gen := lab.NewGenerator(o.hosts, clk.Now(), o.starveAfter, world)
 		gen.Ramp = o.ramp
-		power, stopBMC, err := world.ServeBMC(ctx, gen.Hosts, o.bmcDelay, logger)
+		power, stopBMC, err := world.ServeBMC(ctx, gen.Hosts, o.bmcDelay, logger, reg)
 		if err != nil {
 			return err
 		}
@@ -209,26 +214,32 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: embedded etcd at %s (data %s)\n", cli.Endpoints()[0], dataDir)
 	}
 	d, err := daemon.NewReplica(ctx, daemon.ReplicaConfig{Policy: p, Clock: clk, Log: logger, Tick: o.tick, Etcd: cli,
-		ID: id, TTL: o.ttl, Settle: o.settle, Backends: be, Webhooks: eps})
+		ID: id, TTL: o.ttl, Settle: o.settle, Backends: be, Webhooks: eps, Metrics: reg})
 	if err != nil {
 		return err
 	}
 	if world != nil {
 		world.SetViews(d)
 	}
-	return serve(ctx, cmd, d, be.Capacity, o.listen, nil)
+	return serve(ctx, cmd, d, reg, be.Capacity, o.listen, nil)
 }
 
 // serve runs the daemon and its HTTP API until ctx ends.
 // apiTLS is the API's optional TLS certificate.
 type apiTLS struct{ cert, key string }
 
-func serve(ctx context.Context, cmd *cobra.Command, d *daemon.Daemon, capacity func(string) report.Capacity, listen string, tokens map[string]api.Identity, tlsFiles ...apiTLS) error {
+// reg is the registry /metrics serves.
+func serve(ctx context.Context, cmd *cobra.Command, d *daemon.Daemon, reg *prometheus.Registry, capacity func(string) report.Capacity, listen string,
+	tokens map[string]api.Identity, tlsFiles ...apiTLS) error {
 	ln, scheme, plaintext, err := listenAPI(listen, tokens, tlsFiles...)
 	if err != nil {
 		return err
 	}
-	h := api.New(d, api.Reads{Audit: d.Audit(), Capacity: capacity}, tokens)
+	h := api.New(d, api.Reads{Audit: d.Audit(), Capacity: capacity, Metrics: reg}, tokens)
+	if err := h.Register(reg); err != nil {
+		ln.Close()
+		return err
+	}
 	if plaintext {
 		warnPlaintext(logger, ln.Addr().String())
 		h.SetPlaintext(true)

@@ -47,7 +47,11 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		}
 	}
 	clk := clock.Real{}
-	prod, err := backends.Build(ctx, backends.Options{Config: cfg, Policy: p, Clock: clk, Log: logger})
+	reg, err := newRegistry()
+	if err != nil {
+		return err
+	}
+	prod, err := backends.Build(ctx, backends.Options{Config: cfg, Policy: p, Clock: clk, Log: logger, Metrics: reg})
 	if err != nil {
 		return err
 	}
@@ -84,7 +88,7 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	}
 	d, err := daemon.NewReplica(ctx, daemon.ReplicaConfig{Policy: p, Clock: clk, Log: logger, Tick: cfg.Tick, Etcd: cli,
 		Prefix: e.Prefix, ID: id, TTL: e.TTL, Settle: e.Settle, Backends: prod.Backends, Webhooks: eps,
-		Signer: signer, Keys: keys, Witness: witness})
+		Signer: signer, Keys: keys, Witness: witness, Metrics: reg})
 	if err != nil {
 		return err
 	}
@@ -95,7 +99,7 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: %s, mode %s, after_fence %s, %d hosts, tick %s, etcd %s, %s\n",
 		cfg.File(), p.PlaybookConfig().Mode, p.PlaybookConfig().AfterFence, len(prod.Hosts), cfg.Tick, strings.Join(cli.Endpoints(), ","), signing)
-	return serve(ctx, cmd, d, prod.Backends.Capacity, cfg.API.Listen, tokens, apiTLS{cfg.API.TLSCert, cfg.API.TLSKey})
+	return serve(ctx, cmd, d, reg, prod.Backends.Capacity, cfg.API.Listen, tokens, apiTLS{cfg.API.TLSCert, cfg.API.TLSKey})
 }
 
 // replicaID is --id, or host/pid.

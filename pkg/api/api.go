@@ -10,7 +10,7 @@
 //	GET  /api/v1/audit?host=H&since=RFC3339   audit records (JSON Lines)
 //	GET  /api/v1/audit/verify            check the hash chain and its signatures
 //	GET  /api/v1/audit/export            the chain as stored, and a signed checkpoint (JSON Lines)
-//	GET  /metrics                        Prometheus text format
+//	GET  /metrics                        Prometheus exposition (client_golang)
 //	GET  /                               status page
 //
 // With tokens configured, requests carry "Authorization: Bearer TOKEN"; a
@@ -40,9 +40,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fencedhq/fenced/internal/escape"
 	"github.com/fencedhq/fenced/internal/hostname"
@@ -51,7 +54,6 @@ import (
 	"github.com/fencedhq/fenced/pkg/fleet"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/report"
-	"github.com/fencedhq/fenced/pkg/signals"
 )
 
 // Backend is what the API needs from the daemon: its snapshot and its
@@ -60,7 +62,6 @@ type Backend interface {
 	Snapshot() daemon.Snapshot
 	Operate(ctx context.Context, host string, ev playbook.Event, operator, reason string) ([]playbook.Change, error)
 	SetPaused(ctx context.Context, paused bool, operator, reason string) error
-	ActionLatencies() []daemon.Histogram
 }
 
 // Reads are what the API reads from their own packages: the audit chain
@@ -68,6 +69,9 @@ type Backend interface {
 type Reads struct {
 	Audit    *audit.Log
 	Capacity func(host string) report.Capacity // nil: unknown
+	// Metrics is what /metrics serves: the registry every component put
+	// its collectors on (nil: nothing).
+	Metrics prometheus.Gatherer
 }
 
 // Role is what a token may do.
@@ -102,7 +106,7 @@ type Server struct {
 	r         Reads
 	tokens    map[string]Identity // nil: no authentication (loopback dev mode)
 	mux       *http.ServeMux
-	plaintext bool
+	plaintext atomic.Bool
 }
 
 type identityKey struct{}
@@ -120,7 +124,7 @@ func New(b Backend, r Reads, tokens map[string]Identity) *Server {
 	s.mux.HandleFunc("GET /api/v1/audit", s.auth(Viewer, s.audit))
 	s.mux.HandleFunc("GET /api/v1/audit/verify", s.auth(Viewer, s.verify))
 	s.mux.HandleFunc("GET /api/v1/audit/export", s.auth(Viewer, s.export))
-	s.mux.HandleFunc("GET /metrics", s.auth(Scrape, s.metrics))
+	s.mux.HandleFunc("GET /metrics", s.auth(Scrape, s.metrics()))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	s.mux.HandleFunc("GET /{$}", s.page)
 	return s
@@ -129,8 +133,8 @@ func New(b Backend, r Reads, tokens map[string]Identity) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 // SetPlaintext says the API listens off loopback without TLS: /metrics
-// shows it as fenced_api_plaintext 1.
-func (s *Server) SetPlaintext(on bool) { s.plaintext = on }
+// shows it as fenced_api_plaintext 1 (see Register).
+func (s *Server) SetPlaintext(on bool) { s.plaintext.Store(on) }
 
 // Error is the body of every non-2xx answer.
 type Error struct {
@@ -554,134 +558,31 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(buf.Bytes())
 }
 
-func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
-	snap := s.b.Snapshot()
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	fmt.Fprintln(w, "# HELP fenced_host_state 1 for the state each host is in.")
-	fmt.Fprintln(w, "# TYPE fenced_host_state gauge")
-	for _, v := range snap.Hosts {
-		for _, st := range playbook.States {
-			val := 0
-			if v.Host.State == st {
-				val = 1
+// metrics serves the registry (client_golang's exposition, negotiated with
+// the scraper).
+func (s *Server) metrics() http.HandlerFunc {
+	g := s.r.Metrics
+	if g == nil {
+		g = prometheus.NewRegistry()
+	}
+	// one failing collector leaves the others' figures in the scrape
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}).ServeHTTP
+}
+
+// Register puts the API's own collector on reg: fenced_api_plaintext.
+func (s *Server) Register(reg prometheus.Registerer) error {
+	err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fenced_api_plaintext",
+		Help: "1 when this API listens off loopback without TLS: tokens and data cross the network in clear."},
+		func() float64 {
+			if s.plaintext.Load() {
+				return 1
 			}
-			fmt.Fprintf(w, "fenced_host_state{host=%q,state=%q} %d\n", v.Host.Name, st, val)
-		}
+			return 0
+		}))
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
 	}
-	fmt.Fprintln(w, "# HELP fenced_host_divergence Divergence d(t) per host.")
-	fmt.Fprintln(w, "# TYPE fenced_host_divergence gauge")
-	for _, v := range snap.Hosts {
-		fmt.Fprintf(w, "fenced_host_divergence{host=%q} %g\n", v.Host.Name, v.Verdict.D)
-	}
-	fmt.Fprintln(w, "# HELP fenced_host_incoherent 1 when the control plane says up/ACTIVE while the host is critical.")
-	fmt.Fprintln(w, "# TYPE fenced_host_incoherent gauge")
-	for _, v := range snap.Hosts {
-		b := 0
-		if v.Verdict.Incoherent {
-			b = 1
-		}
-		fmt.Fprintf(w, "fenced_host_incoherent{host=%q} %d\n", v.Host.Name, b)
-	}
-	for _, g := range []struct {
-		name, help string
-		on         func(signals.Verdict) bool
-	}{
-		{"fenced_host_hard_failure", "1 when the corroborated hard-failure rule holds: libvirt and the Nova heartbeat both gone, the BMC not contradicting.",
-			func(v signals.Verdict) bool { return v.HardFailure != "" }},
-		{"fenced_host_agent_down", "1 when the compute agent is down while execution is healthy (scheduling frozen, never fenced).",
-			func(v signals.Verdict) bool { return v.AgentDown != "" }},
-	} {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n", g.name, g.help, g.name)
-		for _, v := range snap.Hosts {
-			b := 0
-			if g.on(v.Verdict) {
-				b = 1
-			}
-			fmt.Fprintf(w, "%s{host=%q} %d\n", g.name, v.Host.Name, b)
-		}
-	}
-	fmt.Fprintln(w, "# HELP fenced_transitions_total State changes by target state.")
-	fmt.Fprintln(w, "# TYPE fenced_transitions_total counter")
-	keys := make([]string, 0, len(snap.Transitions))
-	for k := range snap.Transitions {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Fprintf(w, "fenced_transitions_total{to=%q} %d\n", k, snap.Transitions[k])
-	}
-	fmt.Fprintf(w, "# HELP fenced_ticks_total Evaluation ticks run.\n# TYPE fenced_ticks_total counter\nfenced_ticks_total %d\n", snap.Ticks)
-	fmt.Fprintf(w, "# HELP fenced_tick_seconds Duration of the last tick.\n# TYPE fenced_tick_seconds gauge\nfenced_tick_seconds %g\n", snap.TickSeconds)
-	fmt.Fprintf(w, "# HELP fenced_sample_errors_total Samples rejected.\n# TYPE fenced_sample_errors_total counter\nfenced_sample_errors_total %d\n", snap.SampleErrors)
-	leader := 0
-	if snap.Leader {
-		leader = 1
-	}
-	fmt.Fprintf(w, "# HELP fenced_leader 1 when this replica leads.\n# TYPE fenced_leader gauge\nfenced_leader %d\n", leader)
-	fmt.Fprintf(w, "# HELP fenced_fence_token The leader's fencing token as this replica knows it.\n# TYPE fenced_fence_token gauge\nfenced_fence_token %d\n", snap.Token)
-	fmt.Fprintf(w, "# HELP fenced_etcd_writes_total Host records written to etcd.\n# TYPE fenced_etcd_writes_total counter\nfenced_etcd_writes_total %d\n", snap.EtcdWrites)
-	plain := 0
-	if s.plaintext {
-		plain = 1
-	}
-	fmt.Fprintf(w, "# HELP fenced_api_plaintext 1 when this API listens off loopback without TLS: tokens and data cross the network in clear.\n# TYPE fenced_api_plaintext gauge\nfenced_api_plaintext %d\n", plain)
-	fmt.Fprintf(w, "# HELP fenced_tick_drift_seconds How late the last tick ran: a starved controller shows it.\n# TYPE fenced_tick_drift_seconds gauge\nfenced_tick_drift_seconds %g\n", snap.TickDrift)
-	if len(snap.Collectors) > 0 {
-		fmt.Fprintln(w, "# HELP fenced_collector_failures_total Failed collections per collector.\n# TYPE fenced_collector_failures_total counter")
-		for _, c := range snap.Collectors {
-			fmt.Fprintf(w, "fenced_collector_failures_total{collector=%q} %d\n", c.Name, c.Failures)
-		}
-		fmt.Fprintln(w, "# HELP fenced_collector_skipped_total Ticks a collector was skipped because its last call was still running.\n# TYPE fenced_collector_skipped_total counter")
-		for _, c := range snap.Collectors {
-			fmt.Fprintf(w, "fenced_collector_skipped_total{collector=%q} %d\n", c.Name, c.Skipped)
-		}
-		fmt.Fprintln(w, "# HELP fenced_collector_duration_seconds Duration of the last collection.\n# TYPE fenced_collector_duration_seconds gauge")
-		for _, c := range snap.Collectors {
-			fmt.Fprintf(w, "fenced_collector_duration_seconds{collector=%q} %g\n", c.Name, c.Duration.Seconds())
-		}
-	}
-	if len(snap.SignalAges) > 0 {
-		fmt.Fprintln(w, "# HELP fenced_signal_age_seconds Age of the newest sample of each signal at the last collection (scrape age).\n# TYPE fenced_signal_age_seconds gauge")
-		names := make([]string, 0, len(snap.SignalAges))
-		for n := range snap.SignalAges {
-			names = append(names, string(n))
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			fmt.Fprintf(w, "fenced_signal_age_seconds{signal=%q} %g\n", n, snap.SignalAges[signals.Name(n)])
-		}
-	}
-	if len(snap.Webhooks) > 0 {
-		fmt.Fprintln(w, "# HELP fenced_webhook_deliveries_total Webhook deliveries by outcome.\n# TYPE fenced_webhook_deliveries_total counter")
-		keys := make([]string, 0, len(snap.Webhooks))
-		for k := range snap.Webhooks {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			fmt.Fprintf(w, "fenced_webhook_deliveries_total{outcome=%q} %d\n", k, snap.Webhooks[k])
-		}
-	}
-	fmt.Fprintln(w, "# HELP fenced_host_unfenceable 1 for each host whose BMC failed its last fence-path check.\n# TYPE fenced_host_unfenceable gauge")
-	unf := make([]string, 0, len(snap.Unfenceable))
-	for h := range snap.Unfenceable {
-		unf = append(unf, h)
-	}
-	sort.Strings(unf)
-	for _, h := range unf {
-		fmt.Fprintf(w, "fenced_host_unfenceable{host=%q} 1\n", h)
-	}
-	if hs := s.b.ActionLatencies(); len(hs) > 0 {
-		fmt.Fprintln(w, "# HELP fenced_action_duration_seconds Latency of the playbook's actions (Nova, gate, Redfish).\n# TYPE fenced_action_duration_seconds histogram")
-		for _, h := range hs {
-			for i, b := range h.Buckets {
-				fmt.Fprintf(w, "fenced_action_duration_seconds_bucket{action=%q,outcome=%q,le=\"%g\"} %d\n", h.Action, h.Outcome, b, h.Counts[i])
-			}
-			fmt.Fprintf(w, "fenced_action_duration_seconds_bucket{action=%q,outcome=%q,le=\"+Inf\"} %d\n", h.Action, h.Outcome, h.Count)
-			fmt.Fprintf(w, "fenced_action_duration_seconds_sum{action=%q,outcome=%q} %g\n", h.Action, h.Outcome, h.Sum)
-			fmt.Fprintf(w, "fenced_action_duration_seconds_count{action=%q,outcome=%q} %d\n", h.Action, h.Outcome, h.Count)
-		}
-	}
+	return nil
 }
 
 //go:embed status.html

@@ -32,7 +32,6 @@ func (b *fuzzBackend) SetPaused(_ context.Context, _ bool, op, reason string) er
 	b.calls = append(b.calls, OperateRequest{Operator: op, Reason: reason})
 	return nil
 }
-func (b *fuzzBackend) ActionLatencies() []daemon.Histogram { return nil }
 
 // strictOne decodes body as exactly one JSON object with only the fields of
 // OperateRequest, independently of the API's own decoding.

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/fencedhq/fenced/pkg/clock"
@@ -43,6 +44,9 @@ type Options struct {
 	Clock  clock.Clock
 	Log    zerolog.Logger
 	Getenv func(string) string // default os.Getenv
+	// Metrics receives the collectors of the signal registry, the Nova
+	// client, the libvirt probes and the Redfish fencer (nil: none).
+	Metrics prometheus.Registerer
 }
 
 // Production is the set of real backends of one replica.
@@ -116,7 +120,7 @@ func Build(ctx context.Context, o Options) (*Production, error) {
 	}
 	if nc := cfg.Nova; nc != nil {
 		cl, err := nova.New(ctx, nova.Config{Cloud: nc.Cloud, Region: nc.Region, Interface: nc.Interface, ReportInterval: nc.ReportInterval,
-			CallTimeout: nc.CallTimeout, Clock: o.Clock, Logger: o.Log, Getenv: o.Getenv})
+			CallTimeout: nc.CallTimeout, Clock: o.Clock, Logger: o.Log, Getenv: o.Getenv, Metrics: o.Metrics})
 		if err != nil {
 			return nil, cfg.Errorf("nova", "%v", err)
 		}
@@ -165,7 +169,8 @@ func Build(ctx context.Context, o Options) (*Production, error) {
 		}
 		sort.Strings(names)
 		for _, h := range names {
-			pr, err := hypervisor.NewProbe(hypervisor.ProbeConfig{Host: h, URI: uris[h], CallTimeout: lc.CallTimeout, Clock: o.Clock, Log: o.Log})
+			pr, err := hypervisor.NewProbe(hypervisor.ProbeConfig{Host: h, URI: uris[h], CallTimeout: lc.CallTimeout, Clock: o.Clock, Log: o.Log,
+				Metrics: o.Metrics})
 			if err != nil {
 				p.Close()
 				return nil, cfg.Errorf("libvirt", "%v", err)
@@ -182,6 +187,11 @@ func Build(ctx context.Context, o Options) (*Production, error) {
 	if len(reg.Names()) == 0 {
 		return nil, cfg.Errorf("prometheus", "no collectors configured (add a prometheus:, nova: or libvirt: section)")
 	}
+	// after every collector is registered: each has its series from the start
+	if err := reg.RegisterMetrics(o.Metrics); err != nil {
+		p.Close()
+		return nil, err
+	}
 	p.Backends.Source = reg
 	p.Backends.Hosts = p.Hosts
 
@@ -197,7 +207,7 @@ func Build(ctx context.Context, o Options) (*Production, error) {
 					Msg("BMC TLS verification is OFF (insecure: true): anyone on the path can impersonate this BMC")
 			}
 		}
-		f, err := redfish.New(redfish.Config{Targets: targets, Clock: o.Clock, Log: o.Log})
+		f, err := redfish.New(redfish.Config{Targets: targets, Clock: o.Clock, Log: o.Log, Metrics: o.Metrics})
 		if err != nil {
 			p.Close()
 			return nil, cfg.Errorf("bmc", "%v", err)

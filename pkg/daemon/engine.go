@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/fencedhq/fenced/pkg/audit"
@@ -70,6 +71,8 @@ type Config struct {
 	MaxActions int
 	// Recorder sees what each tick observed (nil: nothing is recorded).
 	Recorder Recorder
+	// Metrics receives the engine's collectors (nil: none).
+	Metrics prometheus.Registerer
 }
 
 // Recorder takes what the engine observed at each tick: the samples it
@@ -127,11 +130,11 @@ type Daemon struct {
 	mu   sync.RWMutex
 	snap Snapshot
 
-	ha     haState
-	hist   histograms
-	writes atomic.Int64
-	remote chan lease.Command // commands forwarded through etcd (leader only)
-	onLead []func(context.Context)
+	ha      haState
+	metrics engineMetrics
+	writes  atomic.Int64
+	remote  chan lease.Command // commands forwarded through etcd (leader only)
+	onLead  []func(context.Context)
 
 	// Actions run off the loop (playbook.Actor.Async): at most MaxActions
 	// at once; each outcome comes back through done to the loop.
@@ -196,6 +199,9 @@ func newDaemon(cfg Config) (*Daemon, error) {
 		f.Add(h)
 	}
 	d.fleet = f
+	if err := d.registerMetrics(cfg.Metrics); err != nil {
+		return nil, err
+	}
 	d.snap = Snapshot{Mode: cfg.Policy.PlaybookConfig().Mode, PolicyVersion: cfg.Policy.Version(), Transitions: map[string]int64{}}
 	d.publish(cfg.Clock.Now(), nil, 0, false)
 	return d, nil
@@ -360,8 +366,10 @@ func (d *Daemon) loop(ctx context.Context) error {
 				log.Warn().Dur("behind", behind).Msg("tick overran; the controller is starved")
 				next = now.Add(d.cfg.Tick)
 			}
+			took := time.Since(start)
+			d.metrics.tick.Observe(took.Seconds())
 			d.mu.Lock()
-			d.snap.TickSeconds, d.snap.TickDrift = time.Since(start).Seconds(), max(drift.Seconds(), 0)
+			d.snap.TickSeconds, d.snap.TickDrift = took.Seconds(), max(drift.Seconds(), 0)
 			if sm, ok := d.cfg.Source.(selfMonitor); ok {
 				d.snap.Collectors = sm.Status()
 				ages := map[signals.Name]float64{}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -61,6 +62,9 @@ type ReplicaConfig struct {
 	Witness *audit.Witness
 	// Recorder sees what each tick observed (nil: nothing is recorded).
 	Recorder Recorder
+	// Metrics receives the collectors of the engine, the playbook's actor
+	// and the webhook notifier (nil: none).
+	Metrics prometheus.Registerer
 }
 
 // NewReplica wires a daemon as one replica: host records, intents and the
@@ -94,7 +98,7 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 	notifier := be.Notify
 	var whStats func() map[string]int64
 	if len(cfg.Webhooks) > 0 {
-		wh := notify.New(ctx, notify.Config{Endpoints: cfg.Webhooks, Log: cfg.Log, Recorder: notify.AuditRecorder{Log: auditLog}})
+		wh := notify.New(ctx, notify.Config{Endpoints: cfg.Webhooks, Log: cfg.Log, Recorder: notify.AuditRecorder{Log: auditLog}, Metrics: cfg.Metrics})
 		notifier, whStats = notify.Fanout{notifier, wh}, wh.Counters
 	}
 	pc := cfg.Policy.PlaybookConfig()
@@ -104,11 +108,15 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 		Settle: cfg.Settle, Reconcile: be.Reconcile}
 	d, err := newDaemon(Config{Policy: cfg.Policy, Tick: cfg.Tick, Clock: cfg.Clock, Log: cfg.Log.With().Str("replica", cfg.ID).Logger(),
 		Audit: auditLog, HA: ha, Source: be.Source, Actor: actor, Control: be.Control, Hosts: be.Hosts,
-		Webhooks: whStats, Unfenceable: be.Unfenceable, Recorder: cfg.Recorder})
+		Webhooks: whStats, Unfenceable: be.Unfenceable, Metrics: cfg.Metrics, Recorder: cfg.Recorder})
 	if err != nil {
 		return nil, err
 	}
-	actor.Paused, actor.Observe = d.Fleet().Paused, d.ObserveAction
+	am, err := playbook.NewActionMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	actor.Paused, actor.Observe = d.Fleet().Paused, am.Observe
 	actor.Journal = d.Journal(&audit.Journal{Log: auditLog, PolicyVersion: cfg.Policy.Version()})
 	return d, nil
 }

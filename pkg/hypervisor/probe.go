@@ -9,9 +9,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"libvirt.org/go/libvirt"
 
+	"github.com/fencedhq/fenced/internal/metrics"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/signals"
 )
@@ -49,6 +51,9 @@ type ProbeConfig struct {
 	TimeoutWindow  time.Duration // timeout rate over this; default 5 min
 	Clock          clock.Clock
 	Log            zerolog.Logger
+	// Metrics receives the probes' collectors, shared by every probe on
+	// one registerer (nil: none).
+	Metrics prometheus.Registerer
 }
 
 type result struct {
@@ -60,6 +65,7 @@ type result struct {
 // Probe measures one host's libvirt daemon.
 type Probe struct {
 	cfg ProbeConfig
+	m   probeMetrics
 
 	mu         sync.Mutex
 	conn       *libvirt.Connect
@@ -102,10 +108,14 @@ func NewProbe(cfg ProbeConfig) (*Probe, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
+	m, err := newProbeMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("hypervisor: %w", err)
+	}
 	if err := startEventLoop(); err != nil {
 		return nil, fmt.Errorf("hypervisor: libvirt event loop: %w", err)
 	}
-	return &Probe{cfg: cfg}, nil
+	return &Probe{cfg: cfg, m: m}, nil
 }
 
 // Tick starts one probe unless one is still in flight, and counts a call
@@ -122,6 +132,7 @@ func (p *Probe) Tick(now time.Time) {
 	if p.inFlight {
 		if !p.counted && now.Sub(p.started) > p.cfg.CallTimeout {
 			p.counted = true
+			p.m.timeouts.Inc()
 			p.results = append(p.results, result{at: now, latency: p.cfg.CallTimeout, timeout: true})
 			p.cfg.Log.Warn().Str("host", p.cfg.Host).Str("component", "libvirt-probe").Str("outcome", "timeout").
 				Int64("rpc_latency_ms", now.Sub(p.started).Milliseconds()).Msg("libvirt call timed out")
@@ -167,6 +178,7 @@ func (p *Probe) connect() {
 			p.connecting = false
 			p.mu.Unlock()
 		}()
+		p.m.connects.WithLabelValues("timeout").Inc()
 		p.mu.Lock()
 		p.lastErr = fmt.Errorf("hypervisor: %s: connect %s: no answer within %s", p.cfg.Host, p.cfg.URI, p.cfg.ConnectTimeout)
 		p.mu.Unlock()
@@ -175,6 +187,7 @@ func (p *Probe) connect() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.connecting = false
+	p.m.connects.WithLabelValues(metrics.Outcome(r.err)).Inc()
 	if r.err != nil {
 		p.lastErr = fmt.Errorf("hypervisor: %s: connect: %w", p.cfg.Host, r.err)
 		return
@@ -193,6 +206,7 @@ func (p *Probe) call(c *libvirt.Connect, started time.Time) {
 		_, err = c.NumOfDomains()
 	}
 	took := time.Since(begin)
+	p.m.calls.WithLabelValues(metrics.Outcome(err)).Observe(took.Seconds())
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.inFlight = false

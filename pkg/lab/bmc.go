@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/fencedhq/fenced/pkg/fencing/redfish"
@@ -17,8 +18,9 @@ import (
 
 // ServeBMC serves a Redfish BMC simulator for the lab hosts on loopback and
 // returns the gofish fencer that drives it: --dev fences through real
-// Redfish. A reset the BMC accepts reboots the simulated host.
-func (w *World) ServeBMC(ctx context.Context, hosts []string, delay time.Duration, log zerolog.Logger) (playbook.PowerFencer, func(), error) {
+// Redfish. A reset the BMC accepts reboots the simulated host. The fencer's
+// collectors go on reg (nil: none).
+func (w *World) ServeBMC(ctx context.Context, hosts []string, delay time.Duration, log zerolog.Logger, reg prometheus.Registerer) (playbook.PowerFencer, func(), error) {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	pw := hex.EncodeToString(b[:])
@@ -43,7 +45,7 @@ func (w *World) ServeBMC(ctx context.Context, hosts []string, delay time.Duratio
 	for _, h := range hosts {
 		targets[h] = redfish.Target{Host: h, Endpoint: "http://" + ln.Addr().String(), SystemID: h, Username: "fenced", Password: pw}
 	}
-	f, err := redfish.New(redfish.Config{Targets: targets, Poll: 250 * time.Millisecond, Log: log})
+	f, err := redfish.New(redfish.Config{Targets: targets, Poll: 250 * time.Millisecond, Log: log, Metrics: reg})
 	if err != nil {
 		srv.Close()
 		return nil, nil, err

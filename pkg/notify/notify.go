@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,8 +20,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/fencedhq/fenced/internal/metrics"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/playbook"
 )
@@ -76,6 +79,9 @@ type Config struct {
 	Clock       clock.Clock
 	Log         zerolog.Logger
 	Recorder    Recorder
+	// Metrics receives the notifier's collectors (nil: none). Notifiers
+	// built one after another on the same registerer share them.
+	Metrics prometheus.Registerer
 }
 
 // Stats counts outcomes.
@@ -97,6 +103,36 @@ type Notifier struct {
 	seen  map[string]time.Time
 	stats Stats
 	wg    sync.WaitGroup
+	m     notifyMetrics
+}
+
+// Delivery outcomes, the outcome label of fenced_webhook_deliveries_total.
+var outcomes = []string{"sent", "failed", "deduplicated", "dropped"}
+
+type notifyMetrics struct {
+	deliveries *prometheus.CounterVec   // endpoint, outcome
+	retries    *prometheus.CounterVec   // endpoint
+	duration   *prometheus.HistogramVec // endpoint
+}
+
+func newNotifyMetrics(reg prometheus.Registerer, eps []Endpoint) (notifyMetrics, error) {
+	// on an error the collectors are still usable, unregistered
+	var m notifyMetrics
+	var e1, e2, e3 error
+	m.deliveries, e1 = metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fenced_webhook_deliveries_total",
+		Help: "Webhook deliveries by endpoint and outcome (sent, failed, deduplicated, dropped)."}, []string{"endpoint", "outcome"}))
+	m.retries, e2 = metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fenced_webhook_retries_total",
+		Help: "Webhook attempts retried after a 5xx, a 429 or a transport error."}, []string{"endpoint"}))
+	m.duration, e3 = metrics.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "fenced_webhook_delivery_duration_seconds",
+		Help: "Time from the first attempt of a delivery to its outcome, retries included.", Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120}},
+		[]string{"endpoint"}))
+	for _, ep := range eps { // every series exists from the start: rate() sees the first failure
+		for _, o := range outcomes {
+			m.deliveries.WithLabelValues(ep.Name, o)
+		}
+		m.retries.WithLabelValues(ep.Name)
+	}
+	return m, errors.Join(e1, e2, e3)
 }
 
 // New starts a notifier; it stops when ctx ends (after the queue drains or
@@ -124,6 +160,11 @@ func New(ctx context.Context, cfg Config) *Notifier {
 		cfg.Clock = clock.Real{}
 	}
 	n := &Notifier{cfg: cfg, queue: make(chan job, cfg.Queue), seen: map[string]time.Time{}}
+	m, err := newNotifyMetrics(cfg.Metrics, cfg.Endpoints)
+	if err != nil { // a programming error: the deliveries go on, uncounted
+		cfg.Log.Error().Err(err).Str("component", "notify").Msg("webhook metrics not registered")
+	}
+	n.m = m
 	n.wg.Add(1)
 	go n.run(ctx)
 	return n
@@ -178,6 +219,7 @@ func (n *Notifier) Notify(ctx context.Context, note playbook.Notification) {
 		if dup && now.Sub(last) < n.cfg.DedupWindow {
 			n.stats.Deduplicated++
 			n.mu.Unlock()
+			n.m.deliveries.WithLabelValues(ep.Name, "deduplicated").Inc()
 			n.record(ctx, Delivery{At: now, Endpoint: ep.Name, Host: note.Host, State: string(note.State), Incident: Incident(note), Outcome: "deduplicated"})
 			continue
 		}
@@ -189,6 +231,7 @@ func (n *Notifier) Notify(ctx context.Context, note playbook.Notification) {
 			n.mu.Lock()
 			n.stats.Dropped++
 			n.mu.Unlock()
+			n.m.deliveries.WithLabelValues(ep.Name, "dropped").Inc()
 			n.cfg.Log.Error().Str("host", note.Host).Str("action", "webhook").Str("outcome", "dropped").Str("endpoint", ep.Name).Msg("webhook queue full")
 			n.record(ctx, Delivery{At: now, Endpoint: ep.Name, Host: note.Host, State: string(note.State), Incident: Incident(note), Outcome: "dropped"})
 		}
@@ -291,6 +334,7 @@ func (n *Notifier) deliver(ctx context.Context, j job) {
 			n.mu.Lock()
 			n.stats.Retries++
 			n.mu.Unlock()
+			n.m.retries.WithLabelValues(j.ep.Name).Inc()
 			wait *= 2
 			continue
 		}
@@ -304,7 +348,14 @@ func (n *Notifier) deliver(ctx context.Context, j job) {
 	n.finish(ctx, d)
 }
 
+// finished counts a delivery's outcome and how long it took.
+func (n *Notifier) finished(d Delivery) {
+	n.m.deliveries.WithLabelValues(d.Endpoint, d.Outcome).Inc()
+	n.m.duration.WithLabelValues(d.Endpoint).Observe(n.cfg.Clock.Now().Sub(d.At).Seconds())
+}
+
 func (n *Notifier) finish(ctx context.Context, d Delivery) {
+	n.finished(d)
 	n.mu.Lock()
 	if d.Outcome == "sent" {
 		n.stats.Sent++

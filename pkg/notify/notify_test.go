@@ -16,8 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/fencedhq/fenced/internal/metrics"
 	"github.com/fencedhq/fenced/pkg/playbook"
 )
 
@@ -120,8 +122,9 @@ func TestRetriesSignaturesAndDedup(t *testing.T) {
 	defer srv.Close()
 	rec := &recorder{}
 	ctx, cancel := context.WithCancel(context.Background())
+	reg := prometheus.NewRegistry()
 	n := New(ctx, Config{Endpoints: []Endpoint{{Name: "oncall", URL: srv.URL, Format: Generic, Secret: rcv.secret}},
-		Backoff: time.Millisecond, Recorder: rec, Log: zerolog.Nop()})
+		Backoff: time.Millisecond, Recorder: rec, Log: zerolog.Nop(), Metrics: reg})
 	n.Notify(ctx, note(playbook.Critical))
 	n.Notify(ctx, note(playbook.Critical)) // same incident and state: sent once
 	waitFor(t, func() bool { return n.Stats().Sent == 1 })
@@ -143,6 +146,25 @@ func TestRetriesSignaturesAndDedup(t *testing.T) {
 	n.Wait()
 	if got := strings.Join(rec.outcomes(), ","); got != "deduplicated,sent,sent" {
 		t.Fatalf("recorded %s", got)
+	}
+	m, err := metrics.Text(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`fenced_webhook_deliveries_total{endpoint="oncall",outcome="sent"} 2`,
+		`fenced_webhook_deliveries_total{endpoint="oncall",outcome="deduplicated"} 1`,
+		`fenced_webhook_deliveries_total{endpoint="oncall",outcome="failed"} 0`, `fenced_webhook_retries_total{endpoint="oncall"} 2`,
+		`fenced_webhook_delivery_duration_seconds_count{endpoint="oncall"} 2`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s:\n%s", want, m)
+		}
+	}
+	// a notifier built again on the same registerer (a reload) counts on
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	n2 := New(ctx2, Config{Endpoints: []Endpoint{{Name: "oncall", URL: srv.URL}}, Log: zerolog.Nop(), Metrics: reg})
+	if n2.m.deliveries != n.m.deliveries {
+		t.Error("a second notifier on the same registerer has counters of its own")
 	}
 }
 

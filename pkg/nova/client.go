@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/fencedhq/fenced/pkg/clock"
@@ -25,6 +26,7 @@ type Client struct {
 	image *gophercloud.ServiceClient
 	clk   clock.Clock
 	log   zerolog.Logger
+	calls *prometheus.HistogramVec
 	// badHosts are Nova host names already warned about (services.go)
 	badHosts sync.Map
 
@@ -37,7 +39,11 @@ type Client struct {
 
 func newClient(cfg Config, compute *gophercloud.ServiceClient) *Client {
 	cfg.defaults()
-	return &Client{cfg: cfg, compute: compute, clk: cfg.Clock, log: cfg.Logger,
+	calls, err := newCallMetrics(cfg.Metrics)
+	if err != nil { // a programming error: the calls go on, uncounted
+		cfg.Logger.Error().Err(err).Str("component", "nova").Msg("nova metrics not registered")
+	}
+	return &Client{cfg: cfg, compute: compute, clk: cfg.Clock, log: cfg.Logger, calls: calls,
 		own: map[string][]time.Time{}, hb: map[string]time.Time{}}
 }
 
@@ -95,6 +101,7 @@ func (c *Client) call(ctx context.Context, action, host string, idempotent bool,
 		actx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
 		err = fn(actx)
 		cancel()
+		c.observeCall(action, c.clk.Now().Sub(start), err)
 		ev := c.log.Debug()
 		if err != nil {
 			ev = c.log.Warn().Err(err)

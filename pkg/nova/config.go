@@ -14,6 +14,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
 	"github.com/gophercloud/gophercloud/v2/openstack/utils"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/fencedhq/fenced/pkg/clock"
@@ -64,6 +65,8 @@ type Config struct {
 	Getenv func(string) string
 	// HTTPClient, if set, is used for every request.
 	HTTPClient *http.Client
+	// Metrics receives the client's collectors (nil: none).
+	Metrics prometheus.Registerer
 }
 
 func (c *Config) defaults() {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Collector produces samples. Collectors are plugins: each is registered
@@ -51,9 +53,10 @@ type Registry struct {
 	Timeout time.Duration // per collection; default 5 s
 	slots   []*slot
 
-	mu      sync.Mutex
-	newest  map[Name]time.Time // newest sample per signal, for scrape age
-	lastNow time.Time
+	mu       sync.Mutex
+	newest   map[Name]time.Time // newest sample per signal, for scrape age
+	lastNow  time.Time
+	duration *prometheus.HistogramVec // RegisterMetrics; nil: none
 }
 
 // Register adds a collector; names must be unique.
@@ -96,6 +99,7 @@ func (r *Registry) Collect(ctx context.Context, now time.Time) ([]Sample, error)
 			start := time.Now()
 			smp, err := s.c.Collect(cctx, now)
 			res := result{samples: smp, err: err, dur: time.Since(start), at: now}
+			r.observe(s.c.Name(), res.dur.Seconds())
 			s.mu.Lock()
 			s.inFlight = false
 			s.status.Duration = res.dur

@@ -3,10 +3,15 @@ package signals
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fencedhq/fenced/internal/metrics"
 )
 
 type fakeCollector struct {
@@ -42,6 +47,10 @@ func TestRegistryBoundsAndIsolatesCollectors(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	reg := prometheus.NewRegistry()
+	if err := r.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.Register(&fakeCollector{name: "ok"}); err == nil {
 		t.Fatal("duplicate collector name accepted")
 	}
@@ -67,5 +76,18 @@ func TestRegistryBoundsAndIsolatesCollectors(t *testing.T) {
 	close(hang.block)
 	if ages := r.SignalAges(); ages[CPUSteal] != 0 {
 		t.Fatalf("scrape age %v", ages)
+	}
+	m, err := metrics.Text(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`fenced_collector_failures_total{collector="bad"} 2`, `fenced_collector_failures_total{collector="ok"} 0`,
+		`fenced_collector_skipped_total{collector="hang"} 1`, `fenced_collector_duration_seconds_count{collector="ok"} 2`,
+		`fenced_collector_last_success_timestamp_seconds{collector="bad"} 0`, `fenced_collector_samples{collector="ok"} 1`,
+		`fenced_signal_age_seconds{signal="cpu_steal_pct"} 0`,
+		fmt.Sprintf(`fenced_collector_last_success_timestamp_seconds{collector="ok"} %g`, float64(t0.Add(10*time.Second).Unix()))} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s:\n%s", want, m)
+		}
 	}
 }

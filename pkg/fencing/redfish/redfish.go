@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/stmcginnis/gofish"
 	"github.com/stmcginnis/gofish/schemas"
@@ -56,6 +57,8 @@ type Config struct {
 	Cycle string
 	Clock clock.Clock
 	Log   zerolog.Logger
+	// Metrics receives the fencer's collectors (nil: none).
+	Metrics prometheus.Registerer
 }
 
 // Fencer implements fencing.Fencer.
@@ -63,6 +66,7 @@ type Fencer struct {
 	cfg     Config
 	mu      sync.Mutex
 	clients map[string]*gofish.APIClient
+	m       fencerMetrics
 }
 
 var _ fencing.Fencer = (*Fencer)(nil)
@@ -102,7 +106,11 @@ func New(cfg Config) (*Fencer, error) {
 			cfg.Log.Warn().Str("host", h).Str("component", "redfish").Msg("TLS verification of the BMC is off (insecure)")
 		}
 	}
-	return &Fencer{cfg: cfg, clients: map[string]*gofish.APIClient{}}, nil
+	m, err := newFencerMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("redfish: %w", err)
+	}
+	return &Fencer{cfg: cfg, clients: map[string]*gofish.APIClient{}, m: m}, nil
 }
 
 func (f *Fencer) target(host string) (Target, error) {
@@ -126,8 +134,8 @@ func (f *Fencer) httpClient(t Target) (*http.Client, error) {
 		}
 		tc.RootCAs = pool
 	}
-	return &http.Client{Timeout: f.cfg.Attempt, Transport: &http.Transport{TLSClientConfig: tc, Proxy: nil,
-		TLSHandshakeTimeout: f.cfg.Attempt, ResponseHeaderTimeout: f.cfg.Attempt}}, nil
+	tr := &http.Transport{TLSClientConfig: tc, Proxy: nil, TLSHandshakeTimeout: f.cfg.Attempt, ResponseHeaderTimeout: f.cfg.Attempt}
+	return &http.Client{Timeout: f.cfg.Attempt, Transport: countingTransport{next: tr, requests: f.m.requests}}, nil
 }
 
 // connect returns a (cached) client for the host's BMC.
@@ -232,6 +240,7 @@ func (f *Fencer) retry(ctx context.Context, t Target, what string, op func(ctx c
 			return nil
 		case errors.Is(err, fencing.ErrAuth) && !relogged && !t.BasicAuth:
 			relogged, fresh = true, true
+			f.m.retries.WithLabelValues(strings.ReplaceAll(what, " ", "_")).Inc()
 			f.cfg.Log.Info().Str("host", t.Host).Str("action", what).Msg("BMC session refused; logging in again")
 			continue
 		}
@@ -245,12 +254,20 @@ func (f *Fencer) retry(ctx context.Context, t Target, what string, op func(ctx c
 			return fmt.Errorf("redfish: %s %s: gave up after %d attempts: %w", what, t.Host, attempt, err)
 		case <-f.cfg.Clock.After(wait):
 		}
+		f.m.retries.WithLabelValues(strings.ReplaceAll(what, " ", "_")).Inc()
 		wait = min(wait*2, 30*time.Second)
 	}
 }
 
 // PowerState reads the host's power state.
 func (f *Fencer) PowerState(ctx context.Context, host string) (fencing.PowerState, error) {
+	start := f.cfg.Clock.Now()
+	ps, err := f.powerState(ctx, host)
+	f.observe("power_state", start, err)
+	return ps, err
+}
+
+func (f *Fencer) powerState(ctx context.Context, host string) (fencing.PowerState, error) {
 	t, err := f.target(host)
 	if err != nil {
 		return fencing.Unknown, err
@@ -341,6 +358,13 @@ func (f *Fencer) verify(ctx context.Context, t Target, want fencing.PowerState) 
 
 // PowerOff forces the host off and verifies it.
 func (f *Fencer) PowerOff(ctx context.Context, host string) error {
+	start := f.cfg.Clock.Now()
+	err := f.powerOff(ctx, host)
+	f.observe("power_off", start, err)
+	return err
+}
+
+func (f *Fencer) powerOff(ctx context.Context, host string) error {
 	t, err := f.target(host)
 	if err != nil {
 		return err
@@ -353,6 +377,13 @@ func (f *Fencer) PowerOff(ctx context.Context, host string) error {
 
 // PowerOn powers the host on and verifies it.
 func (f *Fencer) PowerOn(ctx context.Context, host string) error {
+	start := f.cfg.Clock.Now()
+	err := f.powerOn(ctx, host)
+	f.observe("power_on", start, err)
+	return err
+}
+
+func (f *Fencer) powerOn(ctx context.Context, host string) error {
 	t, err := f.target(host)
 	if err != nil {
 		return err
@@ -366,6 +397,13 @@ func (f *Fencer) PowerOn(ctx context.Context, host string) error {
 // PowerCycle power-cycles the host as the configuration says; it counts
 // only when verified.
 func (f *Fencer) PowerCycle(ctx context.Context, host string) error {
+	start := f.cfg.Clock.Now()
+	err := f.powerCycle(ctx, host)
+	f.observe("power_cycle", start, err)
+	return err
+}
+
+func (f *Fencer) powerCycle(ctx context.Context, host string) error {
 	t, err := f.target(host)
 	if err != nil {
 		return err

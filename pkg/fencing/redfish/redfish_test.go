@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/fencedhq/fenced/internal/metrics"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/fencing"
 	"github.com/fencedhq/fenced/pkg/fencing/redfish/bmcsim"
@@ -48,9 +50,25 @@ func target(url string) map[string]Target {
 
 func TestPowerCycleIsVerified(t *testing.T) {
 	s, srv := sim(t)
-	f := fencer(t, target(srv.URL))
+	reg := prometheus.NewRegistry()
+	f := fencer(t, target(srv.URL), func(c *Config) { c.Metrics = reg })
 	if err := f.PowerCycle(context.Background(), "cmp-017"); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := f.PowerState(context.Background(), "cmp-099"); err == nil {
+		t.Fatal("a host without a BMC has a power state")
+	}
+	m, err := metrics.Text(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`fenced_redfish_operation_duration_seconds_count{operation="power_cycle",outcome="ok"} 1`,
+		`fenced_redfish_operation_duration_seconds_count{operation="power_off",outcome="ok"} 1`,
+		`fenced_redfish_operation_duration_seconds_count{operation="power_state",outcome="error"} 1`,
+		`fenced_redfish_requests_total{code="200",method="GET"}`, `fenced_redfish_requests_total{code="204",method="POST"} 2`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s:\n%s", want, m)
+		}
 	}
 	if got := strings.Join(s.Resets("cmp-017"), ","); got != "ForceOff,On" {
 		t.Fatalf("resets %s, want ForceOff then On", got)
