@@ -25,6 +25,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/lab"
 	"github.com/fencedhq/fenced/pkg/lease"
 	"github.com/fencedhq/fenced/pkg/notify"
+	"github.com/fencedhq/fenced/pkg/record"
 	"github.com/fencedhq/fenced/pkg/report"
 )
 
@@ -48,6 +49,7 @@ type runOpts struct {
 	labURL      string
 	ttl         time.Duration
 	settle      time.Duration
+	record      string
 
 	etcdMode                            string
 	etcdEndpoints                       []string
@@ -117,6 +119,7 @@ auto: --mode overrides the policy's mode.`,
 	f.StringVar(&o.etcdCA, "etcd-ca", "", "CA bundle for the etcd servers")
 	f.StringVar(&o.dataDir, "data-dir", "", "embedded etcd data directory (--dev; default: a temporary one, removed at exit)")
 	f.Float64Var(&o.speed, "speed", 1, "run the lab's clock this many times faster than real time (--dev; demos and tests)")
+	f.StringVar(&o.record, "record", "", "record what this replica observes to FILE, a trace fenced simulate replays")
 	f.StringArrayVar(&o.webhooks, "webhook", nil, "send on-call webhooks to URL; FORMAT:URL picks generic, slack or pagerduty (repeatable)")
 	f.StringVar(&o.secretFile, "webhook-secret-file", "", "file holding the HMAC-SHA256 key that signs webhooks")
 	return cmd
@@ -168,6 +171,15 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		return fmt.Errorf("--hosts: need at least 2")
 	}
 	id := replicaID(o.id)
+	var rec daemon.Recorder
+	if o.record != "" {
+		files, err := record.Open(record.Options{File: o.record, Log: logger})
+		if err != nil {
+			return fmt.Errorf("--record: %w", err)
+		}
+		defer files.Close()
+		rec = files
+	}
 	reg, err := newRegistry()
 	if err != nil {
 		return err
@@ -214,7 +226,7 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: embedded etcd at %s (data %s)\n", cli.Endpoints()[0], dataDir)
 	}
 	d, err := daemon.NewReplica(ctx, daemon.ReplicaConfig{Policy: p, Clock: clk, Log: logger, Tick: o.tick, Etcd: cli,
-		ID: id, TTL: o.ttl, Settle: o.settle, Backends: be, Webhooks: eps, Metrics: reg})
+		ID: id, TTL: o.ttl, Settle: o.settle, Backends: be, Webhooks: eps, Metrics: reg, Recorder: rec})
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/config"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/lease"
+	"github.com/fencedhq/fenced/pkg/record"
 )
 
 // configFlags are the flags `run --config` reads; every other flag of run
@@ -86,9 +87,18 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	if err != nil {
 		return err
 	}
+	var rec daemon.Recorder
+	if r := cfg.Record; r != nil {
+		files, err := record.Open(record.Options{Dir: r.Dir, MaxFileBytes: int64(r.MaxFileMB) << 20, MaxFiles: r.MaxFiles, Log: logger})
+		if err != nil {
+			return cfg.Errorf("record.dir", "%v", err)
+		}
+		defer files.Close()
+		rec = files
+	}
 	d, err := daemon.NewReplica(ctx, daemon.ReplicaConfig{Policy: p, Clock: clk, Log: logger, Tick: cfg.Tick, Etcd: cli,
 		Prefix: e.Prefix, ID: id, TTL: e.TTL, Settle: e.Settle, Backends: prod.Backends, Webhooks: eps,
-		Signer: signer, Keys: keys, Witness: witness, Metrics: reg})
+		Signer: signer, Keys: keys, Witness: witness, Metrics: reg, Recorder: rec})
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@
 //	GET  /api/v1/audit?host=H&since=RFC3339   audit records (JSON Lines)
 //	GET  /api/v1/audit/verify            check the hash chain and its signatures
 //	GET  /api/v1/audit/export            the chain as stored, and a signed checkpoint (JSON Lines)
+//	GET  /api/v1/observations?since=RFC3339   what the leader observed at its last ticks (fenced trace record)
 //	GET  /metrics                        Prometheus exposition (client_golang)
 //	GET  /                               status page
 //
@@ -124,6 +125,7 @@ func New(b Backend, r Reads, tokens map[string]Identity) *Server {
 	s.mux.HandleFunc("GET /api/v1/audit", s.auth(Viewer, s.audit))
 	s.mux.HandleFunc("GET /api/v1/audit/verify", s.auth(Viewer, s.verify))
 	s.mux.HandleFunc("GET /api/v1/audit/export", s.auth(Viewer, s.export))
+	s.mux.HandleFunc("GET /api/v1/observations", s.auth(Viewer, s.observations))
 	s.mux.HandleFunc("GET /metrics", s.auth(Scrape, s.metrics()))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	s.mux.HandleFunc("GET /{$}", s.page)

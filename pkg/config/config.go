@@ -39,6 +39,7 @@ type Config struct {
 	Prometheus *Prometheus   `yaml:"prometheus"`
 	Webhooks   []Webhook     `yaml:"webhooks"`
 	Audit      *Audit        `yaml:"audit"`
+	Record     *Record       `yaml:"record"`
 
 	file string
 	doc  *yamlfile.Doc
@@ -130,6 +131,16 @@ type Audit struct {
 	// WitnessFile keeps the newest record this replica wrote or verified,
 	// so that a tail cut behind it is noticed after a restart too.
 	WitnessFile string `yaml:"witness_file"`
+}
+
+// Record keeps what this replica observes while it leads (its samples,
+// Nova's answers, the faults it saw) as traces for `fenced simulate`, in
+// rotating files: at most max_files of at most max_file_mb each; the oldest
+// is removed (docs/operations.md, Replay).
+type Record struct {
+	Dir       string `yaml:"dir"`
+	MaxFileMB int    `yaml:"max_file_mb"` // default 64
+	MaxFiles  int    `yaml:"max_files"`   // default 8
 }
 
 // Webhook is one on-call endpoint.
@@ -242,6 +253,17 @@ func Parse(name string, data []byte) (*Config, error) {
 		}
 		if len(a.PublicKeys) == 0 {
 			return nil, doc.Errorf("audit.public_keys", "required: the public key of every replica's signing_key_file (fenced audit keygen prints it)")
+		}
+	}
+	if r := c.Record; r != nil {
+		if r.Dir == "" {
+			return nil, doc.Errorf("record.dir", "required: the directory the trace files go to")
+		}
+		if r.MaxFileMB < 0 || r.MaxFileMB > 1<<20 {
+			return nil, doc.Errorf("record.max_file_mb", "want 1 to %d MB (unset: 64), have %d", 1<<20, r.MaxFileMB)
+		}
+		if r.MaxFiles < 0 || r.MaxFiles > 10000 {
+			return nil, doc.Errorf("record.max_files", "want 1 to 10000 (unset: 8), have %d", r.MaxFiles)
 		}
 	}
 	for i, w := range c.Webhooks {

@@ -44,6 +44,7 @@ prometheus:
     cpu_steal_pct: 'rate(x[1m])'
 webhooks:
   - {name: oncall, url: "http://127.0.0.1:1/hook", format: slack}
+record: {dir: /var/lib/fenced/record, max_file_mb: 16, max_files: 4}
 `
 
 func TestParseAndResolve(t *testing.T) {
@@ -51,7 +52,8 @@ func TestParseAndResolve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Tick != 5*time.Second || c.Prometheus.HostLabel != "host" || !c.Loopback() || c.Webhooks[0].Format != "slack" {
+	if c.Tick != 5*time.Second || c.Prometheus.HostLabel != "host" || !c.Loopback() || c.Webhooks[0].Format != "slack" ||
+		*c.Record != (Record{Dir: "/var/lib/fenced/record", MaxFileMB: 16, MaxFiles: 4}) {
 		t.Fatalf("%+v", c)
 	}
 	if e := c.Etcd; e.Prefix != "/fenced/" || e.TTL != 5*time.Second || e.Settle != time.Minute {
@@ -145,6 +147,10 @@ func TestErrorsNameFileLineField(t *testing.T) {
 		{etcd + "audit:\n  signing_key_file: /k\n  public_keys: [AAAA]\n", `f.yaml:4: audit.public_keys: [0]: not a base64 ed25519 public key (32 bytes): "AAAA"`},
 		{etcd + "audit:\n  public_keys: [" + testPub + "]\n", "f.yaml:2: audit.signing_key_file: required"},
 		{etcd + "audit:\n  signing_key_file: /k\n", "f.yaml:2: audit.public_keys: required"},
+		{etcd + "record:\n  max_files: 3\n", "f.yaml:2: record.dir: required"},
+		{etcd + "record:\n  dir: /r\n  max_file_mb: -1\n", "f.yaml:4: record.max_file_mb: want 1 to"},
+		{etcd + "record:\n  dir: /r\n  max_files: -2\n", "f.yaml:4: record.max_files: want 1 to 10000"},
+		{etcd + "record:\n  dir: /r\n  max_size: 1\n", "f.yaml:4: field max_size not found"},
 	} {
 		_, err := Parse("f.yaml", []byte(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

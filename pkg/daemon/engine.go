@@ -146,6 +146,9 @@ type Daemon struct {
 	// seen collects what the control plane said of each host during a
 	// tick, for the recorder (loop goroutine only; nil when not recording)
 	seen map[string]signals.Control
+	// ring keeps the last ticks' observations while the API is polled for
+	// them (fenced trace record)
+	ring *record.Ring
 }
 
 // jobDone is the outcome of one host's actions, for the loop.
@@ -181,8 +184,9 @@ func newDaemon(cfg Config) (*Daemon, error) {
 	// entry actions never hold the loop: ticks, operator commands and the
 	// API go on while a BMC or Nova takes its time
 	cfg.Actor.Async = d.async
+	d.ring = record.NewRing(record.DefaultRing, record.DefaultRingIdle)
 	control := cfg.Control
-	if cfg.Recorder != nil && control != nil {
+	if control != nil {
 		control = func(host string) (signals.Control, bool) {
 			c, ok := cfg.Control(host)
 			if ok && d.seen != nil {
@@ -282,6 +286,14 @@ func (d *Daemon) async(host string, job playbook.Job) {
 		case <-ctx.Done():
 		}
 	}()
+}
+
+// Observations returns the observations of the ticks after since, oldest
+// first, and whether some were already forgotten (GET
+// /api/v1/observations). The replica keeps the last few ticks only while
+// someone asks for them; the first call starts keeping.
+func (d *Daemon) Observations(since time.Time) ([]record.Observation, bool) {
+	return d.ring.Since(since)
 }
 
 // ActionsInFlight is how many hosts have actions running off the loop.
@@ -485,18 +497,23 @@ func (d *Daemon) tick(ctx context.Context, now time.Time) error {
 			d.cfg.Log.Warn().Str("host", s.Host).Err(err).Msg("sample rejected")
 		}
 	}
-	if d.cfg.Recorder != nil {
+	observe := d.cfg.Recorder != nil || d.ring.Wanted()
+	if observe {
 		d.seen = make(map[string]signals.Control, d.fleet.Len())
 	}
 	ch, err := d.fleet.Tick(ctx, now)
-	if d.cfg.Recorder != nil {
-		o := record.Observation{At: now, Samples: samples, Control: d.seen, Errors: record.ErrorStrings(cerr)}
+	o := record.Observation{At: now}
+	if observe {
+		o.Samples, o.Control, o.Errors = samples, d.seen, record.ErrorStrings(cerr)
 		if d.cfg.Unfenceable != nil {
 			o.Unfenceable = d.cfg.Unfenceable()
 		}
-		d.cfg.Recorder.Tick(o)
+		if d.cfg.Recorder != nil {
+			d.cfg.Recorder.Tick(o)
+		}
 		d.seen = nil
 	}
+	d.ring.Tick(o)
 	for _, c := range ch {
 		d.cfg.Log.Info().Str("host", c.Host).Str("state", string(c.To)).Str("from", string(c.From)).
 			Float64("d", c.D).Str("reason", c.Reason).Msg("state change")

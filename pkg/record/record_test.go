@@ -246,7 +246,7 @@ func TestOpenRefusesBadOptions(t *testing.T) {
 }
 
 func TestRingAndJSON(t *testing.T) {
-	r := NewRing(3)
+	r := NewRing(3, 0)
 	if got, missed := r.Since(time.Time{}); len(got) != 0 || missed {
 		t.Fatal("empty ring")
 	}
@@ -265,6 +265,27 @@ func TestRingAndJSON(t *testing.T) {
 	}
 	if _, missed := r.Since(t0); !missed {
 		t.Fatal("ticks 1 was forgotten; Since(tick 0) must say so")
+	}
+	// a ring with an idle limit keeps nothing until read, then keeps while read
+	lazy := NewRing(3, time.Minute)
+	for i := 0; i < 3; i++ {
+		lazy.Tick(obs(i, "a"))
+	}
+	if got, missed := lazy.Since(time.Time{}); len(got) != 0 || missed || !lazy.Wanted() {
+		t.Fatalf("unread ring kept %d", len(got))
+	}
+	lazy.Tick(obs(3, "a"))
+	if got, missed := lazy.Since(t0.Add(10 * time.Second)); len(got) != 1 || !missed {
+		t.Fatalf("read ring: %d kept, missed %v (ticks before the first read were not kept)", len(got), missed)
+	}
+	for i := 4; i < 12; i++ { // 80 s unread: past the idle minute
+		lazy.Tick(obs(i, "a"))
+	}
+	if lazy.Wanted() {
+		t.Fatal("an unread ring still keeps observations")
+	}
+	if got, missed := lazy.Since(t0.Add(30 * time.Second)); len(got) != 0 || !missed {
+		t.Fatalf("after idling: %d kept, missed %v", len(got), missed)
 	}
 	b, err := json.Marshal(got[1])
 	if err != nil {

@@ -8,31 +8,65 @@ import (
 	"github.com/fencedhq/fenced/pkg/signals"
 )
 
-// DefaultRing is how many ticks a Ring keeps: a poller may miss this many
-// ticks in a row without a gap in what it records.
-const DefaultRing = 6
+// Defaults of a Ring: a poller may miss DefaultRing ticks in a row without
+// a gap in what it records; a ring nobody has read for DefaultRingIdle (of
+// the observations' time) stops keeping anything.
+const (
+	DefaultRing     = 6
+	DefaultRingIdle = 5 * time.Minute
+)
 
 // Ring is a Sink that keeps the last few observations for readers on other
-// goroutines (the API). It is safe for concurrent use.
+// goroutines (the API). It keeps them only while someone reads: a replica
+// nobody records from holds no samples beyond its tick. It is safe for
+// concurrent use.
 type Ring struct {
-	mu     sync.Mutex
-	buf    []Observation
-	n      int       // observations ever added
-	forgot time.Time // time of the newest observation forgotten
+	mu      sync.Mutex
+	buf     []Observation
+	n       int       // observations kept since the ring last started keeping
+	forgot  time.Time // time of the newest observation forgotten or not kept
+	idle    time.Duration
+	lastAt  time.Time // the newest tick seen
+	readAt  time.Time // the newest tick when a reader last asked
+	reading bool
 }
 
-// NewRing keeps the last n observations (DefaultRing if n <= 0).
-func NewRing(n int) *Ring {
+// NewRing keeps the last n observations (DefaultRing if n <= 0) while a
+// reader asked within idle of the newest tick (0: always).
+func NewRing(n int, idle time.Duration) *Ring {
 	if n <= 0 {
 		n = DefaultRing
 	}
-	return &Ring{buf: make([]Observation, n)}
+	return &Ring{buf: make([]Observation, n), idle: idle}
 }
 
-// Tick keeps o, forgetting the oldest.
+// Wanted reports whether the ring keeps observations now: a caller may skip
+// building one it would not keep.
+func (r *Ring) Wanted() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.wanted()
+}
+
+func (r *Ring) wanted() bool {
+	return r.idle == 0 || r.reading && r.lastAt.Sub(r.readAt) <= r.idle
+}
+
+// Tick keeps o, forgetting the oldest (or, nobody reading, only its time).
 func (r *Ring) Tick(o Observation) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if o.At.After(r.lastAt) {
+		r.lastAt = o.At
+	}
+	if !r.wanted() {
+		if r.n > 0 {
+			clear(r.buf)
+			r.n = 0
+		}
+		r.forgot = o.At
+		return
+	}
 	i := r.n % len(r.buf)
 	if r.n >= len(r.buf) {
 		r.forgot = r.buf[i].At
@@ -46,6 +80,7 @@ func (r *Ring) Tick(o Observation) {
 func (r *Ring) Since(t time.Time) (obs []Observation, missed bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.reading, r.readAt = true, r.lastAt
 	first := max(r.n-len(r.buf), 0)
 	for i := first; i < r.n; i++ {
 		o := r.buf[i%len(r.buf)]

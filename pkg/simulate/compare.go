@@ -158,7 +158,7 @@ func WriteComparison(w io.Writer, c Comparison, nameA, nameB string) error {
 		return err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d hosts moved; %d differ. A made %d transitions, B %d; %d the same", c.Hosts, c.Differing, c.Transitions[0], c.Transitions[1], c.Same)
+	fmt.Fprintf(&b, "%s moved; %d differ. A made %d transitions, B %d; %d the same", plural(c.Hosts, "host"), c.Differing, c.Transitions[0], c.Transitions[1], c.Same)
 	if c.ToleranceS > 0 {
 		fmt.Fprintf(&b, " (within %ds)", c.ToleranceS)
 	}
@@ -168,6 +168,13 @@ func WriteComparison(w io.Writer, c Comparison, nameA, nameB string) error {
 	}
 	_, err := fmt.Fprintln(w, b.String())
 	return err
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func fmtAt(t *time.Time) string {
