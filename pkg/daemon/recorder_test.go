@@ -59,11 +59,23 @@ func TestRecorderSeesEachTick(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
 	waitUntil(t, "three ticks recorded", 20*time.Second, func() bool { return len(rec.get()) >= 3 })
+	// the API's observations: kept once someone asks
+	if obs, _ := d.Observations(time.Time{}); len(obs) != 0 {
+		t.Fatalf("%d observations kept before anyone asked", len(obs))
+	}
+	var polled []record.Observation
+	waitUntil(t, "two ticks kept for the API", 20*time.Second, func() bool {
+		polled, _ = d.Observations(time.Time{})
+		return len(polled) >= 2
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	obs := rec.get()
+	if p := polled[len(polled)-1]; len(p.Samples) != 4*9 || len(p.Control) != 4 {
+		t.Fatalf("an observation for the API: %d samples, control of %d hosts", len(p.Samples), len(p.Control))
+	}
 	for i, o := range obs {
 		if len(o.Samples) != 4*9 || len(o.Control) != 4 {
 			t.Fatalf("tick %d: %d samples, control of %d hosts", i, len(o.Samples), len(o.Control))
