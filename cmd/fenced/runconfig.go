@@ -37,6 +37,11 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	if err != nil {
 		return err
 	}
+	// SIGHUP reloads the policy and the webhooks (reload.go); registered
+	// now, a HUP while etcd starts waits for the daemon instead of ending
+	// the process
+	hupReady, stopHUP := watchHUP(ctx, &reloader{path: o.configPath, mode: o.mode, start: cfg})
+	defer stopHUP()
 	p, err := loadPolicy(cfg.Policy, o.mode)
 	if err != nil {
 		return err
@@ -103,6 +108,7 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		return err
 	}
 	prod.Attach(d)
+	hupReady(d)
 	signing := "audit unsigned (no audit: section)"
 	if signer != nil {
 		signing = fmt.Sprintf("audit signed with key %s (%d trusted)", signer.ID(), len(keys))

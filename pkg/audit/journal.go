@@ -14,6 +14,10 @@ import (
 type Journal struct {
 	Log           *Log
 	PolicyVersion string
+	// Version, when set, gives the policy version in force (a daemon whose
+	// policy is reloaded; called from actions off the engine's goroutine)
+	// instead of PolicyVersion.
+	Version func() string
 	// Token returns the leader's fencing token, or an error when this
 	// replica must not act (not the leader). Nil means a single replica
 	// with token 0.
@@ -21,6 +25,13 @@ type Journal struct {
 
 	mu      sync.Mutex
 	pending map[string]Record
+}
+
+func (j *Journal) version() string {
+	if j.Version != nil {
+		return j.Version()
+	}
+	return j.PolicyVersion
 }
 
 // NewRequestID returns a fresh request id.
@@ -46,7 +57,7 @@ func (j *Journal) Intent(ctx context.Context, in playbook.Intent) (string, error
 		id = NewRequestID()
 	}
 	rec := Record{Timestamp: in.At, Component: "playbook", RequestID: id, HostID: in.Host, VMID: in.Target,
-		Action: in.Action, Outcome: OutcomeIntent, Detail: in.Detail, PolicyVersion: j.PolicyVersion, FenceToken: tok}
+		Action: in.Action, Outcome: OutcomeIntent, Detail: in.Detail, PolicyVersion: j.version(), FenceToken: tok}
 	r, err := j.Log.Append(ctx, rec)
 	if err != nil {
 		return "", err
@@ -63,11 +74,15 @@ func (j *Journal) Intent(ctx context.Context, in playbook.Intent) (string, error
 // Outcome writes the outcome of the action with request id id.
 func (j *Journal) Outcome(ctx context.Context, id string, actionErr error) error {
 	j.mu.Lock()
-	in := j.pending[id]
+	in, ok := j.pending[id]
 	delete(j.pending, id)
 	j.mu.Unlock()
+	version := in.PolicyVersion // the policy the action was decided under
+	if !ok {
+		version = j.version()
+	}
 	rec := Record{Component: "playbook", RequestID: id, HostID: in.HostID, VMID: in.VMID, Action: in.Action,
-		Outcome: OutcomeOK, PolicyVersion: j.PolicyVersion, FenceToken: in.FenceToken}
+		Outcome: OutcomeOK, PolicyVersion: version, FenceToken: in.FenceToken}
 	if actionErr != nil {
 		rec.Outcome, rec.Detail = OutcomeError, actionErr.Error()
 	}

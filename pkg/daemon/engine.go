@@ -149,6 +149,8 @@ type Daemon struct {
 	// ring keeps the last ticks' observations while the API is polled for
 	// them (fenced trace record)
 	ring *record.Ring
+
+	reloading // the policy in force and the webhooks, reloaded on SIGHUP (reload.go)
 }
 
 // jobDone is the outcome of one host's actions, for the loop.
@@ -203,6 +205,7 @@ func newDaemon(cfg Config) (*Daemon, error) {
 		f.Add(h)
 	}
 	d.fleet = f
+	d.initReload(cfg.Policy)
 	if err := d.registerMetrics(cfg.Metrics); err != nil {
 		return nil, err
 	}
@@ -352,6 +355,8 @@ func (d *Daemon) loop(ctx context.Context) error {
 			if perr != nil {
 				return perr
 			}
+		case r := <-d.reloads:
+			r.reply <- d.applyReload(ctx, r.r, true)
 		case c := <-d.remote:
 			o := op{host: c.Host, ev: playbook.Event(c.Event), operator: c.Operator, reason: c.Reason}
 			ch, err, perr := d.apply(ctx, o)
@@ -420,7 +425,7 @@ func (d *Daemon) recordChanges(ctx context.Context, ch []playbook.Change) {
 		}
 		d.record(ctx, audit.Record{Timestamp: c.At, Component: "playbook", HostID: c.Host,
 			Action: "transition " + string(c.From) + "→" + string(c.To), Outcome: audit.OutcomeOK,
-			D: c.D, Verdict: c.Reason, CPUStealPct: steal, PolicyVersion: d.cfg.Policy.Version()})
+			D: c.D, Verdict: c.Reason, CPUStealPct: steal, PolicyVersion: d.Policy().Version()})
 	}
 }
 
@@ -435,7 +440,7 @@ func (d *Daemon) apply(ctx context.Context, o op) (ch []playbook.Change, err, pe
 	// the command is in the audit chain (in etcd) before anything it allows
 	// runs: a crash right after still shows who approved
 	req := audit.Record{Timestamp: now, Component: "api", HostID: o.host, Action: string(o.ev), Operator: o.operator,
-		Outcome: "requested", Detail: o.reason, PolicyVersion: d.cfg.Policy.Version()}
+		Outcome: "requested", Detail: o.reason, PolicyVersion: d.Policy().Version()}
 	if d.cfg.Audit != nil {
 		if _, aerr := d.cfg.Audit.Append(ctx, req); aerr != nil {
 			return nil, fmt.Errorf("daemon: %s not applied: cannot audit it first: %w", o.ev, aerr), nil
@@ -576,7 +581,7 @@ func (d *Daemon) GateAnswered(ctx context.Context, host string, a playbook.GateA
 		detail = "destination " + a.Destination + "; " + detail
 	}
 	d.record(ctx, audit.Record{Timestamp: d.cfg.Clock.Now(), Component: "migration-gate", HostID: host, Action: "live_migration_gate",
-		Outcome: out, Detail: detail, PolicyVersion: d.cfg.Policy.Version()})
+		Outcome: out, Detail: detail, PolicyVersion: d.Policy().Version()})
 }
 
 // OnLead registers work to run each time this replica becomes the leader,

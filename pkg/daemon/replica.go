@@ -96,11 +96,9 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 	}
 	be := cfg.Backends
 	notifier := be.Notify
-	var whStats func() map[string]int64
-	if len(cfg.Webhooks) > 0 {
-		wh := notify.New(ctx, notify.Config{Endpoints: cfg.Webhooks, Log: cfg.Log, Recorder: notify.AuditRecorder{Log: auditLog}, Metrics: cfg.Metrics})
-		notifier, whStats = notify.Fanout{notifier, wh}, wh.Counters
-	}
+	// the webhook notifier exists without endpoints too: a reload may add them
+	wh := notify.New(ctx, notify.Config{Endpoints: cfg.Webhooks, Log: cfg.Log, Recorder: notify.AuditRecorder{Log: auditLog}, Metrics: cfg.Metrics})
+	notifier, whStats := notify.Fanout{notifier, wh}, wh.Counters
 	pc := cfg.Policy.PlaybookConfig()
 	actor := &playbook.Actor{Mode: pc.Mode, AfterFence: pc.AfterFence, Nova: be.Nova, Gate: be.Gate, Placer: be.Placer, Power: be.Power, Checker: be.Checker,
 		Notify: notifier, Clock: cfg.Clock, Log: cfg.Log, ActionTimeout: time.Minute, EvacuateParallel: be.EvacuateParallel}
@@ -117,6 +115,7 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 		return nil, err
 	}
 	actor.Paused, actor.Observe = d.Fleet().Paused, am.Observe
-	actor.Journal = d.Journal(&audit.Journal{Log: auditLog, PolicyVersion: cfg.Policy.Version()})
+	d.webhooks, actor.Settings = wh, d.settings // a reload swaps the policy and the endpoints
+	actor.Journal = d.Journal(&audit.Journal{Log: auditLog, PolicyVersion: cfg.Policy.Version(), Version: func() string { return d.Policy().Version() }})
 	return d, nil
 }

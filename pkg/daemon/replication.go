@@ -119,6 +119,8 @@ func (d *Daemon) runHA(ctx context.Context) error {
 }
 
 func (d *Daemon) lead(l lease.Leadership) error {
+	d.own.Lock() // the fleet is this term's until it ends (reload.go)
+	defer d.own.Unlock()
 	log := d.cfg.Log.With().Int64("fence_token", l.Token).Logger()
 	log.Info().Str("state", "leader").Msg("elected leader")
 	d.ha.set(&l)

@@ -68,6 +68,23 @@ func New(sc signals.Config, pc playbook.Config, actor *playbook.Actor, hooks Hoo
 	return &Fleet{eval: eval, cfg: pc, actor: actor, hooks: hooks, hosts: map[string]*entry{}}, nil
 }
 
+// SetPolicy replaces the evaluator's and every playbook's configuration (a
+// reloaded policy), keeping every host's samples, record and action in
+// flight. Both are validated first: an error changes nothing.
+func (f *Fleet) SetPolicy(sc signals.Config, pc playbook.Config) error {
+	if err := pc.Validate(); err != nil {
+		return fmt.Errorf("fleet: playbook: %w", err)
+	}
+	if err := f.eval.SetConfig(sc); err != nil {
+		return fmt.Errorf("fleet: %w", err)
+	}
+	f.cfg = pc
+	for _, e := range f.hosts {
+		e.m.SetConfig(pc)
+	}
+	return nil
+}
+
 // Resume adds a host from its durable record (a new leader picking up).
 func (f *Fleet) Resume(h playbook.Host) error {
 	if _, ok := f.hosts[h.Name]; ok {

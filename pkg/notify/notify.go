@@ -186,6 +186,22 @@ func (n *Notifier) Counters() map[string]int64 {
 	return map[string]int64{"sent": st.Sent, "failed": st.Failed, "deduplicated": st.Deduplicated, "dropped": st.Dropped, "retry": st.Retries}
 }
 
+// SetEndpoints replaces the endpoints (a reloaded config) from the next
+// notification on. Deliveries already queued go where they were queued for;
+// what was sent stays deduplicated for an endpoint that keeps its name.
+func (n *Notifier) SetEndpoints(eps []Endpoint) {
+	eps = append([]Endpoint(nil), eps...)
+	for _, ep := range eps {
+		for _, o := range outcomes {
+			n.m.deliveries.WithLabelValues(ep.Name, o)
+		}
+		n.m.retries.WithLabelValues(ep.Name)
+	}
+	n.mu.Lock()
+	n.cfg.Endpoints = eps
+	n.mu.Unlock()
+}
+
 // Incident names the episode a notification belongs to: host and onset.
 func Incident(n playbook.Notification) string {
 	if n.Onset.IsZero() {
@@ -209,7 +225,10 @@ func wants(ep Endpoint, s playbook.State) bool {
 // Notify queues the notification for every endpoint that wants it. It never blocks.
 func (n *Notifier) Notify(ctx context.Context, note playbook.Notification) {
 	now := n.cfg.Clock.Now()
-	for _, ep := range n.cfg.Endpoints {
+	n.mu.Lock()
+	eps := n.cfg.Endpoints
+	n.mu.Unlock()
+	for _, ep := range eps {
 		if !wants(ep, note.State) {
 			continue
 		}

@@ -153,11 +153,33 @@ type Actor struct {
 	// outcome must come back through Machine.Complete on the engine's
 	// goroutine. Nil runs them inline (simulate, tests).
 	Async func(host string, job Job)
+	// Settings, when set, gives the mode and after_fence in force, and Mode
+	// and AfterFence are ignored: a daemon whose policy is reloaded. It is
+	// called from actions running off the engine's goroutine.
+	Settings func() (Mode, AfterFence)
 	// ReadTimeout bounds each read the playbook waits for on the engine's
 	// loop: the gate, a server list, a power state, the host check,
 	// placement (default 15 s). A BMC or Nova that does not answer then costs
 	// one bounded wait, and the next tick tries again.
 	ReadTimeout time.Duration
+}
+
+// mode is the mode in force.
+func (a *Actor) mode() Mode {
+	if a.Settings != nil {
+		m, _ := a.Settings()
+		return m
+	}
+	return a.Mode
+}
+
+// afterFence is the after_fence in force.
+func (a *Actor) afterFence() AfterFence {
+	if a.Settings != nil {
+		_, af := a.Settings()
+		return af
+	}
+	return a.AfterFence
 }
 
 // read runs f under ReadTimeout.
@@ -253,7 +275,7 @@ func (a *Actor) notifyOnly(st State) bool {
 // event its outcome implies (and why), or "" to wait for the next tick.
 func (a *Actor) Enter(ctx context.Context, h *Host, from State) (Event, string) {
 	a.notify(ctx, h)
-	observe := a.Mode == ModeObserve || (a.Paused != nil && a.Paused() && h.State != Normal && h.State != Restored)
+	observe := a.mode() == ModeObserve || (a.Paused != nil && a.Paused() && h.State != Normal && h.State != Restored)
 	switch h.State {
 	case Warn:
 		if !observe {
@@ -292,7 +314,7 @@ func (a *Actor) Enter(ctx context.Context, h *Host, from State) (Event, string) 
 		return EvRestore, fmt.Sprintf("%d servers live-migrated to %s", len(servers), ans.Destination)
 	case Rebooting:
 		h.Step = ""
-		if a.AfterFence == AfterFenceEvacuate {
+		if a.afterFence() == AfterFenceEvacuate {
 			return "", "" // the recovery runs from Poll, step by step
 		}
 		if err := a.do(ctx, h, "power_cycle", "", h.Reason, func(c context.Context) error { return a.Power.PowerCycle(c, h.Name) }); err != nil {
@@ -331,8 +353,8 @@ func (a *Actor) Poll(ctx context.Context, h *Host) (Event, string) {
 	if h.State != Rebooting {
 		return "", ""
 	}
-	if a.AfterFence == AfterFenceEvacuate && h.Step != StepOn {
-		if a.Mode == ModeObserve || (a.Paused != nil && a.Paused()) {
+	if a.afterFence() == AfterFenceEvacuate && h.Step != StepOn {
+		if a.mode() == ModeObserve || (a.Paused != nil && a.Paused()) {
 			return "", "" // an operator's pause holds the recovery where it is
 		}
 		if ev, why := a.recoverStep(ctx, h); ev != "" || h.Step != StepOn {

@@ -76,6 +76,11 @@ func NewMachine(cfg Config, h Host, actor *Actor) (*Machine, error) {
 // Host returns the current record.
 func (m *Machine) Host() Host { return m.host }
 
+// SetConfig replaces the configuration the machine decides with (a
+// reloaded policy); the record, its trackers and any action in flight are
+// kept. The caller validated cfg.
+func (m *Machine) SetConfig(cfg Config) { m.cfg = cfg }
+
 // maxChain bounds follow-up events within one step (fenced → rebooting → …).
 const maxChain = 8
 
