@@ -8,12 +8,19 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X github.com/fencedhq/fenced/internal/buildinfo.version=$(VERSION) -X github.com/fencedhq/fenced/internal/buildinfo.commit=$(COMMIT)
 INTEG     := ./integration/...
 
-.PHONY: all build test unit integration deps demo bench saturation detection chaos fuzz lint clean
+.PHONY: all build package test unit integration deps demo bench saturation detection chaos fuzz lint clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/fenced
+
+## package: the Debian package DIST/fenced_<version>_<arch>.deb, built by cmd/fenced-package (nfpm
+## as a Go library): the binary, a minimal /etc/fenced/fenced.yaml, the policy in observe mode, the
+## hardened systemd unit, the alert rules, the docs (docs/operations.md, "Packaging")
+DIST      ?= dist
+package: build
+	$(GO) run ./cmd/fenced-package --version "$(VERSION)" --binary $(BIN) --out $(DIST)
 
 ## deps: Debian packages the tests need (apt-get; skipped when present) and Go modules
 deps:
@@ -68,4 +75,4 @@ lint:
 	$(GO) vet $(PKGS) $$($(GO) list $(INTEG) 2>/dev/null)
 
 clean:
-	rm -rf bin
+	rm -rf bin $(DIST)
