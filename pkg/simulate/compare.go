@@ -185,6 +185,7 @@ func fmtAt(t *time.Time) string {
 }
 
 func fmtDelta(d time.Duration) string {
+	d = d.Round(time.Millisecond)
 	if d >= 0 {
 		return "+" + d.String()
 	}
