@@ -55,7 +55,7 @@ detection: deps
 
 ## chaos: the full chaos suite (integration/chaos): 100 kill -9 trials of the leader, then a stopped
 ## leader, a pause across a kill, etcd partition and quorum loss, BMC faults, blind hosts, Nova down
-## (about 45 minutes; figures in docs/reliability.md). `make test` runs its short variant.
+## (about 55 minutes; figures in docs/reliability.md). `make test` runs its short variant.
 chaos: deps
 	FENCED_CHAOS_TRIALS=100 $(GO) test -count=1 -v -timeout 90m ./integration/chaos/
 

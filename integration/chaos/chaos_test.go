@@ -44,8 +44,9 @@ func starve(host string) episode {
 	return episode{host: host, start: time.Now()}
 }
 
-// phase says where a host's episode is: before its power off, during a
-// power action (an intent without outcome), between off and on, after on.
+// phase says where a host's episode is: before its power off (with its
+// state), during a power action (an intent without outcome), between off
+// and on, after on.
 func (f *fleet) phase(e episode) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -67,7 +68,7 @@ func (f *fleet) phase(e episode) string {
 	}
 	switch {
 	case off == 0:
-		return "before power_off"
+		return "before power_off (" + f.state(e.host) + ")"
 	case on == 0:
 		return "after power_off"
 	}
@@ -92,6 +93,28 @@ func (f *fleet) finished(t *testing.T, e episode, timeout time.Duration) (offs, 
 	waitFor(t, e.host+" back to normal", timeout, func() bool { return f.state(e.host) == "normal" })
 	count()
 	return offs, ons
+}
+
+// outcome is finished without failing the test: it waits until the
+// host was powered off and on and is normal again, or is left to a human,
+// or the timeout passed, and says how it ended.
+func (f *fleet) outcome(e episode, timeout time.Duration) (offs, ons int, state string) {
+	deadline := time.Now().Add(timeout)
+	for {
+		offs, ons = 0, 0
+		for _, r := range bmc.resets(e.host, e.start) {
+			if isOff(r.kind) {
+				offs++
+			} else {
+				ons++
+			}
+		}
+		state = f.state(e.host)
+		if (offs > 0 && ons > 0 && state == "normal") || state == "needs_human" || time.Now().After(deadline) {
+			return offs, ons, state
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // killLeader sends SIGKILL to the leader and returns who it was, who took
@@ -158,6 +181,7 @@ func TestChaos(t *testing.T) {
 		t.Run("bmc", func(t *testing.T) { f.bmcFaults(t, host) })
 		t.Run("blind", func(t *testing.T) { f.blindHosts(t, host) })
 		t.Run("nova", func(t *testing.T) { f.novaDown(t, host()) })
+		t.Run("slowdisk", func(t *testing.T) { f.slowDisk(t, host) })
 	}
 	f.checkInvariants(t, "end of the run", since)
 }
@@ -193,9 +217,22 @@ func (f *fleet) killTrials(t *testing.T, host func() string) {
 	}
 	var bad []string
 	for i, e := range eps {
-		offs, ons := f.finished(t, e, 4*time.Minute)
-		if offs != 1 || ons != 1 {
-			bad = append(bad, fmt.Sprintf("trial %d: %s powered off %d and on %d times", i+1, e.host, offs, ons))
+		offs, ons, st := f.outcome(e, 4*time.Minute)
+		if offs != 1 || ons != 1 || st != "normal" {
+			bad = append(bad, fmt.Sprintf("trial %d: %s powered off %d and on %d times, now %s", i+1, e.host, offs, ons, st))
+			continue
+		}
+		// normal in fenced is normal in Nova: unfenced (not forced down, enabled)
+		var fenced bool
+		for end := time.Now().Add(30 * time.Second); ; {
+			var err error
+			if fenced, err = computes.fencedInNova(e.host); err == nil && !fenced || time.Now().After(end) {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		if fenced {
+			bad = append(bad, fmt.Sprintf("trial %d: %s is normal in fenced but still forced down or disabled in Nova", i+1, e.host))
 		}
 	}
 	n := f.checkInvariants(t, "kill -9 trials", since)

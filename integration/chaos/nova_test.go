@@ -164,3 +164,15 @@ func novaAPI(sig syscall.Signal) error {
 	// uwsgi's master and its workers share the master's process group (setsid)
 	return syscall.Kill(-pid, sig)
 }
+
+// fencedInNova says whether Nova still holds host forced down or disabled.
+func (n *novaHosts) fencedInNova(host string) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "psql", n.db, "-q", "-t", "-A", "-c",
+		`SELECT forced_down OR disabled FROM services WHERE "binary" = 'nova-compute' AND deleted = 0 AND host = '`+host+`';`).CombinedOutput()
+	if err != nil {
+		return false, fmt.Errorf("psql: %w: %s", err, tail(string(out), 300))
+	}
+	return strings.TrimSpace(string(out)) == "t", nil
+}
