@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fencedhq/fenced/integration/internal/harness"
+	"github.com/fencedhq/fenced/internal/buildinfo"
 )
 
 // run runs a command and returns its combined output; a failure fails the test.
@@ -64,7 +65,7 @@ func TestInstallRemove(t *testing.T) {
 	files := strings.Fields(run(t, "dpkg", "-L", "fenced"))
 
 	// the binary reports the build make stamped
-	var v struct{ Version, Commit, GoVersion string }
+	var v buildinfo.Info
 	if err := json.Unmarshal([]byte(run(t, "/usr/bin/fenced", "version", "--json")), &v); err != nil {
 		t.Fatal(err)
 	}
