@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -288,5 +289,76 @@ func TestOnLeadRunsWhenTheReplicaLeads(t *testing.T) {
 	case <-led:
 	case <-time.After(15 * time.Second):
 		t.Fatal("OnLead was not called when the replica became leader")
+	}
+}
+
+// stuckGate answers only when its caller gives up: a leader that dies
+// while the fenced state's entry actions are in flight.
+type stuckGate struct {
+	entered chan struct{}
+	once    sync.Once
+}
+
+func (g *stuckGate) Check(ctx context.Context, _ string) playbook.GateAnswer {
+	g.once.Do(func() { close(g.entered) })
+	<-ctx.Done()
+	return playbook.GateAnswer{Reasons: []string{"the leader died"}}
+}
+
+// TestNewLeaderResumesEntryActionsInFlight: the leader writes critical →
+// fenced and dies while the fenced state's entry actions (the gate, then
+// the power action) are off its loop. The record says so (enter_from); the
+// next leader runs them again: the host is power-cycled once and restored,
+// not left in fenced until its timeout.
+func TestNewLeaderResumesEntryActionsInFlight(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd")
+	}
+	endpoints := startEtcd(t)
+	clk := clock.NewScaled(60)
+	labSrv, labURL := sharedLab(t, clk)
+	powerCycles := func() int { return labSrv.Counters().PowerCycles }
+	gate := &stuckGate{entered: make(chan struct{})}
+	beA := (&lab.Remote{URL: labURL, Replica: "a"}).Backends()
+	beA.Gate = gate
+	a := replicaOn(t, endpoints, "a", beA, clk, "auto")
+	actx, stopA := context.WithCancel(context.Background())
+	doneA := make(chan error, 1)
+	go func() { doneA <- a.Run(actx) }()
+	select {
+	case <-gate.entered:
+	case <-time.After(90 * time.Second):
+		t.Fatal("a never reached the fenced state's gate")
+	}
+	var rec playbook.Host
+	waitUntil(t, "a's record says the fenced entry is in flight", 10*time.Second, func() bool {
+		for _, v := range a.Snapshot().Hosts {
+			if v.Host.Name == "lab-007" {
+				rec = v.Host
+			}
+		}
+		return rec.State == playbook.Fenced && rec.EnterFrom == playbook.Critical
+	})
+	stopA() // the term ends: the job's outcome is dropped, as when the process dies
+	<-doneA
+	if n := powerCycles(); n != 0 {
+		t.Fatalf("%d power cycles before the failover, want 0", n)
+	}
+
+	b := replicaOn(t, endpoints, "b", (&lab.Remote{URL: labURL, Replica: "b"}).Backends(), clk, "auto")
+	bctx, stopB := context.WithCancel(context.Background())
+	defer stopB()
+	go b.Run(bctx)
+	waitUntil(t, "b takes over", 15*time.Second, func() bool { return b.Snapshot().Leader })
+	waitUntil(t, "b drives lab-007 on from fenced to back in service", 90*time.Second, func() bool {
+		for _, v := range b.Snapshot().Hosts {
+			if v.Host.Name == "lab-007" {
+				return v.Host.State == playbook.Restored || v.Host.State == playbook.Normal
+			}
+		}
+		return false
+	})
+	if n := powerCycles(); n != 1 {
+		t.Fatalf("%d power cycles, want exactly 1", n)
 	}
 }

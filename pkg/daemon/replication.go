@@ -273,6 +273,7 @@ func (d *Daemon) reconcile(ctx context.Context, l lease.Leadership) error {
 				h := v.Host
 				h.State, h.Since, h.LastPowerCycle, h.ControlFenced = playbook.Rebooting, in.At, in.At, true
 				h.Step = playbook.StepOn // the host was cycled: only the wait for it is left
+				h.EnterFrom = ""         // and its entry action is done
 				h.Reason = "power cycle " + in.ID + " completed by the previous leader"
 				if err := d.fleet.Restore(h); err != nil {
 					return err
@@ -280,13 +281,67 @@ func (d *Daemon) reconcile(ctx context.Context, l lease.Leadership) error {
 			}
 		}
 	}
+	if err := d.resumeEntries(ctx); err != nil {
+		return err
+	}
 	return d.persist(ctx)
+}
+
+// resumeEntries settles records whose entry actions were in flight when the
+// previous leader died (EnterFrom set). The playbook runs them again at the
+// host's next step — safe for every state's entry actions but one: a power
+// cycle (after_fence power_cycle) that the audit shows already ran, whose
+// intent had its outcome written before the record could say so. That one is
+// marked done here (ok: the wait for the host is left) or left to its
+// timeout (error: it is not retried blind); it never runs twice.
+func (d *Daemon) resumeEntries(ctx context.Context) error {
+	var resumed []playbook.Host
+	for _, v := range d.fleet.Views() {
+		if v.Host.EnterFrom != "" {
+			resumed = append(resumed, v.Host)
+		}
+	}
+	if len(resumed) == 0 || d.cfg.Audit == nil {
+		return nil
+	}
+	recs, err := d.cfg.Audit.Records(ctx, func(r audit.Record) bool {
+		return r.Action == "power_cycle" && r.Outcome != audit.OutcomeIntent && r.Outcome != "reconciled_not_done"
+	})
+	if err != nil {
+		return fmt.Errorf("daemon: resume entry actions: %w", err)
+	}
+	for _, h := range resumed {
+		log := d.cfg.Log.With().Str("host", h.Name).Str("state", string(h.State)).Logger()
+		if h.State != playbook.Rebooting {
+			log.Info().Msg("resuming entry actions the previous leader did not finish")
+			continue
+		}
+		for _, r := range recs {
+			if r.HostID != h.Name || r.Timestamp.Before(h.Since) {
+				continue
+			}
+			h.EnterFrom = ""
+			if r.Outcome == audit.OutcomeError {
+				h.Reason = "power cycle " + r.RequestID + " failed before the leader changed: " + r.Detail
+			} else {
+				h.Step, h.LastPowerCycle = playbook.StepOn, r.Timestamp
+				h.Reason = "power cycle " + r.RequestID + " completed by the previous leader"
+			}
+			log.Info().Str("request_id", r.RequestID).Str("outcome", r.Outcome).Msg("entry action already ran under the previous leader: not run again")
+			if err := d.fleet.Restore(h); err != nil {
+				return err
+			}
+			break
+		}
+	}
+	return nil
 }
 
 // durable is the part of a host record worth a write.
 func durable(h playbook.Host) playbook.Host {
 	return playbook.Host{Name: h.Name, State: h.State, Since: h.Since, Onset: h.Onset, ApprovalDeadline: h.ApprovalDeadline,
-		CooldownUntil: h.CooldownUntil, LastPowerCycle: h.LastPowerCycle, ControlFenced: h.ControlFenced, Reason: h.Reason, Step: h.Step}
+		CooldownUntil: h.CooldownUntil, LastPowerCycle: h.LastPowerCycle, ControlFenced: h.ControlFenced, Reason: h.Reason, Step: h.Step,
+		EnterFrom: h.EnterFrom}
 }
 
 // persist writes the host records that changed, under the leader guard.

@@ -150,9 +150,14 @@ type Host struct {
 	// Step is the recovery's progress in rebooting (after_fence evacuate):
 	// "" → off (verified) → evacuated → on, then the wait for the host.
 	// Each step is idempotent, so a new leader resumes where the record says.
-	Step   string  `json:"step,omitempty"`
-	Reason string  `json:"reason,omitempty"`
-	LastD  float64 `json:"last_d"`
+	Step string `json:"step,omitempty"`
+	// EnterFrom, when set, says the entry actions of State (entered from
+	// EnterFrom) are in flight off the engine's goroutine and have not
+	// completed: a new leader that resumes the record runs them again
+	// (each is idempotent, or checked against the intents first).
+	EnterFrom State   `json:"enter_from,omitempty"`
+	Reason    string  `json:"reason,omitempty"`
+	LastD     float64 `json:"last_d"`
 }
 
 // Fleet is the situation across all hosts, for the storm guard.

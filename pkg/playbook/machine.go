@@ -30,6 +30,7 @@ type Machine struct {
 	// "" when none: its outcome comes back through Complete.
 	busy      string
 	busySince time.Time
+	entry     bool // the job in flight is the entry actions of the state
 }
 
 // Job is a host's entry actions or recovery poll, run off the engine's
@@ -91,6 +92,12 @@ const maxChain = 8
 // through Complete. While a job is in flight the host's trackers follow its
 // verdicts but nothing is decided, and operator events are refused.
 func (m *Machine) Step(ctx context.Context, in Input) ([]Change, error) {
+	if m.busy == "" && m.host.EnterFrom != "" && m.actor.Async != nil {
+		// resumed from a record whose entry actions never completed (the
+		// leader that started them died): run them again, before anything
+		// else is decided for the host
+		m.startEntry(in.Now, m.host.EnterFrom)
+	}
 	if m.busy != "" {
 		if in.Event != "" {
 			if _, ok := Target(m.host.State, in.Event); !ok {
@@ -128,7 +135,10 @@ func (m *Machine) Complete(ctx context.Context, in Input, r JobResult) ([]Change
 	if m.busy == "" {
 		return nil, fmt.Errorf("playbook: host %s: an outcome arrived with no action in flight", m.host.Name)
 	}
-	m.busy, m.busySince = "", time.Time{}
+	if m.entry {
+		m.host.EnterFrom = ""
+	}
+	m.busy, m.busySince, m.entry = "", time.Time{}, false
 	m.host.ControlFenced, m.host.Step = r.Host.ControlFenced, r.Host.Step
 	if r.Event == "" {
 		return nil, nil // as inline: a note without an event (retrying) changes nothing
@@ -144,6 +154,16 @@ func (m *Machine) start(now time.Time, what string, act func(context.Context, *H
 		ev, why := act(ctx, &h)
 		return JobResult{Host: h, Event: ev, Reason: why}
 	})
+}
+
+// startEntry runs the entry actions of the current state, entered from
+// from, off the caller's goroutine; the record says so until they complete.
+func (m *Machine) startEntry(now time.Time, from State) {
+	m.host.EnterFrom = from
+	m.start(now, "entry actions of "+string(m.host.State), func(ctx context.Context, h *Host) (Event, string) {
+		return m.actor.Enter(ctx, h, from)
+	})
+	m.entry = true
 }
 
 // chain decides and enters states until nothing follows (bounded).
@@ -163,11 +183,10 @@ func (m *Machine) chain(ctx context.Context, in Input) ([]Change, error) {
 			return changes, fmt.Errorf("playbook: host %s: %s from %s: %w", m.host.Name, d.Event, from, err)
 		}
 		m.host = d.Host
+		m.host.EnterFrom = ""
 		changes = append(changes, Change{At: in.Now, Host: m.host.Name, From: from, To: m.host.State, D: m.host.LastD, Reason: d.Reason})
 		if m.actor.Async != nil && !m.actor.notifyOnly(m.host.State) {
-			m.start(in.Now, "entry actions of "+string(m.host.State), func(ctx context.Context, h *Host) (Event, string) {
-				return m.actor.Enter(ctx, h, from)
-			})
+			m.startEntry(in.Now, from)
 			return changes, nil
 		}
 		ev, why := m.actor.Enter(ctx, &m.host, from)
