@@ -384,12 +384,21 @@ const (
 // (verified), evacuate the servers, power on. Each step is idempotent — it
 // reads the BMC's power state or Nova's server list first — so a new leader
 // resuming a record never repeats an action that already happened.
+//
+// Off the engine's goroutine (Async) each step is a job of its own, so that
+// the record in etcd says how far the recovery got before the next action
+// starts: a new leader resuming it never goes back to an earlier step (a
+// power off after the old leader's power on). Inline, the steps follow in
+// one call.
 func (a *Actor) recoverStep(ctx context.Context, h *Host) (Event, string) {
 	if h.Step == "" {
 		if ev, why := a.ensurePower(ctx, h, fencing.Off, "power_off", a.Power.PowerOff); ev != "" || why != "" {
 			return ev, why
 		}
 		h.Step = StepOff
+		if a.Async != nil {
+			return "", ""
+		}
 	}
 	var unplaced []string
 	if h.Step == StepOff {
@@ -399,6 +408,9 @@ func (a *Actor) recoverStep(ctx context.Context, h *Host) (Event, string) {
 		}
 		unplaced = a.evacuate(ctx, h, servers)
 		h.Step = StepEvacuated
+		if a.Async != nil && len(unplaced) == 0 {
+			return "", "" // (servers left behind: power on in this job, then give up, as inline)
+		}
 	}
 	if h.Step == StepEvacuated {
 		if ev, why := a.ensurePower(ctx, h, fencing.On, "power_on", a.Power.PowerOn); ev != "" || why != "" {
