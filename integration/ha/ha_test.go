@@ -85,7 +85,17 @@ func TestPausedLeaderCannotActWithAStaleToken(t *testing.T) {
 
 func TestLoseOneEtcdMember(t *testing.T) {
 	w := startWorld(t, labOpts{starveAfter: 3 * time.Second, ramp: 12 * time.Second})
-	w.waitFor("a leader", 30*time.Second, func() bool { return w.leader() != "" })
+	// a replica that knows it leads (its campaign returned): the election
+	// key alone can be written an instant before quorum goes, and then no
+	// replica ever led to stop leading
+	w.waitFor("a replica leading", 30*time.Second, func() bool {
+		for _, p := range w.replicas {
+			if strings.Contains(p.Output(), "elected leader") {
+				return true
+			}
+		}
+		return false
+	})
 	w.etcd.kill(0)
 	t.Log("killed etcd member n1")
 	w.restored(150 * time.Second)
@@ -97,7 +107,17 @@ func TestLoseOneEtcdMember(t *testing.T) {
 
 func TestLoseQuorumThenRecover(t *testing.T) {
 	w := startWorld(t, labOpts{starveAfter: 3 * time.Second, ramp: 12 * time.Second})
-	w.waitFor("a leader", 30*time.Second, func() bool { return w.leader() != "" })
+	// a replica that knows it leads (its campaign returned): the election
+	// key alone can be written an instant before quorum goes, and then no
+	// replica ever led to stop leading
+	w.waitFor("a replica leading", 30*time.Second, func() bool {
+		for _, p := range w.replicas {
+			if strings.Contains(p.Output(), "elected leader") {
+				return true
+			}
+		}
+		return false
+	})
 	w.etcd.kill(0)
 	w.etcd.kill(1)
 	lost := time.Now()
