@@ -223,6 +223,13 @@ type Report struct {
 // a cut chain is caught by the witness: the newest record this replica
 // wrote or verified must still be there.
 func (l *Log) Verify(ctx context.Context) (Report, error) {
+	rep, _, err := l.verify(ctx)
+	return rep, err
+}
+
+// verify is Verify, also returning the stored records it read (Export
+// writes the same bytes it checked).
+func (l *Log) verify(ctx context.Context) (Report, [][]byte, error) {
 	// the witness and the head first: both only move forward
 	l.mu.Lock()
 	keys, w := l.keys, l.witnessLocked()
@@ -230,31 +237,31 @@ func (l *Log) Verify(ctx context.Context) (Report, error) {
 	seen, saw := w.Get()
 	seq, hash, ok, err := l.store.Head(ctx)
 	if err != nil {
-		return Report{}, fmt.Errorf("audit: read head: %w", err)
+		return Report{}, nil, fmt.Errorf("audit: read head: %w", err)
 	}
 	raw, err := l.store.Range(ctx, 0)
 	if err != nil {
-		return Report{}, fmt.Errorf("audit: read: %w", err)
+		return Report{}, nil, fmt.Errorf("audit: read: %w", err)
 	}
 	recs, rep, err := check(raw, keys)
 	if err != nil {
-		return rep, err
+		return rep, raw, err
 	}
 	if !ok && len(recs) > 0 {
 		// the first record may have been appended since: read the head again
 		if seq, hash, ok, err = l.store.Head(ctx); err != nil {
-			return rep, fmt.Errorf("audit: read head: %w", err)
+			return rep, raw, fmt.Errorf("audit: read head: %w", err)
 		}
 		if !ok {
-			return rep, &VerifyError{Seq: 0, Reason: "records without a head"}
+			return rep, raw, &VerifyError{Seq: 0, Reason: "records without a head"}
 		}
 	}
 	if ok && (uint64(len(recs)) <= seq || recs[seq].Hash != hash) {
-		return rep, &VerifyError{Seq: seq, Reason: "the head names a record that is missing or different: records removed from the end"}
+		return rep, raw, &VerifyError{Seq: seq, Reason: "the head names a record that is missing or different: records removed from the end"}
 	}
 	if c := seen; saw {
 		if uint64(len(recs)) <= c.Seq || recs[c.Seq].Hash != c.Hash {
-			return rep, &VerifyError{Seq: c.Seq, Reason: fmt.Sprintf("this replica saw record %d (hash %.12s…, %s) and the chain of %d records no longer holds it: records cut from the end and the head rewritten",
+			return rep, raw, &VerifyError{Seq: c.Seq, Reason: fmt.Sprintf("this replica saw record %d (hash %.12s…, %s) and the chain of %d records no longer holds it: records cut from the end and the head rewritten",
 				c.Seq, c.Hash, c.At.UTC().Format(time.RFC3339), len(recs))}
 		}
 		rep.Witness = &c
@@ -263,7 +270,7 @@ func (l *Log) Verify(ctx context.Context) (Report, error) {
 		last := recs[n-1]
 		w.saw(Checkpoint{Seq: last.Seq, Hash: last.Hash, At: last.Timestamp})
 	}
-	return rep, nil
+	return rep, raw, nil
 }
 
 // check decodes stored records and verifies them: canonical bytes, the
