@@ -111,12 +111,8 @@ func TestHAFailoverResumesWithoutASecondPowerCycle(t *testing.T) {
 	}
 	// the follower serves the leader's host records from etcd
 	waitUntil(t, "b sees the host records", 10*time.Second, func() bool {
-		for _, v := range b.Snapshot().Hosts {
-			if v.Host.Name == "lab-007" && v.Host.State != playbook.Normal {
-				return true
-			}
-		}
-		return false
+		s := hostRecord(b, "lab-007").State
+		return s != "" && s != playbook.Normal
 	})
 	// a write sent to the follower goes through etcd to the leader, and the
 	// leader's refusal comes back (the host is past the point of abort)
@@ -143,14 +139,7 @@ func TestHAFailoverResumesWithoutASecondPowerCycle(t *testing.T) {
 	if b.Snapshot().Token <= 0 {
 		t.Fatal("no fencing token")
 	}
-	waitUntil(t, "the host is back in service under b", 60*time.Second, func() bool {
-		for _, v := range b.Snapshot().Hosts {
-			if v.Host.Name == "lab-007" {
-				return v.Host.State == playbook.Restored || v.Host.State == playbook.Normal
-			}
-		}
-		return false
-	})
+	waitUntil(t, "the host is back in service under b", 60*time.Second, func() bool { return inService(b, "lab-007") })
 	if n := powerCycles(); n != 1 {
 		t.Fatalf("%d power cycles after failover, want 1", n)
 	}
@@ -333,11 +322,7 @@ func TestNewLeaderResumesEntryActionsInFlight(t *testing.T) {
 	}
 	var rec playbook.Host
 	waitUntil(t, "a's record says the fenced entry is in flight", 10*time.Second, func() bool {
-		for _, v := range a.Snapshot().Hosts {
-			if v.Host.Name == "lab-007" {
-				rec = v.Host
-			}
-		}
+		rec = hostRecord(a, "lab-007")
 		return rec.State == playbook.Fenced && rec.EnterFrom == playbook.Critical
 	})
 	stopA() // the term ends: the job's outcome is dropped, as when the process dies
@@ -351,14 +336,7 @@ func TestNewLeaderResumesEntryActionsInFlight(t *testing.T) {
 	defer stopB()
 	go b.Run(bctx)
 	waitUntil(t, "b takes over", 15*time.Second, func() bool { return b.Snapshot().Leader })
-	waitUntil(t, "b drives lab-007 on from fenced to back in service", 90*time.Second, func() bool {
-		for _, v := range b.Snapshot().Hosts {
-			if v.Host.Name == "lab-007" {
-				return v.Host.State == playbook.Restored || v.Host.State == playbook.Normal
-			}
-		}
-		return false
-	})
+	waitUntil(t, "b drives lab-007 on from fenced to back in service", 90*time.Second, func() bool { return inService(b, "lab-007") })
 	if n := powerCycles(); n != 1 {
 		t.Fatalf("%d power cycles, want exactly 1", n)
 	}
@@ -416,15 +394,24 @@ func TestNewLeaderNeverGoesBackAStep(t *testing.T) {
 	bctx, stopB := context.WithCancel(context.Background())
 	defer stopB()
 	go b.Run(bctx)
-	waitUntil(t, "lab-007 back in service under b", 90*time.Second, func() bool {
-		for _, v := range b.Snapshot().Hosts {
-			if v.Host.Name == "lab-007" {
-				return b.Snapshot().Leader && (v.Host.State == playbook.Restored || v.Host.State == playbook.Normal)
-			}
-		}
-		return false
-	})
+	waitUntil(t, "lab-007 back in service under b", 90*time.Second, func() bool { return b.Snapshot().Leader && inService(b, "lab-007") })
 	if o, n := offs.Load(), ons.Load(); o != 1 || n != 1 {
 		t.Fatalf("power off ×%d, on ×%d across the failover, want 1 and 1", o, n)
 	}
+}
+
+// hostRecord is host's record as replica d serves it (zero when unknown).
+func hostRecord(d *daemon.Daemon, host string) playbook.Host {
+	for _, v := range d.Snapshot().Hosts {
+		if v.Host.Name == host {
+			return v.Host
+		}
+	}
+	return playbook.Host{}
+}
+
+// inService says host is restored or normal again on replica d.
+func inService(d *daemon.Daemon, host string) bool {
+	s := hostRecord(d, host).State
+	return s == playbook.Restored || s == playbook.Normal
 }
