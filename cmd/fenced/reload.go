@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/backends"
 	"github.com/fencedhq/fenced/pkg/config"
 	"github.com/fencedhq/fenced/pkg/daemon"
@@ -53,7 +54,7 @@ func watchHUP(ctx context.Context, r *reloader) (ready func(*daemon.Daemon), sto
 
 // reload loads the file again and swaps what can be swapped.
 func (r *reloader) reload(ctx context.Context) error {
-	logger.Info().Str("component", "config").Str("action", "reload").Str("file", r.path).Msg("SIGHUP: reloading the config")
+	obs.Fields{Component: "config", Action: "reload"}.Log(logger.Info(), 0, "started").Str("file", r.path).Msg("SIGHUP: reloading the config")
 	cfg, err := config.Load(r.path)
 	if err != nil {
 		r.d.ReloadFailed(ctx, r.path, err)

@@ -62,7 +62,7 @@ func setupLogging(o *rootOpts, stderr io.Writer) {
 	if !o.logJSON {
 		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339, NoColor: os.Getenv("NO_COLOR") != "" || !isTerminal(stderr)}
 	}
-	logger = zerolog.New(w).With().Timestamp().Str("component", "fenced").Logger()
+	logger = zerolog.New(w).With().Timestamp().Logger()
 }
 
 var timeFormatOnce sync.Once

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/fencedhq/fenced/internal/tracing"
 	"github.com/fencedhq/fenced/pkg/api"
 	"github.com/fencedhq/fenced/pkg/backends"
 	"github.com/fencedhq/fenced/pkg/clock"
@@ -57,7 +60,24 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	if err != nil {
 		return err
 	}
-	prod, err := backends.Build(ctx, backends.Options{Config: cfg, Policy: p, Clock: clk, Log: logger, Metrics: reg})
+	id := replicaID(o.id)
+	var tp trace.TracerProvider // nil: tracing off
+	if cfg.Tracing != nil {
+		prov, err := tracing.New(ctx, cfg.Tracing, id)
+		if err != nil {
+			return cfg.Errorf("tracing", "%v", err)
+		}
+		defer func() {
+			// the spans of the last seconds: flushed, but never holding the exit long
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := prov.Shutdown(sctx); err != nil {
+				logger.Warn().Err(err).Str("component", "tracing").Msg("spans not exported at exit")
+			}
+		}()
+		tp = prov
+	}
+	prod, err := backends.Build(ctx, backends.Options{Config: cfg, Policy: p, Clock: clk, Log: logger, Metrics: reg, Tracer: tp})
 	if err != nil {
 		return err
 	}
@@ -87,7 +107,6 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		return cfg.Errorf("etcd", "%v", err)
 	}
 	defer closeEtcd()
-	id := replicaID(o.id)
 	signer, keys, witness, err := cfg.AuditSigning(id)
 	if err != nil {
 		return err
@@ -103,7 +122,7 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	}
 	d, err := daemon.NewReplica(ctx, daemon.ReplicaConfig{Policy: p, Clock: clk, Log: logger, Tick: cfg.Tick, Etcd: cli,
 		Prefix: e.Prefix, ID: id, TTL: e.TTL, Settle: e.Settle, Backends: prod.Backends, Webhooks: eps,
-		Signer: signer, Keys: keys, Witness: witness, Metrics: reg, Recorder: rec})
+		Signer: signer, Keys: keys, Witness: witness, Metrics: reg, Recorder: rec, Tracer: tp})
 	if err != nil {
 		return err
 	}
@@ -113,8 +132,12 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	if signer != nil {
 		signing = fmt.Sprintf("audit signed with key %s (%d trusted)", signer.ID(), len(keys))
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: %s, mode %s, after_fence %s, %d hosts, tick %s, etcd %s, %s\n",
-		cfg.File(), p.PlaybookConfig().Mode, p.PlaybookConfig().AfterFence, len(prod.Hosts), cfg.Tick, strings.Join(cli.Endpoints(), ","), signing)
+	traces := "tracing off"
+	if t := cfg.Tracing; t != nil {
+		traces = fmt.Sprintf("traces to %s (OTLP/%s)", t.Endpoint, map[bool]string{true: "grpc", false: "http"}[t.Protocol == "grpc"])
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: %s, mode %s, after_fence %s, %d hosts, tick %s, etcd %s, %s, %s\n",
+		cfg.File(), p.PlaybookConfig().Mode, p.PlaybookConfig().AfterFence, len(prod.Hosts), cfg.Tick, strings.Join(cli.Endpoints(), ","), signing, traces)
 	return serve(ctx, cmd, d, reg, prod.Backends.Capacity, cfg.API.Listen, tokens, apiTLS{cfg.API.TLSCert, cfg.API.TLSKey})
 }
 

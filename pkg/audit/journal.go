@@ -2,11 +2,10 @@ package audit
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"sync"
 
+	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/playbook"
 )
 
@@ -34,12 +33,8 @@ func (j *Journal) version() string {
 	return j.PolicyVersion
 }
 
-// NewRequestID returns a fresh request id.
-func NewRequestID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:]) // crypto/rand never fails on Linux
-	return "req-" + hex.EncodeToString(b[:])
-}
+// NewRequestID returns a fresh request id (obs.NewRequestID).
+func NewRequestID() string { return obs.NewRequestID() }
 
 // Intent writes an intent record before an action runs and returns its
 // request id. An error means the action must not run.

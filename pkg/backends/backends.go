@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/config"
@@ -47,6 +48,9 @@ type Options struct {
 	// Metrics receives the collectors of the signal registry, the Nova
 	// client, the libvirt probes and the Redfish fencer (nil: none).
 	Metrics prometheus.Registerer
+	// Tracer receives the spans of the Nova client, the libvirt probes and
+	// the Redfish fencer (nil: tracing off).
+	Tracer trace.TracerProvider
 }
 
 // Production is the set of real backends of one replica.
@@ -120,7 +124,7 @@ func Build(ctx context.Context, o Options) (*Production, error) {
 	}
 	if nc := cfg.Nova; nc != nil {
 		cl, err := nova.New(ctx, nova.Config{Cloud: nc.Cloud, Region: nc.Region, Interface: nc.Interface, ReportInterval: nc.ReportInterval,
-			CallTimeout: nc.CallTimeout, Clock: o.Clock, Logger: o.Log, Getenv: o.Getenv, Metrics: o.Metrics})
+			CallTimeout: nc.CallTimeout, Clock: o.Clock, Logger: o.Log, Getenv: o.Getenv, Metrics: o.Metrics, Tracer: o.Tracer})
 		if err != nil {
 			return nil, cfg.Errorf("nova", "%v", err)
 		}
@@ -170,7 +174,7 @@ func Build(ctx context.Context, o Options) (*Production, error) {
 		sort.Strings(names)
 		for _, h := range names {
 			pr, err := hypervisor.NewProbe(hypervisor.ProbeConfig{Host: h, URI: uris[h], CallTimeout: lc.CallTimeout, Clock: o.Clock, Log: o.Log,
-				Metrics: o.Metrics})
+				Metrics: o.Metrics, Tracer: o.Tracer})
 			if err != nil {
 				p.Close()
 				return nil, cfg.Errorf("libvirt", "%v", err)
@@ -203,11 +207,11 @@ func Build(ctx context.Context, o Options) (*Production, error) {
 		}
 		for h, t := range targets {
 			if t.Insecure {
-				o.Log.Warn().Str("host", h).Str("endpoint", t.Endpoint).Str("component", "redfish").
+				o.Log.Warn().Str("host_id", h).Str("endpoint", t.Endpoint).Str("component", "redfish").
 					Msg("BMC TLS verification is OFF (insecure: true): anyone on the path can impersonate this BMC")
 			}
 		}
-		f, err := redfish.New(redfish.Config{Targets: targets, Clock: o.Clock, Log: o.Log, Metrics: o.Metrics})
+		f, err := redfish.New(redfish.Config{Targets: targets, Clock: o.Clock, Log: o.Log, Metrics: o.Metrics, Tracer: o.Tracer})
 		if err != nil {
 			p.Close()
 			return nil, cfg.Errorf("bmc", "%v", err)

@@ -40,6 +40,7 @@ type Config struct {
 	Webhooks   []Webhook     `yaml:"webhooks"`
 	Audit      *Audit        `yaml:"audit"`
 	Record     *Record       `yaml:"record"`
+	Tracing    *Tracing      `yaml:"tracing"`
 
 	file string
 	doc  *yamlfile.Doc
@@ -141,6 +142,19 @@ type Record struct {
 	Dir       string `yaml:"dir"`
 	MaxFileMB int    `yaml:"max_file_mb"` // default 64
 	MaxFiles  int    `yaml:"max_files"`   // default 8
+}
+
+// Tracing exports OpenTelemetry spans over OTLP: one per tick, one trace
+// per host incident, one per external call (docs/operations.md, Tracing).
+// Off when the section is absent.
+type Tracing struct {
+	Endpoint    string        `yaml:"endpoint"`     // host:port of the OTLP receiver (required)
+	Protocol    string        `yaml:"protocol"`     // http (default; port 4318) or grpc (4317)
+	Insecure    bool          `yaml:"insecure"`     // plain HTTP or gRPC, no TLS
+	CAFile      string        `yaml:"ca_file"`      // CA of the receiver's certificate (default: the system's)
+	SampleRatio *float64      `yaml:"sample_ratio"` // share of traces kept, 0 to 1 (default 1)
+	Timeout     time.Duration `yaml:"timeout"`      // one export (default 10s)
+	ServiceName string        `yaml:"service_name"` // service.name of the spans (default fenced)
 }
 
 // Webhook is one on-call endpoint.
@@ -266,6 +280,9 @@ func Parse(name string, data []byte) (*Config, error) {
 			return nil, doc.Errorf("record.max_files", "want 1 to 10000 (unset: 8), have %d", r.MaxFiles)
 		}
 	}
+	if err := c.checkTracing(doc); err != nil {
+		return nil, err
+	}
 	for i, w := range c.Webhooks {
 		f := fmt.Sprintf("webhooks[%d]", i)
 		u, err := url.Parse(w.URL)
@@ -284,6 +301,34 @@ func Parse(name string, data []byte) (*Config, error) {
 // validHost is the host-name rule of the API and traces (pkg
 // internal/hostname): letters, digits, '.', '-', '_'.
 func validHost(h string) error { return hostname.Check(h) }
+
+func (c *Config) checkTracing(doc *yamlfile.Doc) error {
+	t := c.Tracing
+	if t == nil {
+		return nil
+	}
+	if t.Endpoint == "" {
+		return doc.Errorf("tracing.endpoint", "required: host:port of the OTLP receiver, e.g. 127.0.0.1:4318")
+	}
+	if host, port, err := net.SplitHostPort(t.Endpoint); err != nil || host == "" || port == "" {
+		return doc.Errorf("tracing.endpoint", "%s: want host:port (no scheme), e.g. otel-collector.example:4318", yamlfile.Quote(t.Endpoint))
+	}
+	switch t.Protocol {
+	case "", "http", "grpc":
+	default:
+		return doc.Errorf("tracing.protocol", "%s: want http or grpc", yamlfile.Quote(t.Protocol))
+	}
+	if t.Insecure && t.CAFile != "" {
+		return doc.Errorf("tracing.ca_file", "set with insecure: true; a CA is used only over TLS")
+	}
+	if t.SampleRatio != nil && (*t.SampleRatio < 0 || *t.SampleRatio > 1) {
+		return doc.Errorf("tracing.sample_ratio", "want 0 to 1, have %g", *t.SampleRatio)
+	}
+	if t.Timeout < 0 {
+		return doc.Errorf("tracing.timeout", "must not be negative")
+	}
+	return nil
+}
 
 func (c *Config) checkAPI(doc *yamlfile.Doc) error {
 	a := c.API

@@ -151,6 +151,12 @@ func TestErrorsNameFileLineField(t *testing.T) {
 		{etcd + "record:\n  dir: /r\n  max_file_mb: -1\n", "f.yaml:4: record.max_file_mb: want 1 to"},
 		{etcd + "record:\n  dir: /r\n  max_files: -2\n", "f.yaml:4: record.max_files: want 1 to 10000"},
 		{etcd + "record:\n  dir: /r\n  max_size: 1\n", "f.yaml:4: field max_size not found"},
+		{etcd + "tracing:\n  protocol: grpc\n", "f.yaml:2: tracing.endpoint: required"},
+		{etcd + "tracing:\n  endpoint: http://otel:4318\n", `f.yaml:3: tracing.endpoint: "http://otel:4318": want host:port`},
+		{etcd + "tracing:\n  endpoint: otel:4318\n  protocol: zipkin\n", `f.yaml:4: tracing.protocol: "zipkin": want http or grpc`},
+		{etcd + "tracing:\n  endpoint: otel:4318\n  insecure: true\n  ca_file: /ca.pem\n", "f.yaml:5: tracing.ca_file: set with insecure"},
+		{etcd + "tracing:\n  endpoint: otel:4318\n  sample_ratio: 1.5\n", "f.yaml:4: tracing.sample_ratio: want 0 to 1"},
+		{etcd + "tracing:\n  endpoint: otel:4318\n  headers: {a: b}\n", "f.yaml:4: field headers not found"},
 	} {
 		_, err := Parse("f.yaml", []byte(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

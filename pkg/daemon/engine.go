@@ -27,7 +27,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/fleet"
@@ -73,6 +76,9 @@ type Config struct {
 	Recorder Recorder
 	// Metrics receives the engine's collectors (nil: none).
 	Metrics prometheus.Registerer
+	// Tracer receives a span per tick and one trace per host incident
+	// (nil: tracing off).
+	Tracer trace.TracerProvider
 }
 
 // Recorder takes what the engine observed at each tick: the samples it
@@ -151,6 +157,9 @@ type Daemon struct {
 	ring *record.Ring
 
 	reloading // the policy in force and the webhooks, reloaded on SIGHUP (reload.go)
+
+	tr        trace.Tracer
+	incidents incidents // one trace per host episode (tracing.go)
 }
 
 // jobDone is the outcome of one host's actions, for the loop.
@@ -186,6 +195,9 @@ func newDaemon(cfg Config) (*Daemon, error) {
 	// entry actions never hold the loop: ticks, operator commands and the
 	// API go on while a BMC or Nova takes its time
 	cfg.Actor.Async = d.async
+	d.tr = obs.Tracer(cfg.Tracer)
+	d.incidents.tr = d.tr
+	cfg.Actor.Scope = d.scope
 	d.ring = record.NewRing(record.DefaultRing, record.DefaultRingIdle)
 	control := cfg.Control
 	if control != nil {
@@ -318,11 +330,11 @@ func (d *Daemon) complete(ctx context.Context, j jobDone) error {
 	now := d.cfg.Clock.Now()
 	ch, err := d.fleet.Complete(ctx, now, j.host, j.res)
 	for _, c := range ch {
-		d.cfg.Log.Info().Str("host", c.Host).Str("state", string(c.To)).Str("from", string(c.From)).
+		d.cfg.Log.Info().Str("host_id", c.Host).Str("state", string(c.To)).Str("from", string(c.From)).
 			Float64("d", c.D).Str("reason", c.Reason).Msg("state change")
 	}
 	if err != nil {
-		d.cfg.Log.Warn().Str("host", j.host).Err(err).Msg("action outcome")
+		d.cfg.Log.Warn().Str("host_id", j.host).Err(err).Msg("action outcome")
 	}
 	d.recordChanges(ctx, ch)
 	if err := d.persist(ctx); err != nil {
@@ -370,11 +382,16 @@ func (d *Daemon) loop(ctx context.Context) error {
 			now := d.cfg.Clock.Now()
 			drift := now.Sub(next)
 			start := time.Now()
-			if err := d.tick(ctx, now); err != nil {
-				return err
+			tctx, call := obs.Start(ctx, d.tr, d.cfg.Clock, "fenced.tick", obs.Fields{Component: "daemon", Action: "tick", FenceToken: d.token()}, trace.SpanKindInternal)
+			call.Set(attribute.Float64("tick_drift_seconds", max(drift.Seconds(), 0)))
+			err := d.tick(tctx, now)
+			if err == nil {
+				if err = d.persist(tctx); err != nil {
+					log.Error().Err(err).Msg("cannot persist host records; stepping down")
+				}
 			}
-			if err := d.persist(ctx); err != nil {
-				log.Error().Err(err).Msg("cannot persist host records; stepping down")
+			call.End(log.Debug(), obs.Outcome(err), err).Msg("tick")
+			if err != nil {
 				return err
 			}
 			next = next.Add(d.cfg.Tick)
@@ -408,25 +425,31 @@ func (d *Daemon) record(ctx context.Context, r audit.Record) {
 		return
 	}
 	if _, err := d.cfg.Audit.Append(ctx, r); err != nil {
-		d.cfg.Log.Error().Err(err).Str("host", r.HostID).Str("action", r.Action).Msg("audit append failed")
+		obs.Fields{Component: "audit", RequestID: r.RequestID, HostID: r.HostID, VMID: r.VMID, Action: r.Action, FenceToken: r.FenceToken}.
+			Log(d.cfg.Log.Error().Err(err), 0, "error").Msg("audit append failed")
 	}
 }
 
 // recordChanges audits every decision with the verdict and policy behind it.
 func (d *Daemon) recordChanges(ctx context.Context, ch []playbook.Change) {
 	for _, c := range ch {
-		steal := 0.0
+		var cpu float64
 		if v, ok := d.fleet.Get(c.Host); ok {
-			for _, k := range v.Verdict.Contributions {
-				if k.Signal == signals.CPUSteal {
-					steal = k.Value
-				}
-			}
+			cpu = steal(v)
 		}
 		d.record(ctx, audit.Record{Timestamp: c.At, Component: "playbook", HostID: c.Host,
 			Action: "transition " + string(c.From) + "→" + string(c.To), Outcome: audit.OutcomeOK,
-			D: c.D, Verdict: c.Reason, CPUStealPct: steal, PolicyVersion: d.Policy().Version()})
+			D: c.D, Verdict: c.Reason, CPUStealPct: cpu, PolicyVersion: d.Policy().Version()})
+		d.incidents.changed(c)
 	}
+}
+
+// token is the fencing token while this replica leads (0 otherwise).
+func (d *Daemon) token() int64 {
+	if l := d.ha.get(); l != nil {
+		return l.Token
+	}
+	return 0
 }
 
 // Audit is the replica's audit chain (in etcd): the API and the CLI read it
@@ -452,8 +475,8 @@ func (d *Daemon) apply(ctx context.Context, o op) (ch []playbook.Change, err, pe
 	default:
 		ch, err = d.fleet.Operate(ctx, now, o.host, o.ev, o.operator+": "+o.reason)
 	}
-	d.cfg.Log.Info().Str("host", o.host).Str("action", string(o.ev)).Str("operator", o.operator).
-		Str("outcome", outcome(err)).Msg("operator command")
+	obs.Fields{Component: "api", HostID: o.host, Action: string(o.ev), FenceToken: d.token()}.Log(d.cfg.Log.Info(), 0, outcome(err)).
+		Str("operator", o.operator).AnErr("error", err).Msg("operator command")
 	rec := req
 	rec.Outcome = outcome(err)
 	if err != nil {
@@ -499,7 +522,7 @@ func (d *Daemon) tick(ctx context.Context, now time.Time) error {
 	for _, s := range samples {
 		if err := d.fleet.Observe(s); err != nil {
 			bad++
-			d.cfg.Log.Warn().Str("host", s.Host).Err(err).Msg("sample rejected")
+			d.cfg.Log.Warn().Str("host_id", s.Host).Err(err).Msg("sample rejected")
 		}
 	}
 	observe := d.cfg.Recorder != nil || d.ring.Wanted()
@@ -520,7 +543,7 @@ func (d *Daemon) tick(ctx context.Context, now time.Time) error {
 	}
 	d.ring.Tick(o)
 	for _, c := range ch {
-		d.cfg.Log.Info().Str("host", c.Host).Str("state", string(c.To)).Str("from", string(c.From)).
+		d.cfg.Log.Info().Str("host_id", c.Host).Str("state", string(c.To)).Str("from", string(c.From)).
 			Float64("d", c.D).Str("reason", c.Reason).Msg("state change")
 	}
 	d.recordChanges(ctx, ch)

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/fleet"
 	"github.com/fencedhq/fenced/pkg/notify"
@@ -117,7 +118,7 @@ func (d *Daemon) Reload(ctx context.Context, r Reload) (ReloadResult, error) {
 // ReloadFailed audits and logs a reload that never reached the daemon (a
 // file that does not parse): the running config is kept.
 func (d *Daemon) ReloadFailed(ctx context.Context, source string, err error) {
-	d.cfg.Log.Error().Err(err).Str("component", "config").Str("action", "reload").Str("outcome", "refused").
+	obs.Fields{Component: "config", Action: "reload", FenceToken: d.token()}.Log(d.cfg.Log.Error().Err(err), 0, "refused").
 		Str("file", source).Str("policy_version", d.Policy().Version()).Msg("config reload refused; the running config is kept")
 	d.record(ctx, audit.Record{Timestamp: d.cfg.Clock.Now(), Component: "config", Action: "reload", Outcome: "refused",
 		Detail: fmt.Sprintf("%s: %v; kept policy %s", source, err, d.Policy().Version()), PolicyVersion: d.Policy().Version()})
@@ -168,7 +169,7 @@ func (d *Daemon) applyReload(ctx context.Context, r Reload, leading bool) reload
 	if len(r.Kept) > 0 {
 		log = d.cfg.Log.Warn()
 	}
-	log.Str("component", "config").Str("action", "reload").Str("outcome", "ok").Str("file", r.Source).
+	obs.Fields{Component: "config", Action: "reload", FenceToken: d.token()}.Log(log, 0, "ok").Str("file", r.Source).
 		Str("policy_version", res.NewVersion).Str("mode", string(newPC.Mode)).Strs("webhooks", res.Webhooks).Strs("restart_needed", r.Kept).
 		Msg("config reloaded: " + res.Detail)
 	d.record(ctx, audit.Record{Timestamp: d.cfg.Clock.Now(), Component: "config", Action: "reload", Outcome: audit.OutcomeOK,

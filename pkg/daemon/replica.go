@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/clock"
@@ -65,6 +66,9 @@ type ReplicaConfig struct {
 	// Metrics receives the collectors of the engine, the playbook's actor
 	// and the webhook notifier (nil: none).
 	Metrics prometheus.Registerer
+	// Tracer receives the spans of the engine, the playbook, the etcd store
+	// and the webhooks (nil: tracing off).
+	Tracer trace.TracerProvider
 }
 
 // NewReplica wires a daemon as one replica: host records, intents and the
@@ -77,7 +81,7 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
-	store := &lease.Store{Client: cfg.Etcd, Prefix: cfg.Prefix}
+	store := &lease.Store{Client: cfg.Etcd, Prefix: cfg.Prefix, Tracer: cfg.Tracer, Log: cfg.Log}
 	auditLog := audit.New(lease.AuditStore{S: store}, cfg.Clock)
 	if cfg.Signer != nil || len(cfg.Keys) > 0 || cfg.Witness != nil {
 		if err := auditLog.Signing(cfg.Signer, cfg.Keys, cfg.Witness); err != nil {
@@ -97,16 +101,16 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 	be := cfg.Backends
 	notifier := be.Notify
 	// the webhook notifier exists without endpoints too: a reload may add them
-	wh := notify.New(ctx, notify.Config{Endpoints: cfg.Webhooks, Log: cfg.Log, Recorder: notify.AuditRecorder{Log: auditLog}, Metrics: cfg.Metrics})
+	wh := notify.New(ctx, notify.Config{Endpoints: cfg.Webhooks, Log: cfg.Log, Recorder: notify.AuditRecorder{Log: auditLog}, Metrics: cfg.Metrics, Tracer: cfg.Tracer})
 	notifier, whStats := notify.Fanout{notifier, wh}, wh.Counters
 	pc := cfg.Policy.PlaybookConfig()
 	actor := &playbook.Actor{Mode: pc.Mode, AfterFence: pc.AfterFence, Nova: be.Nova, Gate: be.Gate, Placer: be.Placer, Power: be.Power, Checker: be.Checker,
-		Notify: notifier, Clock: cfg.Clock, Log: cfg.Log, ActionTimeout: time.Minute, EvacuateParallel: be.EvacuateParallel}
+		Notify: notifier, Clock: cfg.Clock, Log: cfg.Log, ActionTimeout: time.Minute, EvacuateParallel: be.EvacuateParallel, Tracer: cfg.Tracer}
 	ha := &HA{Elector: &lease.Elector{Client: cfg.Etcd, Prefix: cfg.Prefix, TTL: cfg.TTL, ID: cfg.ID}, Store: store,
 		Settle: cfg.Settle, Reconcile: be.Reconcile}
 	d, err := newDaemon(Config{Policy: cfg.Policy, Tick: cfg.Tick, Clock: cfg.Clock, Log: cfg.Log.With().Str("replica", cfg.ID).Logger(),
 		Audit: auditLog, HA: ha, Source: be.Source, Actor: actor, Control: be.Control, Hosts: be.Hosts,
-		Webhooks: whStats, Unfenceable: be.Unfenceable, Metrics: cfg.Metrics, Recorder: cfg.Recorder})
+		Webhooks: whStats, Unfenceable: be.Unfenceable, Metrics: cfg.Metrics, Recorder: cfg.Recorder, Tracer: cfg.Tracer})
 	if err != nil {
 		return nil, err
 	}

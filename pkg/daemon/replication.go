@@ -10,6 +10,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/fleet"
 	"github.com/fencedhq/fenced/pkg/lease"
@@ -126,6 +127,7 @@ func (d *Daemon) lead(l lease.Leadership) error {
 	d.ha.set(&l)
 	defer func() {
 		d.ha.set(nil)
+		d.incidents.endAll("leadership ended")
 		log.Warn().Str("state", "follower").Msg("leadership ended; all leader work stopped")
 		d.mu.Lock()
 		d.snap.Leader = false
@@ -243,9 +245,9 @@ func (d *Daemon) reconcile(ctx context.Context, l lease.Leadership) error {
 		settle = 30 * time.Second
 	}
 	for _, in := range pending {
-		log := d.cfg.Log.With().Str("host", in.Host).Str("action", in.Action).Str("request_id", in.ID).Int64("fence_token", l.Token).Logger()
+		b6 := obs.Fields{Component: "lease", RequestID: in.ID, HostID: in.Host, VMID: in.Target, Action: in.Action, FenceToken: l.Token}
 		if wait := in.At.Add(settle).Sub(d.cfg.Clock.Now()); wait > 0 {
-			log.Info().Dur("wait", wait).Msg("waiting for an in-flight action to settle before reconciling")
+			b6.Log(d.cfg.Log.Info(), 0, "settling").Dur("wait", wait).Msg("waiting for an in-flight action to settle before reconciling")
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -267,7 +269,7 @@ func (d *Daemon) reconcile(ctx context.Context, l lease.Leadership) error {
 		}
 		d.record(ctx, audit.Record{Component: "lease", RequestID: in.ID, HostID: in.Host, Action: in.Action,
 			Outcome: map[bool]string{true: "reconciled_done", false: "reconciled_not_done"}[done], FenceToken: l.Token})
-		log.Info().Bool("done", done).Msg("reconciled intent")
+		b6.Log(d.cfg.Log.Info(), 0, map[bool]string{true: "reconciled_done", false: "reconciled_not_done"}[done]).Bool("done", done).Msg("reconciled intent")
 		if done && in.Action == "power_cycle" {
 			if v, ok := d.fleet.Get(in.Host); ok {
 				h := v.Host
@@ -311,9 +313,9 @@ func (d *Daemon) resumeEntries(ctx context.Context) error {
 		return fmt.Errorf("daemon: resume entry actions: %w", err)
 	}
 	for _, h := range resumed {
-		log := d.cfg.Log.With().Str("host", h.Name).Str("state", string(h.State)).Logger()
+		log := d.cfg.Log.With().Str("state", string(h.State)).Logger()
 		if h.State != playbook.Rebooting {
-			log.Info().Msg("resuming entry actions the previous leader did not finish")
+			log.Info().Str("host_id", h.Name).Msg("resuming entry actions the previous leader did not finish")
 			continue
 		}
 		for _, r := range recs {
@@ -327,7 +329,8 @@ func (d *Daemon) resumeEntries(ctx context.Context) error {
 				h.Step, h.LastPowerCycle = playbook.StepOn, r.Timestamp
 				h.Reason = "power cycle " + r.RequestID + " completed by the previous leader"
 			}
-			log.Info().Str("request_id", r.RequestID).Str("outcome", r.Outcome).Msg("entry action already ran under the previous leader: not run again")
+			obs.Fields{Component: "lease", RequestID: r.RequestID, HostID: h.Name, Action: r.Action}.Log(log.Info(), 0, r.Outcome).
+				Msg("entry action already ran under the previous leader: not run again")
 			if err := d.fleet.Restore(h); err != nil {
 				return err
 			}

@@ -150,7 +150,7 @@ func (p *pool) fit(vcpus, ramMB int) int {
 		p.todo = p.todo[1:]
 		v, r, err := p.g.Headroom(p.ctx, d.Host)
 		if err != nil {
-			p.g.Log.Warn().Str("host", d.Host).Err(err).Msg("no headroom for a candidate destination; skipped")
+			p.g.Log.Warn().Str("host_id", d.Host).Err(err).Msg("no headroom for a candidate destination; skipped")
 			continue
 		}
 		d.FreeVCPUs, d.FreeRAMMB = v, r
@@ -189,7 +189,7 @@ func (g *Gate) Place(ctx context.Context, host string, servers []playbook.Server
 		p.have[i].FreeRAMMB -= s.RAMMB
 		out = append(out, playbook.Placement{Server: s, Dest: p.have[i].Host})
 	}
-	g.Log.Info().Str("host", host).Str("component", "placer").Int("placed", len(out)).Int("unplaced", len(unplaced)).Msg("evacuation placement")
+	g.Log.Info().Str("host_id", host).Str("component", "placer").Int("placed", len(out)).Int("unplaced", len(unplaced)).Msg("evacuation placement")
 	return out, unplaced
 }
 
@@ -254,7 +254,7 @@ func (g *Gate) Check(ctx context.Context, host string) playbook.GateAnswer {
 		}
 		a = g.decide(ctx, host, st, now)
 	}
-	g.Log.Info().Str("host", host).Str("component", "migration-gate").Bool("allowed", a.Allowed).
+	g.Log.Info().Str("host_id", host).Str("component", "migration-gate").Bool("allowed", a.Allowed).
 		Str("destination", a.Destination).Str("reason", strings.Join(a.Reasons, "; ")).Msg("live-migration gate")
 	if g.Audit != nil {
 		g.Audit.GateAnswered(ctx, host, a)

@@ -11,9 +11,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 	"libvirt.org/go/libvirt"
 
 	"github.com/fencedhq/fenced/internal/metrics"
+	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/signals"
 )
@@ -54,6 +56,8 @@ type ProbeConfig struct {
 	// Metrics receives the probes' collectors, shared by every probe on
 	// one registerer (nil: none).
 	Metrics prometheus.Registerer
+	// Tracer receives a span per libvirt call (nil: tracing off).
+	Tracer trace.TracerProvider
 }
 
 type result struct {
@@ -66,6 +70,7 @@ type result struct {
 type Probe struct {
 	cfg ProbeConfig
 	m   probeMetrics
+	tr  trace.Tracer
 
 	mu         sync.Mutex
 	conn       *libvirt.Connect
@@ -115,7 +120,7 @@ func NewProbe(cfg ProbeConfig) (*Probe, error) {
 	if err := startEventLoop(); err != nil {
 		return nil, fmt.Errorf("hypervisor: libvirt event loop: %w", err)
 	}
-	return &Probe{cfg: cfg, m: m}, nil
+	return &Probe{cfg: cfg, m: m, tr: obs.Tracer(cfg.Tracer)}, nil
 }
 
 // Tick starts one probe unless one is still in flight, and counts a call
@@ -134,8 +139,8 @@ func (p *Probe) Tick(now time.Time) {
 			p.counted = true
 			p.m.timeouts.Inc()
 			p.results = append(p.results, result{at: now, latency: p.cfg.CallTimeout, timeout: true})
-			p.cfg.Log.Warn().Str("host", p.cfg.Host).Str("component", "libvirt-probe").Str("outcome", "timeout").
-				Int64("rpc_latency_ms", now.Sub(p.started).Milliseconds()).Msg("libvirt call timed out")
+			obs.Line(context.Background(), p.cfg.Log.Warn(), obs.Fields{Component: "libvirt-probe", HostID: p.cfg.Host, Action: "probe"},
+				now.Sub(p.started), "timeout").Msg("libvirt call timed out")
 		} else if p.counted {
 			// still stuck: every tick it stays stuck counts as a timeout
 			p.results = append(p.results, result{at: now, latency: p.cfg.CallTimeout, timeout: true})
@@ -193,7 +198,7 @@ func (p *Probe) connect() {
 		return
 	}
 	if err := r.c.SetKeepAlive(p.cfg.KeepAlive, p.cfg.KeepAliveCount); err != nil {
-		p.cfg.Log.Warn().Str("host", p.cfg.Host).Err(err).Msg("libvirt keepalive not set")
+		p.cfg.Log.Warn().Str("component", "libvirt-probe").Str("host_id", p.cfg.Host).Err(err).Msg("libvirt keepalive not set")
 	}
 	p.conn = r.c
 	p.lastErr = nil
@@ -201,12 +206,15 @@ func (p *Probe) connect() {
 
 func (p *Probe) call(c *libvirt.Connect, started time.Time) {
 	begin := time.Now()
+	_, call := obs.Start(context.Background(), p.tr, clock.Real{}, "libvirt.probe",
+		obs.Fields{Component: "libvirt-probe", HostID: p.cfg.Host, Action: "probe"}, trace.SpanKindClient)
 	_, err := c.GetLibVersion()
 	if err == nil {
 		_, err = c.NumOfDomains()
 	}
 	took := time.Since(begin)
 	p.m.calls.WithLabelValues(metrics.Outcome(err)).Observe(took.Seconds())
+	call.End(p.cfg.Log.Debug(), metrics.Outcome(err), err).Msg("libvirt call")
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.inFlight = false

@@ -9,8 +9,13 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/rs/zerolog"
+
+	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/audit"
+	"github.com/fencedhq/fenced/pkg/clock"
 )
 
 // SchemaVersion of the records this build writes.
@@ -21,6 +26,10 @@ type Store struct {
 	Client *clientv3.Client
 	Prefix string        // e.g. "/fenced/"
 	Op     time.Duration // per-call timeout; default 3 s
+	// Tracer receives a span per transaction (nil: tracing off); Log a
+	// debug line per transaction with the B.6 fields.
+	Tracer trace.TracerProvider
+	Log    zerolog.Logger
 }
 
 func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -34,17 +43,37 @@ func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 func (s *Store) key(parts ...string) string { return s.Prefix + strings.Join(parts, "/") }
 
 // guarded commits ops only while l is still the leader.
-func (s *Store) guarded(ctx context.Context, l Leadership, ops ...clientv3.Op) error {
-	cctx, cancel := s.ctx(ctx)
-	defer cancel()
-	resp, err := s.Client.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(l.Key), "=", l.Token)).Then(ops...).Commit()
+func (s *Store) guarded(ctx context.Context, l Leadership, action string, ops ...clientv3.Op) error {
+	return s.txn(ctx, action, l.Token, func(ctx context.Context) error {
+		cctx, cancel := s.ctx(ctx)
+		defer cancel()
+		resp, err := s.Client.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(l.Key), "=", l.Token)).Then(ops...).Commit()
+		if err != nil {
+			return fmt.Errorf("lease: guarded write: %w", err)
+		}
+		if !resp.Succeeded {
+			return ErrNotLeader
+		}
+		return nil
+	})
+}
+
+// txn runs one etcd transaction as a call: a span and a debug line with
+// the B.6 fields.
+func (s *Store) txn(ctx context.Context, action string, token int64, fn func(context.Context) error) error {
+	ctx, call := obs.Start(ctx, obs.Tracer(s.Tracer), clock.Real{}, "etcd.txn "+action,
+		obs.Fields{Component: "etcd", Action: action, FenceToken: token}, trace.SpanKindClient)
+	err := fn(ctx)
+	ev := s.Log.Debug()
 	if err != nil {
-		return fmt.Errorf("lease: guarded write: %w", err)
+		ev = s.Log.Warn()
 	}
-	if !resp.Succeeded {
-		return ErrNotLeader
+	out := obs.Outcome(err)
+	if errors.Is(err, ErrNotLeader) || errors.Is(err, audit.ErrConflict) {
+		out = "refused" // the guard did its job: not an etcd failure
 	}
-	return nil
+	call.End(ev, out, err).Msg("etcd transaction")
+	return err
 }
 
 // Check confirms that l is still the leader: the last look before an
@@ -53,7 +82,7 @@ func (s *Store) Check(ctx context.Context, l Leadership) error {
 	if err := l.Ctx.Err(); err != nil {
 		return fmt.Errorf("%w: session lost", ErrNotLeader)
 	}
-	return s.guarded(ctx, l)
+	return s.guarded(ctx, l, "check")
 }
 
 // Envelope wraps every stored record with its schema version.
@@ -93,7 +122,7 @@ func (s *Store) PutHost(ctx context.Context, l Leadership, host string, rec any)
 	if err != nil {
 		return err
 	}
-	return s.guarded(ctx, l, clientv3.OpPut(s.key("hosts", host), v))
+	return s.guarded(obs.With(ctx, obs.Fields{HostID: host}), l, "put_host", clientv3.OpPut(s.key("hosts", host), v))
 }
 
 // Hosts reads every host record into fresh values made by newRec.
@@ -143,7 +172,7 @@ func (s *Store) WriteIntent(ctx context.Context, l Leadership, in Intent) error 
 	if err != nil {
 		return err
 	}
-	return s.guarded(ctx, l, clientv3.OpPut(s.key("intents", in.ID), v))
+	return s.guarded(obs.With(ctx, obs.Fields{HostID: in.Host, RequestID: in.ID, VMID: in.Target}), l, "intent", clientv3.OpPut(s.key("intents", in.ID), v))
 }
 
 // WriteOutcome records an intent's outcome under the guard.
@@ -153,7 +182,7 @@ func (s *Store) WriteOutcome(ctx context.Context, l Leadership, o Outcome) error
 	if err != nil {
 		return err
 	}
-	return s.guarded(ctx, l, clientv3.OpPut(s.key("outcomes", o.ID), v))
+	return s.guarded(obs.With(ctx, obs.Fields{RequestID: o.ID}), l, "outcome", clientv3.OpPut(s.key("outcomes", o.ID), v))
 }
 
 // Pending lists intents without an outcome, oldest first.
@@ -197,6 +226,10 @@ func (a AuditStore) recKey(seq uint64) string {
 
 // Append writes record seq unless it exists or the head is not seq-1.
 func (a AuditStore) Append(ctx context.Context, seq uint64, hash string, data []byte) error {
+	return a.S.txn(ctx, "audit_append", 0, func(ctx context.Context) error { return a.append(ctx, seq, hash, data) })
+}
+
+func (a AuditStore) append(ctx context.Context, seq uint64, hash string, data []byte) error {
 	cctx, cancel := a.S.ctx(ctx)
 	defer cancel()
 	head := a.S.key("audit", "head")
@@ -323,7 +356,7 @@ func (s *Store) Answer(ctx context.Context, l Leadership, r Result) error {
 	if err != nil {
 		return err
 	}
-	return s.guarded(ctx, l, clientv3.OpPut(s.key("results", r.ID), v), clientv3.OpDelete(s.key("commands", r.ID)))
+	return s.guarded(obs.With(ctx, obs.Fields{RequestID: r.ID}), l, "answer", clientv3.OpPut(s.key("results", r.ID), v), clientv3.OpDelete(s.key("commands", r.ID)))
 }
 
 // AwaitResult waits for a command's result (until ctx ends) and removes it.
@@ -376,7 +409,7 @@ func (s *Store) PutFleet(ctx context.Context, l Leadership, f Fleet) error {
 	if err != nil {
 		return err
 	}
-	return s.guarded(ctx, l, clientv3.OpPut(s.key("fleet"), v))
+	return s.guarded(ctx, l, "put_fleet", clientv3.OpPut(s.key("fleet"), v))
 }
 
 // GetFleet reads the fleet-wide state (the zero value when never set).

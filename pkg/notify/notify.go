@@ -22,8 +22,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fencedhq/fenced/internal/metrics"
+	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/playbook"
 )
@@ -82,6 +85,9 @@ type Config struct {
 	// Metrics receives the notifier's collectors (nil: none). Notifiers
 	// built one after another on the same registerer share them.
 	Metrics prometheus.Registerer
+	// Tracer receives a span per delivery, a child of the span that
+	// notified (nil: tracing off).
+	Tracer trace.TracerProvider
 }
 
 // Stats counts outcomes.
@@ -93,11 +99,16 @@ type job struct {
 	ep  Endpoint
 	n   playbook.Notification
 	key string
+	// what the notifying context carried: the delivery's span is a child
+	// of its span and its log line has its B.6 fields
+	parent trace.SpanContext
+	fields obs.Fields
 }
 
 // Notifier implements playbook.Notifier.
 type Notifier struct {
 	cfg   Config
+	tr    trace.Tracer
 	queue chan job
 	mu    sync.Mutex
 	seen  map[string]time.Time
@@ -159,7 +170,7 @@ func New(ctx context.Context, cfg Config) *Notifier {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
-	n := &Notifier{cfg: cfg, queue: make(chan job, cfg.Queue), seen: map[string]time.Time{}}
+	n := &Notifier{cfg: cfg, queue: make(chan job, cfg.Queue), seen: map[string]time.Time{}, tr: obs.Tracer(cfg.Tracer)}
 	m, err := newNotifyMetrics(cfg.Metrics, cfg.Endpoints)
 	if err != nil { // a programming error: the deliveries go on, uncounted
 		cfg.Log.Error().Err(err).Str("component", "notify").Msg("webhook metrics not registered")
@@ -245,13 +256,14 @@ func (n *Notifier) Notify(ctx context.Context, note playbook.Notification) {
 		n.seen[key] = now
 		n.mu.Unlock()
 		select {
-		case n.queue <- job{ep: ep, n: note, key: key}:
+		case n.queue <- job{ep: ep, n: note, key: key, parent: trace.SpanContextFromContext(ctx), fields: obs.From(ctx)}:
 		default:
 			n.mu.Lock()
 			n.stats.Dropped++
 			n.mu.Unlock()
 			n.m.deliveries.WithLabelValues(ep.Name, "dropped").Inc()
-			n.cfg.Log.Error().Str("host", note.Host).Str("action", "webhook").Str("outcome", "dropped").Str("endpoint", ep.Name).Msg("webhook queue full")
+			obs.Line(ctx, n.cfg.Log.Error(), obs.Fields{Component: "notify", HostID: note.Host, Action: "webhook"}, 0, "dropped").
+				Str("endpoint", ep.Name).Msg("webhook queue full")
 			n.record(ctx, Delivery{At: now, Endpoint: ep.Name, Host: note.Host, State: string(note.State), Incident: Incident(note), Outcome: "dropped"})
 		}
 	}
@@ -324,11 +336,14 @@ const (
 
 func (n *Notifier) deliver(ctx context.Context, j job) {
 	start := n.cfg.Clock.Now()
+	ctx, call := obs.Start(trace.ContextWithRemoteSpanContext(obs.With(ctx, j.fields), j.parent), n.tr, n.cfg.Clock, "webhook.deliver",
+		obs.Fields{Component: "notify", HostID: j.n.Host, Action: "webhook"}, trace.SpanKindClient)
+	call.Set(attribute.String("webhook.endpoint", j.ep.Name), attribute.String("state", string(j.n.State)))
 	d := Delivery{At: start, Endpoint: j.ep.Name, Host: j.n.Host, State: string(j.n.State), Incident: Incident(j.n)}
 	body, err := Payload(j.ep, j.n, start)
 	if err != nil {
 		d.Outcome, d.Error = "failed", err.Error()
-		n.finish(ctx, d)
+		n.finish(ctx, d, call)
 		return
 	}
 	dctx, cancel := context.WithTimeout(ctx, n.cfg.Deadline)
@@ -340,7 +355,7 @@ func (n *Notifier) deliver(ctx context.Context, j job) {
 		d.Status = status
 		if err == nil {
 			d.Outcome, d.Error = "sent", ""
-			n.finish(ctx, d)
+			n.finish(ctx, d, call)
 			return
 		}
 		d.Error = err.Error()
@@ -364,7 +379,7 @@ func (n *Notifier) deliver(ctx context.Context, j job) {
 	n.mu.Lock()
 	delete(n.seen, j.key)
 	n.mu.Unlock()
-	n.finish(ctx, d)
+	n.finish(ctx, d, call)
 }
 
 // finished counts a delivery's outcome and how long it took.
@@ -373,7 +388,7 @@ func (n *Notifier) finished(d Delivery) {
 	n.m.duration.WithLabelValues(d.Endpoint).Observe(n.cfg.Clock.Now().Sub(d.At).Seconds())
 }
 
-func (n *Notifier) finish(ctx context.Context, d Delivery) {
+func (n *Notifier) finish(ctx context.Context, d Delivery, call *obs.Call) {
 	n.finished(d)
 	n.mu.Lock()
 	if d.Outcome == "sent" {
@@ -386,8 +401,12 @@ func (n *Notifier) finish(ctx context.Context, d Delivery) {
 	if d.Outcome != "sent" {
 		ev = n.cfg.Log.Warn()
 	}
-	ev.Str("host", d.Host).Str("action", "webhook").Str("outcome", d.Outcome).Str("endpoint", d.Endpoint).
-		Int("attempts", d.Attempts).Int("status", d.Status).Str("error", d.Error).Msg("webhook delivery")
+	var err error
+	if d.Error != "" {
+		err = errors.New(d.Error)
+	}
+	call.Set(attribute.Int("http.status_code", d.Status), attribute.Int("attempts", d.Attempts))
+	call.End(ev, d.Outcome, err).Str("endpoint", d.Endpoint).Int("attempts", d.Attempts).Int("status", d.Status).Msg("webhook delivery")
 	n.record(ctx, d)
 }
 

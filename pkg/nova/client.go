@@ -12,7 +12,10 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/clock"
 )
 
@@ -27,6 +30,7 @@ type Client struct {
 	clk   clock.Clock
 	log   zerolog.Logger
 	calls *prometheus.HistogramVec
+	tr    trace.Tracer
 	// badHosts are Nova host names already warned about (services.go)
 	badHosts sync.Map
 
@@ -43,7 +47,7 @@ func newClient(cfg Config, compute *gophercloud.ServiceClient) *Client {
 	if err != nil { // a programming error: the calls go on, uncounted
 		cfg.Logger.Error().Err(err).Str("component", "nova").Msg("nova metrics not registered")
 	}
-	return &Client{cfg: cfg, compute: compute, clk: cfg.Clock, log: cfg.Logger, calls: calls,
+	return &Client{cfg: cfg, compute: compute, clk: cfg.Clock, log: cfg.Logger, calls: calls, tr: obs.Tracer(cfg.Tracer),
 		own: map[string][]time.Time{}, hb: map[string]time.Time{}}
 }
 
@@ -98,17 +102,20 @@ func (c *Client) call(ctx context.Context, action, host string, idempotent bool,
 			wait *= 2
 		}
 		start := c.clk.Now()
-		actx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+		// the action's request id, sent to Nova as its global request id
+		cctx, ids := withRequestIDs(ctx, obs.From(ctx).RequestID)
+		cctx, call := obs.Start(cctx, c.tr, c.clk, "nova."+action, obs.Fields{Component: "nova", RequestID: ids.global, HostID: host, Action: action}, trace.SpanKindClient)
+		actx, cancel := context.WithTimeout(cctx, c.cfg.CallTimeout)
 		err = fn(actx)
 		cancel()
 		c.observeCall(action, c.clk.Now().Sub(start), err)
 		ev := c.log.Debug()
 		if err != nil {
-			ev = c.log.Warn().Err(err)
+			ev = c.log.Warn()
 		}
-		ev.Str("component", "nova").Str("action", action).Str("host", host).
-			Int64("rpc_latency_ms", c.clk.Now().Sub(start).Milliseconds()).
-			Str("outcome", outcome(err)).Msg("nova call")
+		nova := ids.answered()
+		call.Set(attribute.String("openstack.request_id", nova), attribute.Int("attempt", i+1))
+		call.End(ev, outcome(err), err).Str("openstack_request_id", nova).Msg("nova call")
 		if err == nil || !Retryable(err) || ctx.Err() != nil {
 			return err
 		}

@@ -16,7 +16,9 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/utils"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/clock"
 )
 
@@ -67,6 +69,8 @@ type Config struct {
 	HTTPClient *http.Client
 	// Metrics receives the client's collectors (nil: none).
 	Metrics prometheus.Registerer
+	// Tracer receives a span per call (nil: tracing off).
+	Tracer trace.TracerProvider
 }
 
 func (c *Config) defaults() {
@@ -207,6 +211,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	case tlsCfg != nil:
 		provider.HTTPClient = http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}}
 	}
+	provider.HTTPClient = tracedHTTPClient(provider.HTTPClient)
 	actx, cancel := context.WithTimeout(ctx, cfg.CallTimeout*time.Duration(cfg.Attempts))
 	defer cancel()
 	if err := openstack.Authenticate(actx, provider, ao); err != nil {
@@ -247,7 +252,7 @@ func (c *Client) negotiate(ctx context.Context) error {
 		return err
 	}
 	c.compute.Microversion = pin
-	c.log.Info().Str("component", "nova").Str("action", "negotiate_microversion").Str("outcome", pin).Msg("compute microversion pinned")
+	obs.Line(ctx, c.log.Info(), obs.Fields{Component: "nova", Action: "negotiate_microversion"}, 0, pin).Msg("compute microversion pinned")
 	return nil
 }
 

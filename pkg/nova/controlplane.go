@@ -11,6 +11,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/services"
 
+	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/playbook"
 )
 
@@ -110,7 +111,7 @@ func (p *ControlPlane) setStatus(ctx context.Context, host, action string, opts 
 	}
 	c.observe(cur) // the last heartbeat before our write bumps updated_at
 	if done(cur) {
-		c.log.Debug().Str("component", "nova").Str("host", host).Str("action", action).Str("outcome", "already").Msg("compute service already so")
+		obs.Line(ctx, c.log.Debug(), obs.Fields{Component: "nova", HostID: host, Action: action}, 0, "already").Msg("compute service already so")
 		return nil
 	}
 	var res *services.Service
@@ -124,7 +125,7 @@ func (p *ControlPlane) setStatus(ctx context.Context, host, action string, opts 
 	if putErr == nil {
 		c.recordOwnWrite(res.ID, res.UpdatedAt)
 		c.observe(*res)
-		c.log.Info().Str("component", "nova").Str("host", host).Str("action", action).Str("outcome", "ok").Msg("compute service updated")
+		obs.Line(ctx, c.log.Info(), obs.Fields{Component: "nova", HostID: host, Action: action}, 0, "ok").Msg("compute service updated")
 		return nil
 	}
 	if ctx.Err() != nil {
@@ -150,7 +151,7 @@ func (p *ControlPlane) setStatus(ctx context.Context, host, action string, opts 
 		c.recordOwnWrite(back.ID, back.UpdatedAt)
 	}
 	c.observe(back)
-	c.log.Warn().Str("component", "nova").Str("host", host).Str("action", action).Str("outcome", "ok").
+	obs.Line(ctx, c.log.Warn(), obs.Fields{Component: "nova", HostID: host, Action: action}, 0, "ok").
 		AnErr("put_error", putErr).Msg("compute service update confirmed by read-back after the PUT failed")
 	return nil
 }
@@ -209,8 +210,8 @@ func (p *ControlPlane) LiveMigrate(ctx context.Context, serverID, dest string) e
 		}
 		if n, ok := newestMigration(ms); ok && !n.Terminal() {
 			m, running = n, true
-			c.log.Info().Str("component", "nova").Str("vm_id", serverID).Int64("migration_id", m.ID).
-				Str("action", "live_migrate").Str("outcome", "adopted").Msg("following a live migration already under way")
+			obs.Line(ctx, c.log.Info(), obs.Fields{Component: "nova", VMID: serverID, Action: "live_migrate"}, 0, "adopted").Int64("migration_id", m.ID).
+				Msg("following a live migration already under way")
 		}
 	}
 	if !running {
@@ -271,8 +272,8 @@ func (p *ControlPlane) Evacuate(ctx context.Context, serverID, dest string) erro
 		}
 		last, hasLast := newestMigration(ms)
 		if hasLast && !last.Terminal() {
-			c.log.Info().Str("component", "nova").Str("vm_id", serverID).Int64("migration_id", last.ID).
-				Str("action", "evacuate").Str("outcome", "adopted").Msg("waiting for an evacuation already under way")
+			obs.Line(ctx, c.log.Info(), obs.Fields{Component: "nova", VMID: serverID, Action: "evacuate"}, 0, "adopted").Int64("migration_id", last.ID).
+				Msg("waiting for an evacuation already under way")
 			_, err := c.WaitEvacuation(ctx, Evacuation{Migration: last, ServerID: serverID, Source: last.SourceCompute,
 				Dest: last.DestCompute, PriorStatus: c.priorStatus(srv)})
 			return err

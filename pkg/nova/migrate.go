@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/fencedhq/fenced/internal/obs"
 )
 
 // Errors of the migration calls; test with errors.Is.
@@ -83,8 +85,7 @@ func (c *Client) LiveMigrate(ctx context.Context, serverID, dest string) (Migrat
 	if err != nil {
 		return Migration{}, fmt.Errorf("nova: live-migrate %s to %q: %w", serverID, dest, err)
 	}
-	c.log.Info().Str("component", "nova").Str("vm_id", serverID).Str("host", m.SourceCompute).
-		Str("action", "live_migrate").Str("outcome", "started").Msg("migration started")
+	obs.Line(ctx, c.log.Info(), obs.Fields{Component: "nova", VMID: serverID, HostID: m.SourceCompute, Action: "live_migrate"}, 0, "started").Msg("migration started")
 	return m, nil
 }
 
@@ -156,8 +157,7 @@ func (c *Client) Evacuate(ctx context.Context, serverID, dest string) (Evacuatio
 	if err != nil {
 		return Evacuation{}, fmt.Errorf("nova: evacuate %s from %s to %q: %w", serverID, srv.Host, dest, err)
 	}
-	c.log.Info().Str("component", "nova").Str("vm_id", serverID).Str("host", srv.Host).
-		Str("action", "evacuate").Str("outcome", "started").Msg("evacuation started")
+	obs.Line(ctx, c.log.Info(), obs.Fields{Component: "nova", VMID: serverID, HostID: srv.Host, Action: "evacuate"}, 0, "started").Msg("evacuation started")
 	return Evacuation{Migration: m, ServerID: serverID, Source: srv.Host, Dest: dest, PriorStatus: srv.Status}, nil
 }
 

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/fencedhq/fenced/internal/hostname"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/fencedhq/fenced/internal/hostname"
+	"github.com/fencedhq/fenced/internal/obs"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/services"
 
@@ -140,7 +142,7 @@ func (c *Client) update(ctx context.Context, host, action string, opts services.
 		return Service{}, fmt.Errorf("nova: %s %s: %w", action, host, err)
 	}
 	c.recordOwnWrite(res.ID, res.UpdatedAt)
-	c.log.Info().Str("component", "nova").Str("host", host).Str("action", action).Str("outcome", "ok").Msg("compute service updated")
+	obs.Line(ctx, c.log.Info(), obs.Fields{Component: "nova", HostID: host, Action: action}, 0, "ok").Msg("compute service updated")
 	return c.observe(*res), nil
 }
 

@@ -9,7 +9,10 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/fencing"
 	"github.com/fencedhq/fenced/pkg/signals"
@@ -139,6 +142,13 @@ type Actor struct {
 	Journal Journal
 	Clock   clock.Clock
 	Log     zerolog.Logger
+	// Tracer receives a span per state entry, recovery step and action
+	// (nil: tracing off).
+	Tracer trace.TracerProvider
+	// Scope, when set, returns the context a host's actions run in: the
+	// span of its incident, and the B.6 fields the daemon knows (the
+	// fencing token, the host's steal). Called off the engine's goroutine.
+	Scope func(ctx context.Context, host string) context.Context
 	// ActionTimeout bounds each external call; 0 means 2 minutes.
 	ActionTimeout time.Duration
 	// Paused reports an operator's fleet-wide pause: entry actions then
@@ -193,11 +203,40 @@ func (a *Actor) read(ctx context.Context, f func(context.Context)) {
 	f(rctx)
 }
 
-// do journals and runs one action.
+// scope is ctx for h's actions (Scope), with h's B.6 fields.
+func (a *Actor) scope(ctx context.Context, h *Host) context.Context {
+	if a.Scope != nil {
+		ctx = a.Scope(ctx, h.Name)
+	}
+	return obs.With(ctx, obs.Fields{HostID: h.Name})
+}
+
+// step runs f as a span of h's incident named name (a state's entry, a
+// recovery poll) and logs it at debug.
+func (a *Actor) step(ctx context.Context, h *Host, name string, f func(context.Context) (Event, string)) (Event, string) {
+	ctx, call := obs.Start(a.scope(ctx, h), obs.Tracer(a.Tracer), a.Clock, "fenced."+name,
+		obs.Fields{Component: "playbook", HostID: h.Name, Action: name}, trace.SpanKindInternal)
+	ev, why := f(ctx)
+	out := "ok"
+	if ev != "" {
+		out = string(ev)
+	}
+	call.Set(attribute.String("state", string(h.State)), attribute.String("reason", why))
+	call.End(a.Log.Debug(), out, nil).Str("state", string(h.State)).Str("why", why).Msg("playbook step")
+	return ev, why
+}
+
+// do journals and runs one action: its span (the intent's write, the
+// calls it makes and the outcome's write are its children) and its B.6
+// line carry the request id of its audit records.
 func (a *Actor) do(ctx context.Context, h *Host, action, target, detail string, f func(context.Context) error) error {
-	id, err := a.Journal.Intent(ctx, Intent{Host: h.Name, Action: action, Target: target, Detail: detail, At: a.Clock.Now()})
-	if err != nil {
-		return fmt.Errorf("playbook: %s %s: journal intent: %w", action, h.Name, err)
+	id := obs.NewRequestID()
+	ctx, call := obs.Start(ctx, obs.Tracer(a.Tracer), a.Clock, "fenced.action "+action,
+		obs.Fields{Component: "playbook", RequestID: id, HostID: h.Name, VMID: target, Action: action}, trace.SpanKindInternal)
+	if _, err := a.Journal.Intent(ctx, Intent{ID: id, Host: h.Name, Action: action, Target: target, Detail: detail, At: a.Clock.Now()}); err != nil {
+		err = fmt.Errorf("playbook: %s %s: journal intent: %w", action, h.Name, err)
+		call.End(a.Log.Warn(), "refused", err).Msg("action")
+		return err
 	}
 	timeout := a.ActionTimeout
 	if timeout == 0 {
@@ -207,17 +246,13 @@ func (a *Actor) do(ctx context.Context, h *Host, action, target, detail string, 
 	start := a.Clock.Now()
 	runErr := f(actx)
 	cancel()
-	outcome := "ok"
-	if runErr != nil {
-		outcome = "error"
-	}
 	if a.Observe != nil {
 		a.Observe(action, a.Clock.Now().Sub(start), runErr)
 	}
-	a.Log.Info().Str("host", h.Name).Str("action", action).Str("request_id", id).Str("vm_id", target).
-		Str("outcome", outcome).Int64("rpc_latency_ms", a.Clock.Now().Sub(start).Milliseconds()).AnErr("error", runErr).Msg("action")
-	if err := a.Journal.Outcome(ctx, id, runErr); err != nil {
-		return fmt.Errorf("playbook: %s %s: journal outcome: %w", action, h.Name, err)
+	jerr := a.Journal.Outcome(ctx, id, runErr)
+	call.End(a.Log.Info(), obs.Outcome(runErr), runErr).Msg("action")
+	if jerr != nil {
+		return fmt.Errorf("playbook: %s %s: journal outcome: %w", action, h.Name, jerr)
 	}
 	if runErr != nil {
 		return fmt.Errorf("playbook: %s %s: %w", action, h.Name, runErr)
@@ -260,7 +295,7 @@ func (a *Actor) freeze(ctx context.Context, h *Host, from State) {
 	if err := a.do(ctx, h, "disable", "", h.Reason, func(c context.Context) error {
 		return a.Nova.Disable(c, h.Name, why)
 	}); err != nil {
-		a.Log.Warn().Str("host", h.Name).Str("action", "disable").Err(err).Msg("freeze scheduling failed")
+		a.Log.Warn().Str("component", "playbook").Str("host_id", h.Name).Err(err).Msg("freeze scheduling failed")
 	}
 }
 
@@ -274,6 +309,10 @@ func (a *Actor) notifyOnly(st State) bool {
 // Enter performs the entry actions of h.State. It returns the follow-up
 // event its outcome implies (and why), or "" to wait for the next tick.
 func (a *Actor) Enter(ctx context.Context, h *Host, from State) (Event, string) {
+	return a.step(ctx, h, "enter "+string(h.State), func(ctx context.Context) (Event, string) { return a.enter(ctx, h, from) })
+}
+
+func (a *Actor) enter(ctx context.Context, h *Host, from State) (Event, string) {
 	a.notify(ctx, h)
 	observe := a.mode() == ModeObserve || (a.Paused != nil && a.Paused() && h.State != Normal && h.State != Restored)
 	switch h.State {
@@ -341,7 +380,7 @@ func (a *Actor) Enter(ctx context.Context, h *Host, from State) (Event, string) 
 			return "", ""
 		}
 		if err := a.unfence(ctx, h); err != nil {
-			a.Log.Warn().Str("host", h.Name).Err(err).Msg("unfence failed")
+			a.Log.Warn().Str("component", "playbook").Str("host_id", h.Name).Err(err).Msg("unfence failed")
 		}
 	}
 	return "", ""
@@ -353,6 +392,10 @@ func (a *Actor) Poll(ctx context.Context, h *Host) (Event, string) {
 	if h.State != Rebooting {
 		return "", ""
 	}
+	return a.step(ctx, h, "recover", func(ctx context.Context) (Event, string) { return a.poll(ctx, h) })
+}
+
+func (a *Actor) poll(ctx context.Context, h *Host) (Event, string) {
 	if a.afterFence() == AfterFenceEvacuate && h.Step != StepOn {
 		if a.mode() == ModeObserve || (a.Paused != nil && a.Paused()) {
 			return "", "" // an operator's pause holds the recovery where it is

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/fencing"
 )
@@ -197,8 +198,7 @@ func (c *Checker) log(r Result, outcome string, err error) {
 	if !r.OK && outcome != "canceled" {
 		ev = c.cfg.Log.Warn()
 	}
-	ev = ev.Str("component", "fence-check").Str("host", r.Host).Str("outcome", outcome).
-		Int64("rpc_latency_ms", r.Latency.Milliseconds())
+	ev = obs.Fields{Component: "fence-check", HostID: r.Host, Action: "fence_check"}.Log(ev, r.Latency, outcome)
 	if r.OK {
 		ev = ev.Str("power_state", string(r.PowerState))
 	}
@@ -225,9 +225,9 @@ func (c *Checker) record(r Result) {
 		return
 	}
 	if r.OK {
-		c.cfg.Log.Info().Str("component", "fence-check").Str("host", r.Host).Str("outcome", "ok").Msg("fence path works again")
+		c.cfg.Log.Info().Str("component", "fence-check").Str("host_id", r.Host).Str("outcome", "ok").Msg("fence path works again")
 	} else {
-		c.cfg.Log.Error().Str("component", "fence-check").Str("host", r.Host).Str("why", r.Error).Msg("host is unfenceable: its BMC failed the check")
+		c.cfg.Log.Error().Str("component", "fence-check").Str("host_id", r.Host).Str("why", r.Error).Msg("host is unfenceable: its BMC failed the check")
 	}
 	if c.cfg.OnChange != nil {
 		c.cfg.OnChange(r.Host, r.OK, r.Error)

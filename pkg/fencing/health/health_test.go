@@ -269,7 +269,7 @@ func TestLogFields(t *testing.T) {
 			line = m
 		}
 	}
-	if line == nil || line["component"] != "fence-check" || line["host"] != "cmp-001" || line["outcome"] != "auth_refused" ||
+	if line == nil || line["component"] != "fence-check" || line["host_id"] != "cmp-001" || line["outcome"] != "auth_refused" ||
 		line["rpc_latency_ms"] == nil || line["level"] != "warn" {
 		t.Fatalf("log line %v in\n%s", line, buf.String())
 	}

@@ -1,13 +1,16 @@
 package redfish
 
 import (
+	"context"
 	"net/http"
 	"strconv"
-	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fencedhq/fenced/internal/metrics"
+	"github.com/fencedhq/fenced/internal/obs"
 )
 
 // OperationBuckets are the upper bounds (seconds) of the operation
@@ -38,9 +41,22 @@ func newFencerMetrics(reg prometheus.Registerer) (fencerMetrics, error) {
 	return m, err
 }
 
-// observe records one operation.
-func (f *Fencer) observe(op string, start time.Time, err error) {
+// op runs one operation as a call (a span and its B.6 log line: a power
+// change at info, a read at debug) and records it.
+func (f *Fencer) op(ctx context.Context, op, host string, fn func(context.Context) error) error {
+	start := f.cfg.Clock.Now()
+	ctx, call := obs.Start(ctx, f.tr, f.cfg.Clock, "redfish."+op, obs.Fields{Component: "redfish", HostID: host, Action: op}, trace.SpanKindClient)
+	err := fn(ctx)
 	f.m.operations.WithLabelValues(op, metrics.Outcome(err)).Observe(f.cfg.Clock.Now().Sub(start).Seconds())
+	ev := f.cfg.Log.Info()
+	switch {
+	case err != nil:
+		ev = f.cfg.Log.Warn()
+	case op == "power_state":
+		ev = f.cfg.Log.Debug()
+	}
+	call.End(ev, obs.Outcome(err), err).Msg("BMC operation")
+	return err
 }
 
 // countingTransport counts the HTTP requests sent to BMCs.

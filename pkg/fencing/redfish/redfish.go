@@ -25,7 +25,9 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stmcginnis/gofish"
 	"github.com/stmcginnis/gofish/schemas"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/fencing"
 )
@@ -59,6 +61,8 @@ type Config struct {
 	Log   zerolog.Logger
 	// Metrics receives the fencer's collectors (nil: none).
 	Metrics prometheus.Registerer
+	// Tracer receives a span per operation (nil: tracing off).
+	Tracer trace.TracerProvider
 }
 
 // Fencer implements fencing.Fencer.
@@ -67,6 +71,7 @@ type Fencer struct {
 	mu      sync.Mutex
 	clients map[string]*gofish.APIClient
 	m       fencerMetrics
+	tr      trace.Tracer
 }
 
 var _ fencing.Fencer = (*Fencer)(nil)
@@ -103,14 +108,14 @@ func New(cfg Config) (*Fencer, error) {
 			return nil, fmt.Errorf("redfish: %s: endpoint %q must start with https:// (or http://)", h, t.Endpoint)
 		}
 		if t.Insecure {
-			cfg.Log.Warn().Str("host", h).Str("component", "redfish").Msg("TLS verification of the BMC is off (insecure)")
+			cfg.Log.Warn().Str("host_id", h).Str("component", "redfish").Msg("TLS verification of the BMC is off (insecure)")
 		}
 	}
 	m, err := newFencerMetrics(cfg.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("redfish: %w", err)
 	}
-	return &Fencer{cfg: cfg, clients: map[string]*gofish.APIClient{}, m: m}, nil
+	return &Fencer{cfg: cfg, clients: map[string]*gofish.APIClient{}, m: m, tr: obs.Tracer(cfg.Tracer)}, nil
 }
 
 func (f *Fencer) target(host string) (Target, error) {
@@ -241,14 +246,14 @@ func (f *Fencer) retry(ctx context.Context, t Target, what string, op func(ctx c
 		case errors.Is(err, fencing.ErrAuth) && !relogged && !t.BasicAuth:
 			relogged, fresh = true, true
 			f.m.retries.WithLabelValues(strings.ReplaceAll(what, " ", "_")).Inc()
-			f.cfg.Log.Info().Str("host", t.Host).Str("action", what).Msg("BMC session refused; logging in again")
+			obs.Line(ctx, f.cfg.Log.Info(), obs.Fields{Component: "redfish", HostID: t.Host, Action: what}, 0, "relogin").Msg("BMC session refused; logging in again")
 			continue
 		}
 		var r *retryable
 		if !errors.As(err, &r) {
 			return fmt.Errorf("redfish: %s %s: %w", what, t.Host, err)
 		}
-		f.cfg.Log.Warn().Str("host", t.Host).Str("action", what).Int("attempt", attempt).Err(err).Msg("BMC request failed; retrying")
+		obs.Line(ctx, f.cfg.Log.Warn(), obs.Fields{Component: "redfish", HostID: t.Host, Action: what}, 0, "retry").Int("attempt", attempt).Err(err).Msg("BMC request failed; retrying")
 		select {
 		case <-dctx.Done():
 			return fmt.Errorf("redfish: %s %s: gave up after %d attempts: %w", what, t.Host, attempt, err)
@@ -261,9 +266,11 @@ func (f *Fencer) retry(ctx context.Context, t Target, what string, op func(ctx c
 
 // PowerState reads the host's power state.
 func (f *Fencer) PowerState(ctx context.Context, host string) (fencing.PowerState, error) {
-	start := f.cfg.Clock.Now()
-	ps, err := f.powerState(ctx, host)
-	f.observe("power_state", start, err)
+	var ps fencing.PowerState
+	err := f.op(ctx, "power_state", host, func(ctx context.Context) (err error) {
+		ps, err = f.powerState(ctx, host)
+		return err
+	})
 	return ps, err
 }
 
@@ -311,8 +318,10 @@ func (f *Fencer) reset(ctx context.Context, t Target, rt schemas.ResetType) erro
 		}
 		start := f.cfg.Clock.Now()
 		_, err = s.Reset(rt)
-		f.cfg.Log.Info().Str("host", t.Host).Str("action", "reset").Str("reset_type", string(rt)).
-			Int64("rpc_latency_ms", f.cfg.Clock.Now().Sub(start).Milliseconds()).AnErr("error", err).Msg("BMC reset")
+		b6 := obs.From(ctx)
+		b6.Component, b6.HostID, b6.Action = "redfish", t.Host, "reset"
+		b6.Log(f.cfg.Log.Info(), f.cfg.Clock.Now().Sub(start), obs.Outcome(err)).Str("reset_type", string(rt)).
+			AnErr("error", err).Msg("BMC reset")
 		if err == nil {
 			return nil
 		}
@@ -358,10 +367,7 @@ func (f *Fencer) verify(ctx context.Context, t Target, want fencing.PowerState) 
 
 // PowerOff forces the host off and verifies it.
 func (f *Fencer) PowerOff(ctx context.Context, host string) error {
-	start := f.cfg.Clock.Now()
-	err := f.powerOff(ctx, host)
-	f.observe("power_off", start, err)
-	return err
+	return f.op(ctx, "power_off", host, func(ctx context.Context) error { return f.powerOff(ctx, host) })
 }
 
 func (f *Fencer) powerOff(ctx context.Context, host string) error {
@@ -377,10 +383,7 @@ func (f *Fencer) powerOff(ctx context.Context, host string) error {
 
 // PowerOn powers the host on and verifies it.
 func (f *Fencer) PowerOn(ctx context.Context, host string) error {
-	start := f.cfg.Clock.Now()
-	err := f.powerOn(ctx, host)
-	f.observe("power_on", start, err)
-	return err
+	return f.op(ctx, "power_on", host, func(ctx context.Context) error { return f.powerOn(ctx, host) })
 }
 
 func (f *Fencer) powerOn(ctx context.Context, host string) error {
@@ -397,10 +400,7 @@ func (f *Fencer) powerOn(ctx context.Context, host string) error {
 // PowerCycle power-cycles the host as the configuration says; it counts
 // only when verified.
 func (f *Fencer) PowerCycle(ctx context.Context, host string) error {
-	start := f.cfg.Clock.Now()
-	err := f.powerCycle(ctx, host)
-	f.observe("power_cycle", start, err)
-	return err
+	return f.op(ctx, "power_cycle", host, func(ctx context.Context) error { return f.powerCycle(ctx, host) })
 }
 
 func (f *Fencer) powerCycle(ctx context.Context, host string) error {
