@@ -66,7 +66,7 @@ func lintUnit(t *testing.T, path string) {
 		return v[len(v)-1], true
 	}
 	want := map[string]string{
-		"Service.ExecStart":               "/usr/bin/fenced run --config /etc/fenced/fenced.yaml",
+		"Service.ExecStart":               "/usr/bin/fenced run --config /etc/fenced/fenced.yaml --log-json",
 		"Service.Restart":                 "on-failure",
 		"Service.StateDirectory":          "fenced",
 		"Service.NoNewPrivileges":         "yes",
