@@ -146,6 +146,12 @@ type Verdict struct {
 	// is healthy: freeze scheduling and page, never fence.
 	AgentDown     string         `json:"agent_down,omitempty"`
 	Contributions []Contribution `json:"contributions"`
+	// Alerts are the alerts firing for the host (Alertmanager's): one
+	// source beside fenced's own, never in d (see Alert).
+	Alerts []Alert `json:"alerts,omitempty"`
+	// AlertWarn says why alerts raised a normal verdict to warn, the
+	// furthest alerts alone go.
+	AlertWarn string `json:"alert_warn,omitempty"`
 }
 
 // Top returns the n largest contributions, largest first.
@@ -169,6 +175,8 @@ func (v Verdict) Explain() string {
 		fmt.Fprintf(&b, "%s (%s); ", AgentDownReason, v.AgentDown)
 	case v.HardFailure != "":
 		fmt.Fprintf(&b, "hard failure (%s); ", v.HardFailure)
+	case v.AlertWarn != "":
+		fmt.Fprintf(&b, "alerts (%s); ", v.AlertWarn)
 	}
 	fmt.Fprintf(&b, "d=%.2f", v.D)
 	for _, t := range v.Triggers {
@@ -248,6 +256,9 @@ func (c Config) Validate() error {
 type hostState struct {
 	win     [numSignals]window
 	control Control
+	// alerts is the newest set of alerts observed, at alertsAt
+	alerts   []Alert
+	alertsAt time.Time
 }
 
 const numSignals = 9
@@ -299,6 +310,9 @@ func (e *Evaluator) host(h string) *hostState {
 
 // Observe records a sample. Unknown signal names are an error.
 func (e *Evaluator) Observe(s Sample) error {
+	if s.Signal == AlertSignal {
+		return e.observeAlert(s)
+	}
 	i := index(s.Signal)
 	if i < 0 {
 		return fmt.Errorf("signals: unknown signal %q", s.Signal)
@@ -337,6 +351,8 @@ func (e *Evaluator) Evaluate(host string, now time.Time) Verdict {
 		v.Blind = true
 		return v
 	}
+	var alertScore float64
+	v.Alerts, alertScore = e.currentAlerts(hs, now)
 	nowS := secs(now)
 	staleS := int64(e.cfg.StaleAfter / time.Second)
 	var wsum, dsum float64
@@ -376,7 +392,7 @@ func (e *Evaluator) Evaluate(host string, now time.Time) Verdict {
 	}
 	ctl := hs.control
 	if ctl.Known {
-		if why := e.hardFailure(ctl); why != "" {
+		if why := e.hardFailure(ctl, v.Alerts, alertScore); why != "" {
 			v.HardFailure = why
 		} else if why := e.agentDown(ctl, v.Contributions); why != "" {
 			// the heartbeat measures the agent, not execution: it neither
@@ -406,6 +422,10 @@ func (e *Evaluator) Evaluate(host string, now time.Time) Verdict {
 		v.Level = LevelCritical
 	case v.D >= e.cfg.DWarn || v.AgentDown != "":
 		v.Level = LevelWarn
+	case alertScore >= e.cfg.DWarn:
+		// alerts alone go as far as warn, never further
+		v.Level = LevelWarn
+		v.AlertWarn = fmt.Sprintf("alert score %.2f >= d_warn %.2f: %s; alerts alone never go past warn", alertScore, e.cfg.DWarn, alertNames(v.Alerts))
 	}
 	if ctl.Known && (ctl.ServiceUp || ctl.ServersActive > 0) && v.Level == LevelCritical {
 		v.Incoherent = true
@@ -457,11 +477,29 @@ func (e *Evaluator) heartbeatStale(ctl Control) bool {
 // older than HeartbeatIntervals report intervals AND a BMC that does not
 // contradict (one reporting the host powering on or off is in someone
 // else's hands; a silent or absent BMC says nothing either way).
-func (e *Evaluator) hardFailure(ctl Control) string {
+//
+// Alerts scoring at least d_crit stand in for the libvirt probe when the
+// host has none, or when its probe failed at least once but fewer times
+// than the rule asks; never for Nova's heartbeat, never against a libvirt
+// that answers (see Alert).
+func (e *Evaluator) hardFailure(ctl Control, alerts []Alert, alertScore float64) string {
 	hf := e.cfg.HardFailure
 	lv := ctl.Libvirt
-	if !lv.Probed || lv.Failures < hf.LibvirtProbes || !e.heartbeatStale(ctl) {
+	if !e.heartbeatStale(ctl) {
 		return ""
+	}
+	var libvirt string
+	switch {
+	case lv.Probed && lv.Failures >= hf.LibvirtProbes:
+		libvirt = fmt.Sprintf("libvirt failed %d probes in a row", lv.Failures)
+	case alertScore < e.cfg.DCrit:
+		return ""
+	case !lv.Probed:
+		libvirt = fmt.Sprintf("no libvirt probe; alerts corroborate (%s)", alertNames(alerts))
+	case lv.Failures > 0:
+		libvirt = fmt.Sprintf("libvirt failed %d probes in a row and alerts corroborate (%s)", lv.Failures, alertNames(alerts))
+	default:
+		return "" // libvirt answers: the host executes, whatever the alerts say
 	}
 	if ctl.BMCPower == "PoweringOn" || ctl.BMCPower == "PoweringOff" {
 		return ""
@@ -470,8 +508,8 @@ func (e *Evaluator) hardFailure(ctl Control) string {
 	if ctl.BMCPower != "" {
 		bmc = "BMC power " + ctl.BMCPower
 	}
-	return fmt.Sprintf("libvirt failed %d probes in a row, Nova heartbeat %s old (> %g report intervals of %s), %s",
-		lv.Failures, ctl.HeartbeatAge.Round(time.Second), hf.HeartbeatIntervals, ctl.ReportInterval, bmc)
+	return fmt.Sprintf("%s, Nova heartbeat %s old (> %g report intervals of %s), %s",
+		libvirt, ctl.HeartbeatAge.Round(time.Second), hf.HeartbeatIntervals, ctl.ReportInterval, bmc)
 }
 
 // agentDown returns why the host's compute agent is down while execution is

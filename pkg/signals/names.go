@@ -39,4 +39,7 @@ type Sample struct {
 	Signal Name
 	Value  float64
 	At     time.Time
+	// Alert is set (and Signal is AlertSignal) when the sample is an
+	// alert's observation rather than a measurement (see Alert).
+	Alert *Alert
 }
