@@ -228,4 +228,6 @@ func TestSourceLeavesUnwatchedHostsOut(t *testing.T) {
 
 type nextFunc func(time.Time) []signals.Sample
 
-func (f nextFunc) Collect(_ context.Context, now time.Time) ([]signals.Sample, error) { return f(now), nil }
+func (f nextFunc) Collect(_ context.Context, now time.Time) ([]signals.Sample, error) {
+	return f(now), nil
+}
