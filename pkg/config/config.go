@@ -10,6 +10,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fencedhq/fenced/internal/hostname"
+	"github.com/fencedhq/fenced/pkg/alerts"
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/fencing/inventory"
 	"github.com/fencedhq/fenced/pkg/fencing/redfish"
@@ -41,6 +43,7 @@ type Config struct {
 	Audit      *Audit        `yaml:"audit"`
 	Record     *Record       `yaml:"record"`
 	Tracing    *Tracing      `yaml:"tracing"`
+	Alerts     *Alerts       `yaml:"alerts"`
 
 	file string
 	doc  *yamlfile.Doc
@@ -155,6 +158,18 @@ type Tracing struct {
 	SampleRatio *float64      `yaml:"sample_ratio"` // share of traces kept, 0 to 1 (default 1)
 	Timeout     time.Duration `yaml:"timeout"`      // one export (default 10s)
 	ServiceName string        `yaml:"service_name"` // service.name of the spans (default fenced)
+}
+
+// Alerts takes Alertmanager's webhook notifications on POST /api/v1/alerts
+// (docs/groups.md, Inbound alerts): each alert with a host label becomes,
+// as map says by its alertname, a value of a signal or a corroboration
+// weight for that host. Alerts alone never take a host past warn. Off
+// when the section is absent.
+type Alerts struct {
+	HostLabel   string                 `yaml:"host_label"`   // default host
+	HostMap     map[string]string      `yaml:"host_map"`     // label value → host name
+	ExpireAfter time.Duration          `yaml:"expire_after"` // a firing alert not repeated this long is dropped (default 5m)
+	Map         map[string]alerts.Rule `yaml:"map"`          // alertname → signal and value, or weight
 }
 
 // Webhook is one on-call endpoint.
@@ -283,6 +298,9 @@ func Parse(name string, data []byte) (*Config, error) {
 	if err := c.checkTracing(doc); err != nil {
 		return nil, err
 	}
+	if err := c.checkAlerts(doc); err != nil {
+		return nil, err
+	}
 	for i, w := range c.Webhooks {
 		f := fmt.Sprintf("webhooks[%d]", i)
 		u, err := url.Parse(w.URL)
@@ -326,6 +344,42 @@ func (c *Config) checkTracing(doc *yamlfile.Doc) error {
 	}
 	if t.Timeout < 0 {
 		return doc.Errorf("tracing.timeout", "must not be negative")
+	}
+	return nil
+}
+
+func (c *Config) checkAlerts(doc *yamlfile.Doc) error {
+	a := c.Alerts
+	if a == nil {
+		return nil
+	}
+	if len(a.Map) == 0 {
+		return doc.Errorf("alerts.map", "required: alert names and what each says, e.g. HostStealHigh: {signal: cpu_steal_pct, value_from: annotation:steal_pct}")
+	}
+	if a.ExpireAfter < 0 || (a.ExpireAfter > 0 && a.ExpireAfter < time.Second) {
+		return doc.Errorf("alerts.expire_after", "want at least 1s (unset: %s), have %s", alerts.DefaultExpireAfter, a.ExpireAfter)
+	}
+	for _, label := range sortedKeys(a.HostMap) {
+		if err := validHost(a.HostMap[label]); err != nil {
+			return doc.Errorf("alerts.host_map", "%v", err)
+		}
+	}
+	names := make([]string, 0, len(a.Map))
+	for n := range a.Map {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if strings.TrimSpace(n) == "" {
+			return doc.Errorf("alerts.map", "an empty alert name")
+		}
+		if err := a.Map[n].Check(); err != nil {
+			var fe *alerts.FieldError
+			if errors.As(err, &fe) {
+				return doc.Errorf("alerts.map."+n+"."+fe.Field, "%s", fe.Msg)
+			}
+			return doc.Errorf("alerts.map."+n, "%v", err)
+		}
 	}
 	return nil
 }

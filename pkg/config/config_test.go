@@ -157,6 +157,15 @@ func TestErrorsNameFileLineField(t *testing.T) {
 		{etcd + "tracing:\n  endpoint: otel:4318\n  insecure: true\n  ca_file: /ca.pem\n", "f.yaml:5: tracing.ca_file: set with insecure"},
 		{etcd + "tracing:\n  endpoint: otel:4318\n  sample_ratio: 1.5\n", "f.yaml:4: tracing.sample_ratio: want 0 to 1"},
 		{etcd + "tracing:\n  endpoint: otel:4318\n  headers: {a: b}\n", "f.yaml:4: field headers not found"},
+		{etcd + "alerts:\n  host_label: node\n", "f.yaml:2: alerts.map: required"},
+		{etcd + "alerts:\n  map:\n    HostStealHigh: {signal: cpu_stolen, value: 3}\n", `f.yaml:4: alerts.map.HostStealHigh.signal: "cpu_stolen": not one of the nine`},
+		{etcd + "alerts:\n  map:\n    HostStealHigh: {signal: cpu_steal_pct}\n", "f.yaml:4: alerts.map.HostStealHigh.value: give exactly one of value and value_from"},
+		{etcd + "alerts:\n  map:\n    HostStealHigh:\n      signal: cpu_steal_pct\n      value_from: header:x\n", `f.yaml:6: alerts.map.HostStealHigh.value_from: "header:x": want annotation:NAME or label:NAME`},
+		{etcd + "alerts:\n  map:\n    NodeDown:\n      weight: 3\n", "f.yaml:5: alerts.map.NodeDown.weight: want a number in (0,1]"},
+		{etcd + "alerts:\n  map:\n    NodeDown: {weight: 1, signal: cpu_steal_pct}\n", "f.yaml:4: alerts.map.NodeDown.weight: signal and weight exclude"},
+		{etcd + "alerts:\n  map:\n    NodeDown: {weigth: 1}\n", "f.yaml:4: field weigth not found"},
+		{etcd + "alerts:\n  expire_after: 10ms\n  map: {NodeDown: {weight: 1}}\n", "f.yaml:3: alerts.expire_after: want at least 1s"},
+		{etcd + "alerts:\n  host_map: {\"10.0.0.1\": \"cn 1\"}\n  map: {NodeDown: {weight: 1}}\n", `f.yaml:3: alerts.host_map: "cn 1" is not a host name`},
 	} {
 		_, err := Parse("f.yaml", []byte(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -229,5 +238,26 @@ func TestAuditSigning(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "f.yaml:") {
 			t.Fatalf("%v, want %q", err, c.want)
 		}
+	}
+}
+
+func TestAlertsSection(t *testing.T) {
+	c, err := Parse("f.yaml", []byte(`etcd: {embedded: {data_dir: /x}}
+alerts:
+  host_label: node
+  host_map: {"10.0.0.7": cmp-007}
+  expire_after: 2m
+  map:
+    HostStealHigh: {signal: cpu_steal_pct, value_from: "annotation:steal_pct"}
+    LibvirtSlow: {signal: libvirt_latency_p95_ms, value: 800}
+    NodeExporterDown: {weight: 0.5}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.Alerts
+	if a.HostLabel != "node" || a.HostMap["10.0.0.7"] != "cmp-007" || a.ExpireAfter != 2*time.Minute || len(a.Map) != 3 ||
+		a.Map["HostStealHigh"].ValueFrom != "annotation:steal_pct" || *a.Map["LibvirtSlow"].Value != 800 || a.Map["NodeExporterDown"].Weight != 0.5 {
+		t.Fatalf("%+v", a)
 	}
 }
