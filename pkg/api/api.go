@@ -11,12 +11,13 @@
 //	GET  /api/v1/audit/verify            check the hash chain and its signatures
 //	GET  /api/v1/audit/export            the chain as stored, and a signed checkpoint (JSON Lines)
 //	GET  /api/v1/observations?since=RFC3339   what the leader observed at its last ticks (fenced trace record)
+//	POST /api/v1/alerts                  Alertmanager's webhook (v4); token role alerts or operator (alerts.go)
 //	GET  /metrics                        Prometheus exposition (client_golang)
 //	GET  /                               status page
 //
 // With tokens configured, requests carry "Authorization: Bearer TOKEN"; a
 // scrape token reads /metrics only, a viewer token reads everything, an
-// operator token also writes. The name a write is audited under is the
+// operator token also writes; an alerts token only posts alerts. The name a write is audited under is the
 // token's name; a name in the body is not trusted. The status page and
 // /healthz need no token (the page asks for one and keeps it in the
 // browser's session storage).
@@ -73,6 +74,8 @@ type Reads struct {
 	// Metrics is what /metrics serves: the registry every component put
 	// its collectors on (nil: nothing).
 	Metrics prometheus.Gatherer
+	// Alerts takes POST /api/v1/alerts (alerts.go; nil: inbound alerts off).
+	Alerts AlertSink
 }
 
 // Role is what a token may do.
@@ -126,6 +129,7 @@ func New(b Backend, r Reads, tokens map[string]Identity) *Server {
 	s.mux.HandleFunc("GET /api/v1/audit/verify", s.auth(Viewer, s.verify))
 	s.mux.HandleFunc("GET /api/v1/audit/export", s.auth(Viewer, s.export))
 	s.mux.HandleFunc("GET /api/v1/observations", s.auth(Viewer, s.observations))
+	s.mux.HandleFunc("POST /api/v1/alerts", s.authAlerts(s.postAlerts))
 	s.mux.HandleFunc("GET /metrics", s.auth(Scrape, s.metrics()))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	s.mux.HandleFunc("GET /{$}", s.page)

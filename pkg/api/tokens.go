@@ -10,9 +10,10 @@ import (
 )
 
 // ReadTokens reads a tokens file: one "ROLE NAME TOKEN" a line (ROLE scrape,
-// viewer or operator; NAME is what the audit records for the token's
+// viewer, operator or alerts; NAME is what the audit records for the token's
 // writes; TOKEN at least 16 characters), # comments and blank lines allowed.
-// A scrape token reads /metrics only: give it to Prometheus.
+// A scrape token reads /metrics only: give it to Prometheus. An alerts
+// token posts alerts only: give it to Alertmanager.
 func ReadTokens(path string) (map[string]Identity, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -28,8 +29,8 @@ func ReadTokens(path string) (map[string]Identity, error) {
 			continue
 		}
 		fields := strings.Fields(line)
-		if len(fields) != 3 || rank[Role(fields[0])] == 0 {
-			return nil, fmt.Errorf("%s:%d: want \"ROLE NAME TOKEN\" with ROLE scrape, viewer or operator", path, n)
+		if len(fields) != 3 || (rank[Role(fields[0])] == 0 && Role(fields[0]) != Alerts) {
+			return nil, fmt.Errorf("%s:%d: want \"ROLE NAME TOKEN\" with ROLE scrape, viewer, operator or alerts", path, n)
 		}
 		role, name, tok := fields[0], fields[1], fields[2]
 		if len(name) > MaxOperator || escape.Terminal(name) != name {
