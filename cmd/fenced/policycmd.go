@@ -56,8 +56,9 @@ func printPolicy(cmd *cobra.Command, path string, p *policy.Policy) {
 	sc, pc := p.SignalsConfig(), p.PlaybookConfig()
 	fmt.Fprintf(out, "%s: ok (%s)\n  mode %s, d_warn %.2f, d_crit %.2f, hysteresis %.2f, dwell %s/%s, stale after %s\n",
 		path, p.Version(), pc.Mode, sc.DWarn, sc.DCrit, pc.Hysteresis, pc.DwellWarn, pc.DwellCrit, sc.StaleAfter)
-	fmt.Fprintf(out, "  storm guard: max %d fenced at once, max %.0f%% of the fleet, saturation above %.0f%% at warn or worse\n\n",
+	fmt.Fprintf(out, "  storm guard: max %d fenced at once, max %.0f%% of the fleet, saturation above %.0f%% at warn or worse\n",
 		pc.Storm.MaxConcurrent, 100*pc.Storm.MaxFraction, 100*pc.Storm.SaturationFraction)
+	fmt.Fprintf(out, "  approval: expires after %s, then on_timeout %s\n\n", pc.ApprovalTimeout, pc.ApprovalOnTimeout.Describe())
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SIGNAL\tWARN\tCRIT\tWEIGHT\tWINDOW\tAGG\tTRIGGER")
 	names := make([]string, 0, len(sc.Signals))

@@ -343,7 +343,7 @@ func (d *Daemon) resumeEntries(ctx context.Context) error {
 // durable is the part of a host record worth a write.
 func durable(h playbook.Host) playbook.Host {
 	return playbook.Host{Name: h.Name, State: h.State, Since: h.Since, Onset: h.Onset, ApprovalDeadline: h.ApprovalDeadline,
-		CooldownUntil: h.CooldownUntil, LastPowerCycle: h.LastPowerCycle, ControlFenced: h.ControlFenced, Reason: h.Reason, Step: h.Step,
+		ApprovalOnTimeout: h.ApprovalOnTimeout, CooldownUntil: h.CooldownUntil, LastPowerCycle: h.LastPowerCycle, ControlFenced: h.ControlFenced, Reason: h.Reason, Step: h.Step,
 		EnterFrom: h.EnterFrom}
 }
 

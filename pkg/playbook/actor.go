@@ -101,6 +101,9 @@ type Notification struct {
 	D        float64
 	Deadline time.Time // approval deadline, when one is pending
 	Onset    time.Time // start of the episode: groups notifications into one incident
+	// OnTimeout is what happens at Deadline (approval.on_timeout), when one
+	// is pending.
+	OnTimeout OnTimeout
 }
 
 // Notifier tells people.
@@ -264,7 +267,7 @@ func (a *Actor) notify(ctx context.Context, h *Host) {
 	if a.Notify != nil {
 		n := Notification{Host: h.Name, State: h.State, Reason: h.Reason, D: h.LastD, Onset: h.Onset}
 		if h.State == AwaitingApproval {
-			n.Deadline = h.ApprovalDeadline
+			n.Deadline, n.OnTimeout = h.ApprovalDeadline, h.ApprovalOnTimeout
 		}
 		a.Notify.Notify(ctx, n)
 	}

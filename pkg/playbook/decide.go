@@ -52,6 +52,47 @@ func ParseAfterFence(s string) (AfterFence, error) {
 	return "", fmt.Errorf("unknown after_fence %q (want evacuate or reboot_in_place)", s)
 }
 
+// OnTimeout is what happens to a host awaiting approval when its approval
+// deadline passes with no decision (policy approval.on_timeout).
+type OnTimeout string
+
+// What happens at the approval deadline.
+const (
+	// OnTimeoutNeedsHuman (the default): the host goes to needs_human;
+	// nothing automatic.
+	OnTimeoutNeedsHuman OnTimeout = "needs_human"
+	// OnTimeoutProceed: the host is fenced as if approved, only when its
+	// verdict is still critical and the storm guard consents at that moment
+	// (the guard of an automatic fence); otherwise it goes to needs_human.
+	OnTimeoutProceed OnTimeout = "proceed"
+	// OnTimeoutAbort: the request is aborted as an operator's abort would
+	// (control-plane fence undone, abort_cooldown), audited as automatic.
+	OnTimeoutAbort OnTimeout = "abort"
+)
+
+// ParseOnTimeout checks an approval.on_timeout value ("" is needs_human).
+func ParseOnTimeout(s string) (OnTimeout, error) {
+	switch o := OnTimeout(s); o {
+	case "":
+		return OnTimeoutNeedsHuman, nil
+	case OnTimeoutNeedsHuman, OnTimeoutProceed, OnTimeoutAbort:
+		return o, nil
+	}
+	return "", fmt.Errorf("unknown on_timeout %q (want needs_human, proceed or abort)", s)
+}
+
+// Describe says in a few words what happens at the deadline, for people
+// (webhooks, fenced hosts).
+func (o OnTimeout) Describe() string {
+	switch o {
+	case OnTimeoutProceed:
+		return "proceed: fenced if still critical and the storm guard consents, else needs_human"
+	case OnTimeoutAbort:
+		return "abort: control-plane fence undone, abort cool-down"
+	}
+	return "needs_human: nothing automatic"
+}
+
 // StormGuard limits automatic fencing across the fleet.
 type StormGuard struct {
 	MaxConcurrent int     // at most this many hosts fenced or rebooting at once
@@ -76,9 +117,11 @@ type Config struct {
 	RestoreHold  time.Duration // calm this long in restored before normal
 
 	ApprovalTimeout time.Duration // an approval request expires after this
-	AbortCooldown   time.Duration // after an abort, no escalation past warn for this long
-	FenceTimeout    time.Duration // longest time in fenced before a person is called
-	RebootTimeout   time.Duration // longest wait for a power-cycled host to come back
+	// ApprovalOnTimeout is what happens when it expires ("": needs_human).
+	ApprovalOnTimeout OnTimeout
+	AbortCooldown     time.Duration // after an abort, no escalation past warn for this long
+	FenceTimeout      time.Duration // longest time in fenced before a person is called
+	RebootTimeout     time.Duration // longest wait for a power-cycled host to come back
 	// MinPowerCycleInterval: a host is power-cycled automatically at most once
 	// in this interval; a relapse goes to a person (no reboot loops).
 	MinPowerCycleInterval time.Duration
@@ -93,6 +136,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := ParseAfterFence(string(c.AfterFence)); err != nil {
 		return fmt.Errorf("after_fence: %w", err)
+	}
+	if _, err := ParseOnTimeout(string(c.ApprovalOnTimeout)); err != nil {
+		return fmt.Errorf("approval.on_timeout: %w", err)
 	}
 	if !(0 < c.DWarn && c.DWarn < c.DCrit && c.DCrit <= 1) {
 		return fmt.Errorf("thresholds: need 0 < d_warn < d_crit <= 1")
@@ -144,9 +190,14 @@ type Host struct {
 
 	Onset            time.Time `json:"onset,omitzero"` // first verdict of the current episode over warn
 	ApprovalDeadline time.Time `json:"approval_deadline,omitzero"`
-	CooldownUntil    time.Time `json:"cooldown_until,omitzero"`
-	LastPowerCycle   time.Time `json:"last_power_cycle,omitzero"`
-	ControlFenced    bool      `json:"control_fenced,omitempty"` // disabled + forced down by fenced
+	// ApprovalOnTimeout is what happens at ApprovalDeadline (awaiting_approval
+	// only): the policy in force, refreshed on every decision, so a reloaded
+	// policy shows at once. It is what people are told; the decision at the
+	// deadline reads the policy itself.
+	ApprovalOnTimeout OnTimeout `json:"approval_on_timeout,omitempty"`
+	CooldownUntil     time.Time `json:"cooldown_until,omitzero"`
+	LastPowerCycle    time.Time `json:"last_power_cycle,omitzero"`
+	ControlFenced     bool      `json:"control_fenced,omitempty"` // disabled + forced down by fenced
 	// Step is the recovery's progress in rebooting (after_fence evacuate):
 	// "" → off (verified) → evacuated → on, then the wait for the host.
 	// Each step is idempotent, so a new leader resumes where the record says.
@@ -190,6 +241,9 @@ func Decide(cfg Config, h Host, in Input) Decision {
 	now := in.Now
 	if in.Verdict != nil && !in.Verdict.Blind {
 		track(cfg, &h, in.Verdict, now)
+	}
+	if h.State == AwaitingApproval {
+		h.ApprovalOnTimeout = cfg.onTimeout()
 	}
 	ev, reason := choose(cfg, &h, in)
 	d := Decision{Host: h}
@@ -246,7 +300,7 @@ func choose(cfg Config, h *Host, in Input) (Event, string) {
 	switch h.State {
 	case AwaitingApproval:
 		if now.After(h.ApprovalDeadline) {
-			return EvGiveUp, fmt.Sprintf("approval deadline %s passed with no decision", h.ApprovalDeadline.Format(time.RFC3339))
+			return atDeadline(cfg, h, in)
 		}
 	case Fenced:
 		if now.Sub(h.Since) > cfg.FenceTimeout {
@@ -330,6 +384,73 @@ func choose(cfg Config, h *Host, in Input) (Event, string) {
 	return "", ""
 }
 
+// onTimeout is what happens at the approval deadline (needs_human unless
+// the policy says otherwise).
+func (c Config) onTimeout() OnTimeout {
+	if o, err := ParseOnTimeout(string(c.ApprovalOnTimeout)); err == nil {
+		return o
+	}
+	return OnTimeoutNeedsHuman // Validate refuses it; never act on a bad value
+}
+
+// atDeadline decides for a host whose approval deadline passed with no
+// decision, as approval.on_timeout says. The reason names the deadline,
+// what was done and why: it is the transition's record in the audit log.
+func atDeadline(cfg Config, h *Host, in Input) (Event, string) {
+	passed := fmt.Sprintf("approval deadline %s passed with no decision", h.ApprovalDeadline.Format(time.RFC3339))
+	switch cfg.onTimeout() {
+	case OnTimeoutAbort:
+		// as an operator's abort: back to watching, the control-plane
+		// fence undone, and the cool-down (enter) keeps it at warn
+		return EvAbort, fmt.Sprintf("aborted automatically: %s; on_timeout abort (cool-down until %s)",
+			passed, in.Now.Add(cfg.AbortCooldown).Format(time.RFC3339))
+	case OnTimeoutProceed:
+		return proceedAtDeadline(cfg, h, in, passed)
+	}
+	return EvGiveUp, passed
+}
+
+// proceedAtDeadline fences a host whose approval expired under on_timeout
+// proceed, only when an automatic fence would be allowed at this moment:
+// the verdict is still critical (a host that is no longer critical is never
+// fenced without a person), nothing holds fencing fleet-wide, the storm
+// guard consents (max_concurrent, max_fraction, saturation) and no power
+// cycle ran within min_power_cycle_interval. A verdict calm long enough to
+// step down steps down, as it would have a tick earlier (an operator can
+// no longer approve such a host either); any other refusal goes to
+// needs_human, saying why.
+func proceedAtDeadline(cfg Config, h *Host, in Input, passed string) (Event, string) {
+	refuse := func(why string) (Event, string) {
+		return EvGiveUp, passed + "; on_timeout proceed refused: " + why
+	}
+	v, now := in.Verdict, in.Now
+	if v == nil || v.Blind {
+		return refuse("no fresh verdict shows the host is still critical")
+	}
+	triggered := len(v.Triggers) > 0 || v.HardFailure != ""
+	switch {
+	case v.AgentDown != "":
+		return EvDeescalate, passed + "; on_timeout proceed not taken: " + v.Explain()
+	case !triggered && held(h.UnderCritSince, now, cfg.RecoverAfter):
+		return EvDeescalate, fmt.Sprintf("%s; on_timeout proceed not taken: d below %.2f for %s", passed, cfg.DCrit-cfg.Hysteresis, cfg.RecoverAfter)
+	case v.Level < signals.LevelCritical:
+		return refuse(fmt.Sprintf("the verdict is no longer critical (d=%.2f, %s); not fenced without a person", v.D, v.Level))
+	case in.Paused:
+		return refuse("fencing paused fleet-wide by an operator")
+	case cfg.Mode == ModeObserve:
+		return refuse("observe mode: no fencing")
+	}
+	if hold := guard(cfg, in.Fleet); hold != "" {
+		return refuse("the storm guard does not consent: " + hold)
+	}
+	if !h.LastPowerCycle.IsZero() && now.Sub(h.LastPowerCycle) < cfg.MinPowerCycleInterval {
+		return refuse("power-cycled " + now.Sub(h.LastPowerCycle).Round(time.Second).String() + " ago; no automatic reboot loop")
+	}
+	f := in.Fleet
+	return EvFence, fmt.Sprintf("%s; on_timeout proceed: still critical and the storm guard consents (%d of %d hosts fenced, max %d): %s",
+		passed, f.Fencing, f.Total, cfg.Storm.MaxConcurrent, v.Explain())
+}
+
 // guard returns why automatic fencing must wait, or "".
 func guard(cfg Config, f Fleet) string {
 	if f.Total <= 0 {
@@ -383,12 +504,16 @@ func operatorOrOutcome(cfg Config, h *Host, in Input) (Event, string) {
 // enter updates the record for entering state to.
 func enter(cfg Config, h Host, to State, ev Event, reason string, now time.Time) Host {
 	h.State, h.Since, h.Reason = to, now, reason
+	if to != AwaitingApproval {
+		h.ApprovalOnTimeout = ""
+	}
 	if to != Rebooting {
 		h.Step = ""
 	}
 	switch to {
 	case AwaitingApproval:
 		h.ApprovalDeadline = now.Add(cfg.ApprovalTimeout)
+		h.ApprovalOnTimeout = cfg.onTimeout()
 	case Rebooting:
 		h.LastPowerCycle = now
 	case Normal:

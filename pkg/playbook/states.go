@@ -27,7 +27,7 @@ const (
 	EvWarn            Event = "warn"             // d ≥ d_warn held for the dwell
 	EvCritical        Event = "critical"         // d ≥ d_crit held for the dwell, or a trigger signal
 	EvRequestApproval Event = "request_approval" // approve mode: wait for a person
-	EvFence           Event = "fence"            // go ahead: evacuate or power-cycle
+	EvFence           Event = "fence"            // go ahead: evacuate or power-cycle (auto mode, or an expired approval under on_timeout proceed)
 	EvRecover         Event = "recover"          // calm for long enough: back to watching
 	EvDeescalate      Event = "deescalate"       // calm below critical before anything irreversible
 	EvGiveUp          Event = "give_up"          // a deadline passed or an action failed: a person decides
@@ -52,7 +52,7 @@ var Transitions = []Transition{
 	{EvWarn, []State{Normal, Restored}, Warn},
 	{EvCritical, []State{Normal, Warn, Restored}, Critical},
 	{EvRequestApproval, []State{Critical}, AwaitingApproval},
-	{EvFence, []State{Critical}, Fenced},
+	{EvFence, []State{Critical, AwaitingApproval}, Fenced}, // from awaiting_approval: approval.on_timeout proceed
 	{EvApprove, []State{AwaitingApproval, NeedsHuman, Critical}, Fenced},
 	{EvPowerCycle, []State{Fenced}, Rebooting},
 	{EvRestore, []State{Fenced, Rebooting}, Restored},

@@ -1,5 +1,5 @@
 // Package policy loads and validates fenced's policy file: thresholds,
-// weights, dwell and hysteresis, mode and storm guard. Loading is strict:
+// weights, dwell and hysteresis, mode, approvals and storm guard. Loading is strict:
 // unknown keys are errors, relations are checked, and every error names the
 // file, the line and the field.
 package policy
@@ -68,6 +68,9 @@ type Policy struct {
 	RestoreHold  Duration `yaml:"restore_hold"`
 	Approval     struct {
 		Timeout Duration `yaml:"timeout"`
+		// OnTimeout is what happens when an approval request expires:
+		// needs_human (default), proceed or abort (docs/groups.md).
+		OnTimeout string `yaml:"on_timeout"`
 	} `yaml:"approval"`
 	AbortCooldown Duration `yaml:"abort_cooldown"`
 	Timeouts      struct {
@@ -156,6 +159,9 @@ func (p *Policy) validate(doc *yamlfile.Doc) error {
 	if _, err := playbook.ParseMode(p.Mode); err != nil {
 		return doc.Errorf("mode", "%s: want auto, approve or observe", yamlfile.Quote(p.Mode))
 	}
+	if _, err := playbook.ParseOnTimeout(p.Approval.OnTimeout); err != nil {
+		return doc.Errorf("approval.on_timeout", "%s: want needs_human, proceed or abort", yamlfile.Quote(p.Approval.OnTimeout))
+	}
 	names := make([]string, 0, len(p.Signals))
 	for name := range p.Signals {
 		names = append(names, name)
@@ -229,12 +235,20 @@ func (p *Policy) PlaybookConfig() playbook.Config {
 		RecoverAfter: time.Duration(p.RecoverAfter), RestoreHold: time.Duration(p.RestoreHold),
 		ApprovalTimeout: time.Duration(p.Approval.Timeout), AbortCooldown: time.Duration(p.AbortCooldown),
 		FenceTimeout: time.Duration(p.Timeouts.Fenced), RebootTimeout: time.Duration(p.Timeouts.Reboot),
-		MinPowerCycleInterval: time.Duration(p.MinPowerCycleInterval),
+		MinPowerCycleInterval: time.Duration(p.MinPowerCycleInterval), ApprovalOnTimeout: onTimeout(p.Approval.OnTimeout),
 		Storm: playbook.StormGuard{
 			MaxConcurrent: p.StormGuard.MaxConcurrent, MaxFraction: p.StormGuard.MaxFraction,
 			SaturationFraction: p.StormGuard.SaturationFraction,
 		},
 	}
+}
+
+// onTimeout is approval.on_timeout ("" is needs_human).
+func onTimeout(s string) playbook.OnTimeout {
+	if s == "" {
+		return playbook.OnTimeoutNeedsHuman
+	}
+	return playbook.OnTimeout(s)
 }
 
 func afterFence(s string) playbook.AfterFence {

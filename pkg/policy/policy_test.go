@@ -2,12 +2,14 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/signals"
 	"github.com/fencedhq/fenced/policies"
 )
@@ -99,6 +101,8 @@ func TestValidationErrors(t *testing.T) {
 		{"window: 5m, agg: p99}", "window: -5m, agg: p99}", "duration -5m is negative"},
 		{"restore_hold: 5m", "restore_hold: -1s", "is negative"},
 		{"  io_latency_p99_ms:", "  # io_latency_p99_ms:", "signals: missing io_latency_p99_ms"},
+		{"on_timeout: needs_human", "on_timeout: fence", `approval.on_timeout: "fence": want needs_human, proceed or abort`},
+		{"on_timeout: needs_human", "on_timeout: [proceed]", "!!seq"},
 	}
 	for _, c := range cases {
 		_, err := Parse("p.yaml", mutate(t, c.old, c.new))
@@ -161,6 +165,49 @@ func TestHugeValuesMakeShortErrors(t *testing.T) {
 	}
 	if _, err := Load(big); err == nil || len(err.Error()) > 300 || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("a 50 MB file: %.400v", err)
+	}
+}
+
+// TestApprovalOnTimeout: approval.on_timeout reaches the playbook; a file
+// without it (every policy written before it existed) behaves as before;
+// a bad value names the file, its line and the field.
+func TestApprovalOnTimeout(t *testing.T) {
+	if got := Default().PlaybookConfig().ApprovalOnTimeout; got != playbook.OnTimeoutNeedsHuman {
+		t.Fatalf("default on_timeout %q, want needs_human", got)
+	}
+	for _, v := range []playbook.OnTimeout{playbook.OnTimeoutNeedsHuman, playbook.OnTimeoutProceed, playbook.OnTimeoutAbort} {
+		p, err := Parse("p.yaml", mutate(t, "on_timeout: needs_human", "on_timeout: "+string(v)))
+		if err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		if got := p.PlaybookConfig().ApprovalOnTimeout; got != v {
+			t.Errorf("on_timeout: %s gives %q", v, got)
+		}
+	}
+	p, err := Parse("p.yaml", mutate(t, "  on_timeout: needs_human\n", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.PlaybookConfig().ApprovalOnTimeout; got != playbook.OnTimeoutNeedsHuman {
+		t.Fatalf("a policy without on_timeout gives %q, want needs_human", got)
+	}
+	line := 1 + strings.Count(strings.Split(string(policies.Default), "on_timeout: needs_human")[0], "\n")
+	for _, bad := range []string{"Proceed", "fence", "yes", "needs-human"} {
+		_, err := Parse("p.yaml", mutate(t, "on_timeout: needs_human", "on_timeout: "+bad))
+		var pe *Error
+		if err == nil || !errors.As(err, &pe) {
+			t.Fatalf("on_timeout: %s: want a policy error, got %v", bad, err)
+		}
+		if want := fmt.Sprintf("p.yaml:%d: approval.on_timeout: ", line); !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "want needs_human, proceed or abort") {
+			t.Errorf("on_timeout: %s: error %q, want it to start %q", bad, err, want)
+		}
+	}
+	ex, err := Load("../../policies/approve-proceed.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc := ex.PlaybookConfig(); pc.ApprovalOnTimeout != playbook.OnTimeoutProceed || pc.Mode != playbook.ModeApprove {
+		t.Fatalf("policies/approve-proceed.yaml: mode %s, on_timeout %s", pc.Mode, pc.ApprovalOnTimeout)
 	}
 }
 
