@@ -292,6 +292,9 @@ func Payload(ep Endpoint, note playbook.Notification, at time.Time) ([]byte, err
 	summary := fmt.Sprintf("fenced: %s is %s (d=%.2f): %s", note.Host, note.State, note.D, note.Reason)
 	if !note.Deadline.IsZero() {
 		summary += fmt.Sprintf(" — approve before %s: fenced approve %s --reason …", note.Deadline.UTC().Format(time.RFC3339), note.Host)
+		if note.OnTimeout != "" {
+			summary += "; at the deadline, on_timeout " + note.OnTimeout.Describe()
+		}
 	}
 	var v any
 	switch ep.Format {
@@ -305,15 +308,19 @@ func Payload(ep Endpoint, note playbook.Notification, at time.Time) ([]byte, err
 		case playbook.Normal, playbook.Restored:
 			action, severity = "resolve", "info"
 		}
+		details := map[string]any{"d": note.D, "reason": note.Reason, "state": note.State}
+		if !note.Deadline.IsZero() {
+			details["approval_deadline"], details["approval_on_timeout"] = note.Deadline.UTC(), note.OnTimeout
+		}
 		v = map[string]any{
 			"routing_key": ep.RoutingKey, "event_action": action, "dedup_key": "fenced-" + Incident(note),
 			"payload": map[string]any{"summary": summary, "source": note.Host, "severity": severity,
 				"component": "nova-compute", "group": "fenced", "class": string(note.State), "timestamp": at.UTC().Format(time.RFC3339),
-				"custom_details": map[string]any{"d": note.D, "reason": note.Reason, "state": note.State}},
+				"custom_details": details},
 		}
 	default:
 		v = map[string]any{"host": note.Host, "state": note.State, "d": note.D, "reason": note.Reason,
-			"incident": Incident(note), "approval_deadline": note.Deadline, "t": at.UTC()}
+			"incident": Incident(note), "approval_deadline": note.Deadline, "approval_on_timeout": note.OnTimeout, "t": at.UTC()}
 	}
 	return json.Marshal(v)
 }

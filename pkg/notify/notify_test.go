@@ -233,6 +233,62 @@ func TestPayloadFormats(t *testing.T) {
 	}
 }
 
+// TestPayloadsSayWhatHappensAtTheDeadline: every format carries the
+// approval deadline and approval.on_timeout of a pending approval.
+func TestPayloadsSayWhatHappensAtTheDeadline(t *testing.T) {
+	nt := note(playbook.AwaitingApproval)
+	nt.Deadline, nt.OnTimeout = onset.Add(20*time.Minute), playbook.OnTimeoutProceed
+	for _, f := range []Format{Generic, Slack, PagerDuty} {
+		b, err := Payload(Endpoint{Format: f}, nt, onset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		switch f {
+		case Generic:
+			if m["approval_deadline"] != "2026-01-15T01:34:00Z" || m["approval_on_timeout"] != "proceed" {
+				t.Errorf("generic: %s", b)
+			}
+		case Slack:
+			text, _ := m["text"].(string)
+			if !strings.Contains(text, "approve before 2026-01-15T01:34:00Z") || !strings.Contains(text, "at the deadline, on_timeout proceed: fenced if still critical and the storm guard consents, else needs_human") {
+				t.Errorf("slack: %s", text)
+			}
+		case PagerDuty:
+			p, _ := m["payload"].(map[string]any)
+			cd, _ := p["custom_details"].(map[string]any)
+			if cd["approval_deadline"] != "2026-01-15T01:34:00Z" || cd["approval_on_timeout"] != "proceed" {
+				t.Errorf("pagerduty custom_details: %v", cd)
+			}
+			if s, _ := p["summary"].(string); !strings.Contains(s, "on_timeout proceed") {
+				t.Errorf("pagerduty summary: %s", s)
+			}
+		}
+	}
+	// abort and needs_human say so too
+	for _, o := range []playbook.OnTimeout{playbook.OnTimeoutAbort, playbook.OnTimeoutNeedsHuman} {
+		nt.OnTimeout = o
+		b, _ := Payload(Endpoint{Format: Slack}, nt, onset)
+		if !strings.Contains(string(b), "on_timeout "+string(o)+": ") {
+			t.Errorf("slack for %s: %s", o, b)
+		}
+	}
+	// no approval pending: nothing about a deadline
+	b, _ := Payload(Endpoint{Format: PagerDuty}, note(playbook.Critical), onset)
+	if strings.Contains(string(b), "approval_") || strings.Contains(string(b), "on_timeout") {
+		t.Errorf("pagerduty without a pending approval: %s", b)
+	}
+	var g map[string]any
+	b, _ = Payload(Endpoint{Format: Generic}, note(playbook.Critical), onset)
+	_ = json.Unmarshal(b, &g)
+	if g["approval_on_timeout"] != "" {
+		t.Errorf("generic without a pending approval: %s", b)
+	}
+}
+
 // TestSignKnownAnswer pins the format documented in docs/run.md with values
 // computed outside Go:
 //
