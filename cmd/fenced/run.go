@@ -237,17 +237,25 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 }
 
 // serve runs the daemon and its HTTP API until ctx ends.
-// apiTLS is the API's optional TLS certificate.
-type apiTLS struct{ cert, key string }
+// apiOpts are the API's optional parts: its TLS certificate, and the sink
+// of inbound alerts (run --config with an alerts: section).
+type apiOpts struct {
+	cert, key string
+	alerts    api.AlertSink
+}
 
 // reg is the registry /metrics serves.
 func serve(ctx context.Context, cmd *cobra.Command, d *daemon.Daemon, reg *prometheus.Registry, capacity func(string) report.Capacity, listen string,
-	tokens map[string]api.Identity, tlsFiles ...apiTLS) error {
-	ln, scheme, plaintext, err := listenAPI(listen, tokens, tlsFiles...)
+	tokens map[string]api.Identity, opts ...apiOpts) error {
+	ln, scheme, plaintext, err := listenAPI(listen, tokens, opts...)
 	if err != nil {
 		return err
 	}
-	h := api.New(d, api.Reads{Audit: d.Audit(), Capacity: capacity, Metrics: reg}, tokens)
+	reads := api.Reads{Audit: d.Audit(), Capacity: capacity, Metrics: reg}
+	if len(opts) > 0 {
+		reads.Alerts = opts[0].alerts
+	}
+	h := api.New(d, reads, tokens)
 	if err := h.Register(reg); err != nil {
 		ln.Close()
 		return err
@@ -275,7 +283,7 @@ func serve(ctx context.Context, cmd *cobra.Command, d *daemon.Daemon, reg *prome
 // listenAPI opens the API's listener: loopback only unless there are
 // tokens, HTTPS when a certificate is given. plaintext says it listens off
 // loopback without TLS (tokens and data cross the network in clear).
-func listenAPI(listen string, tokens map[string]api.Identity, tlsFiles ...apiTLS) (ln net.Listener, scheme string, plaintext bool, err error) {
+func listenAPI(listen string, tokens map[string]api.Identity, tlsFiles ...apiOpts) (ln net.Listener, scheme string, plaintext bool, err error) {
 	ln, err = net.Listen("tcp", listen)
 	if err != nil {
 		return nil, "", false, fmt.Errorf("listen %s: %w", listen, err)

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fencedhq/fenced/internal/tracing"
+	"github.com/fencedhq/fenced/pkg/alerts"
 	"github.com/fencedhq/fenced/pkg/api"
 	"github.com/fencedhq/fenced/pkg/backends"
 	"github.com/fencedhq/fenced/pkg/clock"
@@ -82,6 +83,19 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		return err
 	}
 	defer prod.Close()
+	var sink api.AlertSink
+	alertsNote := "inbound alerts off"
+	if a := cfg.Alerts; a != nil {
+		// alerts join each tick's samples; pkg/signals keeps them from ever
+		// taking a host past warn on their own
+		store, err := alerts.New(alerts.Config{HostLabel: a.HostLabel, HostMap: a.HostMap, ExpireAfter: a.ExpireAfter, Rules: a.Map,
+			Clock: clk, Log: logger, Metrics: reg})
+		if err != nil {
+			return cfg.Errorf("alerts", "%v", err)
+		}
+		prod.Backends.Source = &alerts.Source{Next: prod.Backends.Source, Store: store, Hosts: prod.Hosts}
+		sink, alertsNote = store, fmt.Sprintf("inbound alerts on POST /api/v1/alerts (%d mapped)", len(a.Map))
+	}
 	eps, err := backends.Webhooks(cfg, os.Getenv)
 	if err != nil {
 		return err
@@ -136,9 +150,9 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	if t := cfg.Tracing; t != nil {
 		traces = fmt.Sprintf("traces to %s (OTLP/%s)", t.Endpoint, map[bool]string{true: "grpc", false: "http"}[t.Protocol == "grpc"])
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: %s, mode %s, after_fence %s, %d hosts, tick %s, etcd %s, %s, %s\n",
-		cfg.File(), p.PlaybookConfig().Mode, p.PlaybookConfig().AfterFence, len(prod.Hosts), cfg.Tick, strings.Join(cli.Endpoints(), ","), signing, traces)
-	return serve(ctx, cmd, d, reg, prod.Backends.Capacity, cfg.API.Listen, tokens, apiTLS{cfg.API.TLSCert, cfg.API.TLSKey})
+	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: %s, mode %s, after_fence %s, %d hosts, tick %s, etcd %s, %s, %s, %s\n",
+		cfg.File(), p.PlaybookConfig().Mode, p.PlaybookConfig().AfterFence, len(prod.Hosts), cfg.Tick, strings.Join(cli.Endpoints(), ","), signing, traces, alertsNote)
+	return serve(ctx, cmd, d, reg, prod.Backends.Capacity, cfg.API.Listen, tokens, apiOpts{cert: cfg.API.TLSCert, key: cfg.API.TLSKey, alerts: sink})
 }
 
 // replicaID is --id, or host/pid.
