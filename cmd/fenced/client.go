@@ -132,7 +132,7 @@ func newHostsCmd() *cobra.Command {
 	o := &clientOpts{}
 	cmd := &cobra.Command{
 		Use:   "hosts",
-		Short: "Table of every host: state, since, d, top signals, incoherence, pending approval, unfenceable",
+		Short: "Table of every host: state, since, d, top signals, incoherence, pending approval (deadline, then what), unfenceable",
 		Long: `hosts asks the fenced API for every host. Exit status 0 on success, 1 when
 the API cannot be reached or answers an error.`,
 		Example: "  fenced hosts\n  fenced hosts --json | jq '.hosts[] | select(.state != \"normal\")'",
@@ -159,6 +159,9 @@ the API cannot be reached or answers an error.`,
 				}
 				if !h.ApprovalDeadline.IsZero() {
 					dl = h.ApprovalDeadline.Local().Format("15:04:05")
+					if h.ApprovalOnTimeout != "" {
+						dl += " then " + tx(h.ApprovalOnTimeout) // approval.on_timeout
+					}
 				}
 				state := h.State
 				if h.Blind {

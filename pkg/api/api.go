@@ -194,7 +194,10 @@ type HostSummary struct {
 	// AgentDown says why the compute agent is down while execution is healthy.
 	AgentDown        string    `json:"agent_down,omitempty"`
 	ApprovalDeadline time.Time `json:"approval_deadline,omitzero"`
-	Reason           string    `json:"reason,omitempty"`
+	// ApprovalOnTimeout is what happens at ApprovalDeadline:
+	// needs_human, proceed or abort (policy approval.on_timeout).
+	ApprovalOnTimeout string `json:"approval_on_timeout,omitempty"`
+	Reason            string `json:"reason,omitempty"`
 	// Unfenceable says why the host's BMC failed its last fence-path check
 	// (empty: it passed, or was not checked).
 	Unfenceable string `json:"unfenceable,omitempty"`
@@ -218,7 +221,7 @@ func summarize(snap daemon.Snapshot) HostsReply {
 			HardFailure: v.Verdict.HardFailure, AgentDown: v.Verdict.AgentDown,
 			Unfenceable: snap.Unfenceable[v.Host.Name]}
 		if v.Host.State == playbook.AwaitingApproval {
-			hs.ApprovalDeadline = v.Host.ApprovalDeadline
+			hs.ApprovalDeadline, hs.ApprovalOnTimeout = v.Host.ApprovalDeadline, string(v.Host.ApprovalOnTimeout)
 		}
 		for _, c := range v.Verdict.Top(3) {
 			if c.Contribution > 0 {
