@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fencedhq/fenced/internal/capool"
 	"github.com/fencedhq/fenced/internal/escape"
 	"github.com/fencedhq/fenced/pkg/api"
 	"github.com/fencedhq/fenced/pkg/report"
@@ -45,13 +45,9 @@ func (o *clientOpts) client() (*http.Client, error) {
 	if o.ca == "" {
 		return http.DefaultClient, nil
 	}
-	pem, err := os.ReadFile(o.ca)
+	pool, err := capool.Read(o.ca)
 	if err != nil {
 		return nil, fmt.Errorf("--ca: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--ca %s: no certificate in it", o.ca)
 	}
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}, nil
 }

@@ -6,10 +6,8 @@ package tracing
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -22,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/fencedhq/fenced/internal/buildinfo"
+	"github.com/fencedhq/fenced/internal/capool"
 	"github.com/fencedhq/fenced/pkg/config"
 )
 
@@ -64,13 +63,9 @@ func New(ctx context.Context, t *config.Tracing, replica string) (*Provider, err
 	if !t.Insecure {
 		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
 		if t.CAFile != "" {
-			pem, err := os.ReadFile(t.CAFile)
+			pool, err := capool.Read(t.CAFile)
 			if err != nil {
 				return nil, fmt.Errorf("tracing: ca_file: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("tracing: ca_file %s: no PEM certificate in it", t.CAFile)
 			}
 			tlsCfg.RootCAs = pool
 		}

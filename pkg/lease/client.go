@@ -2,14 +2,14 @@ package lease
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/fencedhq/fenced/internal/capool"
 )
 
 // ClientConfig is how to reach a production etcd cluster.
@@ -43,13 +43,9 @@ func Connect(c ClientConfig) (*clientv3.Client, error) {
 			tc.Certificates = []tls.Certificate{cert}
 		}
 		if c.CAFile != "" {
-			pem, err := os.ReadFile(c.CAFile)
+			pool, err := capool.Read(c.CAFile)
 			if err != nil {
 				return nil, fmt.Errorf("lease: etcd CA: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("lease: etcd CA %s: no certificates", c.CAFile)
 			}
 			tc.RootCAs = pool
 		}

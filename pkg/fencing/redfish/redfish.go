@@ -11,11 +11,9 @@ package redfish
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -27,6 +25,7 @@ import (
 	"github.com/stmcginnis/gofish/schemas"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/fencedhq/fenced/internal/capool"
 	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/fencing"
@@ -129,13 +128,9 @@ func (f *Fencer) target(host string) (Target, error) {
 func (f *Fencer) httpClient(t Target) (*http.Client, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.Insecure} //nolint:gosec // explicit, logged option
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
+		pool, err := capool.Read(t.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("redfish: %s: CA bundle: %w", t.Host, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("redfish: %s: CA bundle %s holds no certificate", t.Host, t.CAFile)
 		}
 		tc.RootCAs = pool
 	}
