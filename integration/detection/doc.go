@@ -1,13 +1,15 @@
 // Package detection measures fenced's detection and recovery against a real
 // Nova at Nova's defaults (report_interval 10 s, service_down_time 60 s), and
-// its recovery against Masakari's on the same stack.
+// its recovery against Masakari's on the same stack. The short variant
+// (FENCED_DETECTION_TRIALS unset) runs Nova at half of each (5 s, 30 s):
+// the same assertions in half the wait for Nova's `down`.
 //
 // The world (TestMain): the real Nova of integration/internal/stack with
 // three fake-driver computes cn1, cn2 and cn3, a real libvirtd (test driver)
 // beside each, and the Redfish BMC simulator (`fenced lab bmc`) whose power
 // is bound to the computes (--power-hook compute-ctl power). Every trial
 // starts its own `fenced run --config` replica (tick 2 s, an embedded etcd
-// of its own, nova.report_interval 10 s, the default policy but for
+// of its own, nova.report_interval as Nova's, the default policy but for
 // storm_guard.saturation_fraction 0.5: one bad host of three is not a
 // saturated cluster) and stops it at the end, so trials do not inherit one
 // another's cool-downs and power-cycle history.
