@@ -65,7 +65,10 @@ type stack struct {
 	exp     *scripted
 }
 
-func startStack(t *testing.T) *stack {
+// startStack brings up node_exporter, the scripted exporter and
+// Prometheus; extra is appended to Prometheus's config (rule_files,
+// alerting).
+func startStack(t *testing.T, extra ...string) *stack {
 	t.Helper()
 	need(t, "prometheus", "prometheus-node-exporter", "stress-ng")
 	dir := t.TempDir()
@@ -97,7 +100,7 @@ scrape_configs:
     static_configs:
       - targets: ["%s"]
         labels: {host: cmp-002}
-`, nodePort, ln.Addr())
+`, nodePort, ln.Addr()) + strings.Join(extra, "")
 	cfgPath := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
