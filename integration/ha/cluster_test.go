@@ -2,6 +2,7 @@ package ha
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"strconv"
@@ -60,12 +61,31 @@ type world struct {
 	cli      *clientv3.Client
 	store    *lease.Store
 	elector  *lease.Elector
+	onset    time.Time // about when the lab's victim starts starving
 }
 
 type labOpts struct {
-	starveAfter, ramp time.Duration
-	hosts             int // default 12
+	starveAfter time.Duration
+	hosts       int // default 12
 }
+
+// The lab's incident, as every test here sets it up: the victim's load
+// ramps up over ramp and its heartbeats stop two thirds of the way in
+// (pkg/lab); its heartbeat lag, 10 s at the stall, crosses the default
+// policy's 30 s trigger 20 s later, and the leader fences it at the next
+// tick. The tests measure none of this, only who acts and how often, so
+// the ramp and the reboot are short.
+const (
+	ramp       = 3 * time.Second
+	rebootTime = 3 * time.Second
+	// powerOffAfter is about when the power off comes after onset: the
+	// stall 2 s in, the trigger 20 s later, critical and fenced a tick
+	// each (TestFailoverTime logs it for each trial).
+	powerOffAfter = 26 * time.Second
+	// killWindow is where TestFailoverTime kills the leader: from onset to
+	// 10 s past the power off.
+	killWindow = powerOffAfter + 10*time.Second
+)
 
 func startWorld(t *testing.T, lo labOpts) *world {
 	t.Helper()
@@ -76,8 +96,9 @@ func startWorld(t *testing.T, lo labOpts) *world {
 	if hosts == 0 {
 		hosts = 12
 	}
+	w.onset = time.Now().Add(lo.starveAfter)
 	harness.Start(t, w.bin, "lab", "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", lp), "--hosts", strconv.Itoa(hosts),
-		"--starve-after", lo.starveAfter.String(), "--ramp", lo.ramp.String(), "--reboot-time", "8s", "--power-delay", "3s")
+		"--starve-after", lo.starveAfter.String(), "--ramp", ramp.String(), "--reboot-time", rebootTime.String(), "--power-delay", "3s")
 	harness.WaitHTTP(t, w.labURL+"/lab/v1/actions", 20*time.Second)
 	w.lab = &lab.Remote{URL: w.labURL, Replica: "test"}
 	w.cli = w.etcd.clientv3()
@@ -164,6 +185,16 @@ func (w *world) pending() ([]lease.Intent, error) {
 	return w.store.Pending(ctx)
 }
 
+// TestMain runs the tests that set `t.Parallel()` four at a time unless
+// -test.parallel says otherwise: each brings up its own etcd cluster, lab
+// and replicas and spends most of its minute waiting on the lab's
+// incident, not on the CPU.
 func TestMain(m *testing.M) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", "4")
+	}
 	os.Exit(m.Run())
 }

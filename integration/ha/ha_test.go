@@ -28,7 +28,8 @@ func (w *world) restored(timeout time.Duration) {
 }
 
 func TestKillLeaderBetweenIntentAndOutcome(t *testing.T) {
-	w := startWorld(t, labOpts{starveAfter: 3 * time.Second, ramp: 12 * time.Second})
+	t.Parallel()
+	w := startWorld(t, labOpts{starveAfter: 3 * time.Second})
 	// the leader writes the power-off intent, then waits 3 s for the BMC to answer
 	var leader string
 	w.waitFor("a power-off intent without outcome", 120*time.Second, func() bool {
@@ -56,7 +57,8 @@ func TestKillLeaderBetweenIntentAndOutcome(t *testing.T) {
 }
 
 func TestPausedLeaderCannotActWithAStaleToken(t *testing.T) {
-	w := startWorld(t, labOpts{starveAfter: 10 * time.Second, ramp: 12 * time.Second})
+	t.Parallel()
+	w := startWorld(t, labOpts{starveAfter: 10 * time.Second})
 	var old string
 	w.waitFor("a leader", 30*time.Second, func() bool { old = w.leader(); return old != "" })
 	// a starved controller: SIGSTOP longer than the session TTL
@@ -84,7 +86,8 @@ func TestPausedLeaderCannotActWithAStaleToken(t *testing.T) {
 }
 
 func TestLoseOneEtcdMember(t *testing.T) {
-	w := startWorld(t, labOpts{starveAfter: 3 * time.Second, ramp: 12 * time.Second})
+	t.Parallel()
+	w := startWorld(t, labOpts{starveAfter: 3 * time.Second})
 	// a replica that knows it leads (its campaign returned): the election
 	// key alone can be written an instant before quorum goes, and then no
 	// replica ever led to stop leading
@@ -106,7 +109,8 @@ func TestLoseOneEtcdMember(t *testing.T) {
 }
 
 func TestLoseQuorumThenRecover(t *testing.T) {
-	w := startWorld(t, labOpts{starveAfter: 3 * time.Second, ramp: 12 * time.Second})
+	t.Parallel()
+	w := startWorld(t, labOpts{starveAfter: 3 * time.Second})
 	// a replica that knows it leads (its campaign returned): the election
 	// key alone can be written an instant before quorum goes, and then no
 	// replica ever led to stop leading
@@ -122,8 +126,8 @@ func TestLoseQuorumThenRecover(t *testing.T) {
 	w.etcd.kill(1)
 	lost := time.Now()
 	t.Log("killed etcd members n1 and n2: no quorum")
-	// the victim would be fenced about 30 s after start; keep quorum away past that
-	time.Sleep(35 * time.Second)
+	// keep quorum away 10 s past the time the victim would have been powered off
+	time.Sleep(time.Until(w.onset.Add(powerOffAfter + 10*time.Second)))
 	recovered := time.Now()
 	actions, _ := w.actions()
 	for _, a := range actions {
