@@ -311,8 +311,34 @@ func (f *fleet) pauseAcrossKill(t *testing.T, h string) {
 	var bad []string
 	bad = append(bad, f.pausedEverywhere(true)...)
 	e := starve(h)
-	// long enough for critical and the power off (about 20 s after onset), were the pause lost
-	time.Sleep(30 * time.Second)
+	// a paused host still escalates to critical, and stays there: the tick
+	// after it entered critical would fence it, were the pause lost. Watch
+	// it until it has held critical for heldCritical, and fail on any
+	// state beyond critical meanwhile.
+	const heldCritical = 3 * tick
+	var held time.Duration
+	var critSeen time.Time // first poll that saw it critical
+	deadline := time.Now().Add(90 * time.Second)
+	for held < heldCritical {
+		if time.Now().After(deadline) {
+			bad = append(bad, fmt.Sprintf("%s not critical for %s within 90 s of its onset while paused (now %q)", h, heldCritical, f.state(h)))
+			break
+		}
+		hs, err := f.hosts(f.anyURL())
+		if r, ok := hs[h]; err == nil && ok {
+			if r.State == "critical" {
+				if critSeen.IsZero() {
+					critSeen = time.Now()
+				}
+				held = time.Since(critSeen)
+			} else if r.State != "normal" && r.State != "warn" {
+				bad = append(bad, fmt.Sprintf("%s went %s while paused", h, r.State))
+				break
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("%s held critical for %s while paused, %s after its onset", h, held.Round(100*time.Millisecond), time.Since(e.start).Round(100*time.Millisecond))
 	if rs := bmc.resets(h, e.start); len(rs) > 0 {
 		bad = append(bad, fmt.Sprintf("%s reset while paused: %+v", h, rs))
 	}
@@ -338,8 +364,8 @@ func (f *fleet) pauseAcrossKill(t *testing.T, h string) {
 		bad = append(bad, fmt.Sprintf("%s powered off %d and on %d times after resume", h, offs, ons))
 	}
 	n := f.checkInvariants(t, "pause across a leader kill", since)
-	fmt.Printf("integration/chaos: pause across a kill -9 of the leader (%s took over): pause held on every replica and %s was not acted on for 30 s: %v; after resume power off ×%d on ×%d; invariant violations %d\n",
-		nl, h, len(bad) == 0, offs, ons, n)
+	fmt.Printf("integration/chaos: pause across a kill -9 of the leader (%s took over): pause held on every replica and %s was not acted on while critical for %s: %v; after resume power off ×%d on ×%d; invariant violations %d\n",
+		nl, h, held.Round(100*time.Millisecond), len(bad) == 0, offs, ons, n)
 	if len(bad) > 0 {
 		t.Errorf("%s", strings.Join(bad, "\n"))
 	}

@@ -45,9 +45,10 @@ type replica struct {
 }
 
 // chaosPolicy is policies/default.yaml with the waits of a test: the
-// paper's thresholds and weights, short windows and dwell, a storm guard
-// that lets ten hosts be fenced at once, and a power-cycle interval short
-// enough for a host to serve again in a later trial.
+// paper's thresholds and weights, short windows and dwell, a restore hold
+// of two ticks (every episode waits for it before its host is normal), a
+// storm guard that lets ten hosts be fenced at once, and a power-cycle
+// interval short enough for a host to serve again in a later trial.
 const chaosPolicy = `version: 1
 mode: auto
 after_fence: evacuate
@@ -55,7 +56,7 @@ thresholds: {d_warn: 0.4, d_crit: 0.7, hysteresis: 0.1}
 stale_after: 15s
 dwell: {warn: 4s, critical: 6s}
 recover_after: 10s
-restore_hold: 10s
+restore_hold: 4s
 approval: {timeout: 15m}
 abort_cooldown: 30m
 timeouts: {fenced: 10m, reboot: 5m}
