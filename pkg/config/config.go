@@ -24,6 +24,8 @@ import (
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/fencing/inventory"
 	"github.com/fencedhq/fenced/pkg/fencing/redfish"
+	"github.com/fencedhq/fenced/pkg/groups"
+	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/signals"
 	"github.com/fencedhq/fenced/pkg/yamlfile"
 )
@@ -44,6 +46,7 @@ type Config struct {
 	Record     *Record       `yaml:"record"`
 	Tracing    *Tracing      `yaml:"tracing"`
 	Alerts     *Alerts       `yaml:"alerts"`
+	Groups     []Group       `yaml:"groups"`
 
 	file string
 	doc  *yamlfile.Doc
@@ -92,6 +95,9 @@ type Nova struct {
 	Evacuable *Evacuable `yaml:"evacuable"`
 	// EvacuateParallel bounds concurrent evacuations off one host (default 4).
 	EvacuateParallel int `yaml:"evacuate_parallel"`
+	// GroupRefresh is how often the membership of groups defined by an
+	// aggregate or an availability zone is read again (default 5m).
+	GroupRefresh time.Duration `yaml:"group_refresh"`
 }
 
 // Evacuable is the evacuable filter: any one match makes a server
@@ -172,6 +178,24 @@ type Alerts struct {
 	Map         map[string]alerts.Rule `yaml:"map"`          // alertname → signal and value, or weight
 }
 
+// Group is one group of hosts (docs/groups.md): defined by exactly one of
+// aggregate, availability_zone and hosts, with its own guard on automatic
+// fencing on top of the fleet-wide storm guard. Hosts in no group are in
+// the implicit group "default".
+//
+// Per-group policy overrides (thresholds, mode, after_fence, on_timeout …)
+// are to be added here as their own fields.
+type Group struct {
+	Name             string   `yaml:"name"`
+	Aggregate        string   `yaml:"aggregate"`         // a Nova host aggregate
+	AvailabilityZone string   `yaml:"availability_zone"` // a Nova availability zone
+	Hosts            []string `yaml:"hosts"`             // host names and globs, e.g. [cmp-0*, cn1]
+	// MinHealthy: a count ("3") or a percentage ("60%") of the group's hosts
+	// that must stay healthy (verdict normal) for an automatic fence in it.
+	MinHealthy    string `yaml:"min_healthy"`
+	MaxConcurrent int    `yaml:"max_concurrent"` // hosts of the group fenced or rebooting at once (unset: the fleet's limit only)
+}
+
 // Webhook is one on-call endpoint.
 type Webhook struct {
 	Name       string `yaml:"name"`
@@ -217,6 +241,9 @@ func Parse(name string, data []byte) (*Config, error) {
 			if d < 0 {
 				return nil, doc.Errorf("nova."+f, "must not be negative")
 			}
+		}
+		if n.GroupRefresh != 0 && n.GroupRefresh < time.Second {
+			return nil, doc.Errorf("nova.group_refresh", "must be at least 1s (unset: %s), have %s", groups.DefaultInterval, n.GroupRefresh)
 		}
 		if n.EvacuateParallel < 0 {
 			return nil, doc.Errorf("nova.evacuate_parallel", "must not be negative")
@@ -301,6 +328,9 @@ func Parse(name string, data []byte) (*Config, error) {
 	if err := c.checkAlerts(doc); err != nil {
 		return nil, err
 	}
+	if err := c.checkGroups(doc); err != nil {
+		return nil, err
+	}
 	for i, w := range c.Webhooks {
 		f := fmt.Sprintf("webhooks[%d]", i)
 		u, err := url.Parse(w.URL)
@@ -382,6 +412,70 @@ func (c *Config) checkAlerts(doc *yamlfile.Doc) error {
 		}
 	}
 	return nil
+}
+
+func (c *Config) checkGroups(doc *yamlfile.Doc) error {
+	seen := map[string]int{}
+	for i, g := range c.Groups {
+		f := fmt.Sprintf("groups[%d]", i)
+		switch {
+		case strings.TrimSpace(g.Name) == "":
+			return doc.Errorf(f+".name", "required: the group's name, as fenced hosts --group and fenced pause --group take it")
+		case g.Name == playbook.DefaultGroup:
+			return doc.Errorf(f+".name", "%q is the implicit group of hosts in no group; choose another name", g.Name)
+		}
+		if err := hostname.Check(g.Name); err != nil {
+			return doc.Errorf(f+".name", "a group name is letters, digits, '.', '-' and '_': %v", err)
+		}
+		if j, dup := seen[g.Name]; dup {
+			return doc.Errorf(f+".name", "%s is also the name of groups[%d]", g.Name, j)
+		}
+		seen[g.Name] = i
+		n := 0
+		for _, set := range []bool{g.Aggregate != "", g.AvailabilityZone != "", len(g.Hosts) > 0} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			return doc.Errorf(f, "group %s: give exactly one of aggregate, availability_zone and hosts (have %d)", g.Name, n)
+		}
+		if (g.Aggregate != "" || g.AvailabilityZone != "") && c.Nova == nil {
+			field := f + ".aggregate"
+			if g.AvailabilityZone != "" {
+				field = f + ".availability_zone"
+			}
+			return doc.Errorf(field, "group %s: membership from Nova needs the nova: section", g.Name)
+		}
+		for j, h := range g.Hosts {
+			if err := groups.CheckGlob(h); err != nil {
+				return doc.Errorf(fmt.Sprintf("%s.hosts[%d]", f, j), "%v", err)
+			}
+		}
+		if _, err := playbook.ParseMinHealthy(g.MinHealthy); err != nil {
+			return doc.Errorf(f+".min_healthy", "%v", err)
+		}
+		if g.MaxConcurrent < 0 {
+			return doc.Errorf(f+".max_concurrent", "must not be negative (unset: the fleet-wide storm_guard.max_concurrent only)")
+		}
+	}
+	if a, b, entry, ok := groups.ExplicitOverlap(c.GroupDefs()); ok {
+		return doc.Errorf(fmt.Sprintf("groups[%d].hosts", b), "%s overlaps groups[%d] (%s): a host is in at most one group",
+			yamlfile.Quote(entry), a, c.Groups[a].Name)
+	}
+	return nil
+}
+
+// GroupDefs are the groups as pkg/groups takes them (call after Parse:
+// min_healthy is valid).
+func (c *Config) GroupDefs() []groups.Def {
+	out := make([]groups.Def, 0, len(c.Groups))
+	for _, g := range c.Groups {
+		m, _ := playbook.ParseMinHealthy(g.MinHealthy)
+		out = append(out, groups.Def{Name: g.Name, Aggregate: g.Aggregate, AvailabilityZone: g.AvailabilityZone, Hosts: g.Hosts,
+			Guard: playbook.GroupGuard{MinHealthy: m, MaxConcurrent: g.MaxConcurrent}})
+	}
+	return out
 }
 
 func (c *Config) checkAPI(doc *yamlfile.Doc) error {

@@ -34,6 +34,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/fleet"
+	"github.com/fencedhq/fenced/pkg/groups"
 	"github.com/fencedhq/fenced/pkg/lease"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/policy"
@@ -79,6 +80,11 @@ type Config struct {
 	// Tracer receives a span per tick and one trace per host incident
 	// (nil: tracing off).
 	Tracer trace.TracerProvider
+	// Groups is the group membership in force (a groups.Refresher's
+	// Current; nil: every host in the default group), and GroupsStatus its
+	// last refresh (nil: nothing refreshes it).
+	Groups       func() *groups.Membership
+	GroupsStatus func() groups.Status
 }
 
 // Recorder takes what the engine observed at each tick: the samples it
@@ -114,10 +120,19 @@ type Snapshot struct {
 	Webhooks   map[string]int64          `json:"webhooks,omitempty"` // deliveries by outcome
 	// Unfenceable lists hosts whose BMC failed its last fence-path check.
 	Unfenceable map[string]string `json:"unfenceable,omitempty"`
+	// Groups is every group with its counts and guard, configured groups in
+	// file order and the default group last (the leader's view; a
+	// follower lists none).
+	Groups []fleet.GroupView `json:"groups,omitempty"`
+	// PausedGroups are the groups an operator paused, by name.
+	PausedGroups map[string]lease.GroupPause `json:"paused_groups,omitempty"`
+	// GroupMembership is the last refresh of groups defined in Nova.
+	GroupMembership *groups.Status `json:"group_membership,omitempty"`
 }
 
 type op struct {
 	host, operator, reason string
+	group                  string // a group's pause and resume
 	ev                     playbook.Event
 	reply                  chan opResult
 }
@@ -155,6 +170,9 @@ type Daemon struct {
 	// ring keeps the last ticks' observations while the API is polled for
 	// them (fenced trace record)
 	ring *record.Ring
+	// pauses is the operator's pauses as stored in etcd (loop goroutine
+	// only): fleet-wide and per group, written whole under the leader guard
+	pauses lease.Fleet
 
 	reloading // the policy in force and the webhooks, reloaded on SIGHUP (reload.go)
 
@@ -213,6 +231,9 @@ func newDaemon(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Groups != nil {
+		f.SetMembership(cfg.Groups)
+	}
 	for _, h := range cfg.Hosts {
 		f.Add(h)
 	}
@@ -242,12 +263,19 @@ func (d *Daemon) Operate(ctx context.Context, host string, ev playbook.Event, op
 	if operator == "" || reason == "" {
 		return nil, errors.New("daemon: an operator name and a reason are required")
 	}
+	return d.submit(ctx, op{host: host, ev: ev, operator: operator, reason: reason})
+}
+
+// submit hands an operator's command to the loop (forwarded to the leader
+// through etcd on a follower) and waits for the result.
+func (d *Daemon) submit(ctx context.Context, o op) ([]playbook.Change, error) {
 	if d.ha.get() == nil {
-		return d.forward(ctx, op{host: host, ev: ev, operator: operator, reason: reason})
+		return d.forward(ctx, o)
 	}
 	reply := make(chan opResult, 1)
+	o.reply = reply
 	select {
-	case d.ops <- op{host: host, ev: ev, operator: operator, reason: reason, reply: reply}:
+	case d.ops <- o:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -259,10 +287,12 @@ func (d *Daemon) Operate(ctx context.Context, host string, ev playbook.Event, op
 	}
 }
 
-// Fleet-wide operator events.
+// Fleet-wide and per-group operator events.
 const (
-	evPause  playbook.Event = "pause"
-	evResume playbook.Event = "resume"
+	evPause       playbook.Event = "pause"
+	evResume      playbook.Event = "resume"
+	evPauseGroup  playbook.Event = "pause_group"
+	evResumeGroup playbook.Event = "resume_group"
 )
 
 // SetPaused pauses or resumes fencing fleet-wide.
@@ -272,6 +302,26 @@ func (d *Daemon) SetPaused(ctx context.Context, paused bool, operator, reason st
 		ev = evPause
 	}
 	_, err := d.Operate(ctx, "", ev, operator, reason)
+	return err
+}
+
+// ErrUnknownGroup is the error of a pause of a group fenced does not know.
+var ErrUnknownGroup = errors.New("unknown group")
+
+// SetGroupPaused pauses or resumes fencing in one group: stored in etcd
+// under the leader guard like the fleet-wide pause, and audited.
+func (d *Daemon) SetGroupPaused(ctx context.Context, group string, paused bool, operator, reason string) error {
+	if operator == "" || reason == "" {
+		return errors.New("daemon: an operator name and a reason are required")
+	}
+	if group == "" {
+		return errors.New("daemon: a group name is required")
+	}
+	ev := evResumeGroup
+	if paused {
+		ev = evPauseGroup
+	}
+	_, err := d.submit(ctx, op{group: group, ev: ev, operator: operator, reason: reason})
 	return err
 }
 
@@ -370,7 +420,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 		case r := <-d.reloads:
 			r.reply <- d.applyReload(ctx, r.r, true)
 		case c := <-d.remote:
-			o := op{host: c.Host, ev: playbook.Event(c.Event), operator: c.Operator, reason: c.Reason}
+			o := op{host: c.Host, group: c.Group, ev: playbook.Event(c.Event), operator: c.Operator, reason: c.Reason}
 			ch, err, perr := d.apply(ctx, o)
 			if perr != nil {
 				return perr
@@ -462,8 +512,12 @@ func (d *Daemon) apply(ctx context.Context, o op) (ch []playbook.Change, err, pe
 	now := d.cfg.Clock.Now()
 	// the command is in the audit chain (in etcd) before anything it allows
 	// runs: a crash right after still shows who approved
+	detail := o.reason
+	if o.group != "" {
+		detail = "group " + o.group + ": " + o.reason
+	}
 	req := audit.Record{Timestamp: now, Component: "api", HostID: o.host, Action: string(o.ev), Operator: o.operator,
-		Outcome: "requested", Detail: o.reason, PolicyVersion: d.Policy().Version()}
+		Outcome: "requested", Detail: detail, PolicyVersion: d.Policy().Version()}
 	if d.cfg.Audit != nil {
 		if _, aerr := d.cfg.Audit.Append(ctx, req); aerr != nil {
 			return nil, fmt.Errorf("daemon: %s not applied: cannot audit it first: %w", o.ev, aerr), nil
@@ -472,11 +526,16 @@ func (d *Daemon) apply(ctx context.Context, o op) (ch []playbook.Change, err, pe
 	switch o.ev {
 	case evPause, evResume:
 		err = d.setPaused(ctx, o)
+	case evPauseGroup, evResumeGroup:
+		err = d.setGroupPaused(ctx, o)
 	default:
 		ch, err = d.fleet.Operate(ctx, now, o.host, o.ev, o.operator+": "+o.reason)
 	}
-	obs.Fields{Component: "api", HostID: o.host, Action: string(o.ev), FenceToken: d.token()}.Log(d.cfg.Log.Info(), 0, outcome(err)).
-		Str("operator", o.operator).AnErr("error", err).Msg("operator command")
+	ev := obs.Fields{Component: "api", HostID: o.host, Action: string(o.ev), FenceToken: d.token()}.Log(d.cfg.Log.Info(), 0, outcome(err))
+	if o.group != "" {
+		ev = ev.Str("group", o.group)
+	}
+	ev.Str("operator", o.operator).AnErr("error", err).Msg("operator command")
 	rec := req
 	rec.Outcome = outcome(err)
 	if err != nil {
@@ -497,12 +556,72 @@ func (d *Daemon) setPaused(ctx context.Context, o op) error {
 	if l == nil {
 		return ErrFollower
 	}
-	f := lease.Fleet{Paused: paused, Operator: o.operator, Reason: o.reason, At: d.cfg.Clock.Now()}
+	f := lease.Fleet{Paused: paused, Operator: o.operator, Reason: o.reason, At: d.cfg.Clock.Now(), Groups: d.pauses.Groups}
 	if err := d.cfg.HA.Store.PutFleet(ctx, *l, f); err != nil {
 		return fmt.Errorf("daemon: store the pause: %w", err)
 	}
+	d.pauses = f
 	d.fleet.SetPaused(paused)
 	return nil
+}
+
+// setGroupPaused stores a group's pause in etcd (under the leader guard,
+// beside the fleet-wide pause) before the engine honours it. Only a
+// configured group (or the default one) can be paused; a pause stored for
+// a group no longer configured can still be lifted.
+func (d *Daemon) setGroupPaused(ctx context.Context, o op) error {
+	paused := o.ev == evPauseGroup
+	l := d.ha.get()
+	if l == nil {
+		return ErrFollower
+	}
+	_, stored := d.pauses.Groups[o.group]
+	if !d.fleet.KnownGroup(o.group) && !(stored && !paused) {
+		return fmt.Errorf("daemon: %w %q (known: %s)", ErrUnknownGroup, o.group, strings.Join(d.groupNames(), ", "))
+	}
+	f := d.pauses
+	f.Groups = make(map[string]lease.GroupPause, len(d.pauses.Groups)+1)
+	for g, p := range d.pauses.Groups {
+		f.Groups[g] = p
+	}
+	if paused {
+		f.Groups[o.group] = lease.GroupPause{Operator: o.operator, Reason: o.reason, At: d.cfg.Clock.Now()}
+	} else {
+		delete(f.Groups, o.group)
+	}
+	if len(f.Groups) == 0 {
+		f.Groups = nil
+	}
+	if err := d.cfg.HA.Store.PutFleet(ctx, *l, f); err != nil {
+		return fmt.Errorf("daemon: store the pause of group %s: %w", o.group, err)
+	}
+	d.pauses = f
+	d.fleet.SetGroupPaused(o.group, paused)
+	return nil
+}
+
+// groupNames are the groups an operator can pause, in file order.
+func (d *Daemon) groupNames() []string {
+	var out []string
+	for _, g := range d.fleet.Groups() {
+		out = append(out, g.Name)
+	}
+	return out
+}
+
+// applyPauses makes the engine honour the pauses stored in etcd (a new
+// leader resuming them).
+func (d *Daemon) applyPauses(f lease.Fleet) {
+	d.pauses = f
+	d.fleet.SetPaused(f.Paused)
+	for _, g := range d.fleet.PausedGroups() {
+		if _, ok := f.Groups[g]; !ok {
+			d.fleet.SetGroupPaused(g, false)
+		}
+	}
+	for g := range f.Groups {
+		d.fleet.SetGroupPaused(g, true)
+	}
 }
 
 func outcome(err error) string {
@@ -560,6 +679,11 @@ func (d *Daemon) publish(now time.Time, ch []playbook.Change, bad int64, ticked 
 	defer d.mu.Unlock()
 	s := &d.snap
 	s.At, s.Hosts, s.Counts, s.Paused = now, views, d.fleet.Counts(), d.fleet.Paused()
+	s.Groups, s.PausedGroups = d.fleet.Groups(), d.pauses.Groups
+	if d.cfg.GroupsStatus != nil {
+		st := d.cfg.GroupsStatus()
+		s.GroupMembership = &st
+	}
 	s.EtcdWrites = d.writes.Load()
 	if d.cfg.Webhooks != nil {
 		s.Webhooks = d.cfg.Webhooks()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/clock"
+	"github.com/fencedhq/fenced/pkg/groups"
 	"github.com/fencedhq/fenced/pkg/lease"
 	"github.com/fencedhq/fenced/pkg/notify"
 	"github.com/fencedhq/fenced/pkg/playbook"
@@ -41,6 +42,10 @@ type Backends struct {
 	EvacuateParallel int
 	// Unfenceable reports hosts whose fence path failed its last check.
 	Unfenceable func() map[string]string
+	// Groups is the group membership in force and GroupsStatus its last
+	// refresh from Nova (nil: every host in the default group).
+	Groups       func() *groups.Membership
+	GroupsStatus func() groups.Status
 }
 
 // ReplicaConfig is one HA replica on etcd.
@@ -110,7 +115,8 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 		Settle: cfg.Settle, Reconcile: be.Reconcile}
 	d, err := newDaemon(Config{Policy: cfg.Policy, Tick: cfg.Tick, Clock: cfg.Clock, Log: cfg.Log.With().Str("replica", cfg.ID).Logger(),
 		Audit: auditLog, HA: ha, Source: be.Source, Actor: actor, Control: be.Control, Hosts: be.Hosts,
-		Webhooks: whStats, Unfenceable: be.Unfenceable, Metrics: cfg.Metrics, Recorder: cfg.Recorder, Tracer: cfg.Tracer})
+		Webhooks: whStats, Unfenceable: be.Unfenceable, Metrics: cfg.Metrics, Recorder: cfg.Recorder, Tracer: cfg.Tracer,
+		Groups: be.Groups, GroupsStatus: be.GroupsStatus})
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +124,7 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	actor.Paused, actor.Observe = d.Fleet().Paused, am.Observe
+	actor.Paused, actor.Observe = d.Fleet().PausedFor, am.Observe
 	d.webhooks, actor.Settings = wh, d.settings // a reload swaps the policy and the endpoints
 	actor.Journal = d.Journal(&audit.Journal{Log: auditLog, PolicyVersion: cfg.Policy.Version(), Version: func() string { return d.Policy().Version() }})
 	return d, nil

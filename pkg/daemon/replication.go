@@ -13,6 +13,7 @@ import (
 	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/fleet"
+	"github.com/fencedhq/fenced/pkg/groups"
 	"github.com/fencedhq/fenced/pkg/lease"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/signals"
@@ -152,8 +153,8 @@ func (d *Daemon) lead(l lease.Leadership) error {
 	if err != nil {
 		return err
 	}
-	d.fleet.SetPaused(fl.Paused)
-	log.Info().Int("hosts", len(recs)).Bool("paused", fl.Paused).Msg("resumed host records and the fleet-wide pause")
+	d.applyPauses(fl)
+	log.Info().Int("hosts", len(recs)).Bool("paused", fl.Paused).Int("paused_groups", len(fl.Groups)).Msg("resumed host records and the pauses")
 	if err := d.reconcile(ctx, l); err != nil {
 		return err
 	}
@@ -162,6 +163,7 @@ func (d *Daemon) lead(l lease.Leadership) error {
 	}
 	d.mu.Lock()
 	d.snap.Leader, d.snap.LeaderID, d.snap.Token, d.snap.Paused = true, l.ID, l.Token, fl.Paused
+	d.snap.PausedGroups = fl.Groups
 	d.mu.Unlock()
 	go d.watchCommands(ctx)
 	return d.loop(ctx)
@@ -218,7 +220,7 @@ func (d *Daemon) answer(ctx context.Context, id string, ch []playbook.Change, op
 // forward sends an operator's command to the leader through etcd and waits
 // for its answer.
 func (d *Daemon) forward(ctx context.Context, o op) ([]playbook.Change, error) {
-	c := lease.Command{ID: audit.NewRequestID(), Host: o.host, Event: string(o.ev), Operator: o.operator, Reason: o.reason, At: d.cfg.Clock.Now()}
+	c := lease.Command{ID: audit.NewRequestID(), Host: o.host, Group: o.group, Event: string(o.ev), Operator: o.operator, Reason: o.reason, At: d.cfg.Clock.Now()}
 	if err := d.cfg.HA.Store.PutCommand(ctx, c); err != nil {
 		return nil, err
 	}
@@ -394,17 +396,42 @@ func (d *Daemon) follow(ctx context.Context) {
 			d.cfg.Log.Warn().Err(err).Msg("follower cannot read host records")
 			continue
 		}
+		var memb *groups.Membership
+		if d.cfg.Groups != nil {
+			memb = d.cfg.Groups()
+		}
 		views := make([]fleet.View, 0, len(recs))
 		for name, h := range recs {
 			h.Name = name
-			views = append(views, fleet.View{Host: h, Verdict: signals.Verdict{Host: name, D: h.LastD}})
+			views = append(views, fleet.View{Host: h, Verdict: signals.Verdict{Host: name, D: h.LastD}, Group: memb.Of(name)})
 		}
 		sortViews(views)
 		d.mu.Lock()
 		d.snap.At, d.snap.Hosts, d.snap.Leader, d.snap.LeaderID, d.snap.Token, d.snap.Paused = d.cfg.Clock.Now(), views, false, id, tok, fl.Paused
+		d.snap.Groups, d.snap.PausedGroups = followerGroups(memb, views, fl), fl.Groups
 		if d.cfg.Unfenceable != nil { // every replica checks the fence paths
 			d.snap.Unfenceable = d.cfg.Unfenceable()
 		}
 		d.mu.Unlock()
 	}
+}
+
+// followerGroups lists the groups as a follower knows them: names, what
+// defines them, their hosts and pauses (the counts of healthy hosts need
+// the verdicts only the leader has).
+func followerGroups(m *groups.Membership, views []fleet.View, fl lease.Fleet) []fleet.GroupView {
+	total := map[string]int{}
+	for _, v := range views {
+		total[v.Group]++
+	}
+	var out []fleet.GroupView
+	add := func(name, source string) {
+		_, paused := fl.Groups[name]
+		out = append(out, fleet.GroupView{Group: playbook.Group{Name: name, Total: total[name], Paused: paused}, Source: source})
+	}
+	for _, d := range m.Defs() {
+		add(d.Name, d.Source())
+	}
+	add(playbook.DefaultGroup, "")
+	return out
 }

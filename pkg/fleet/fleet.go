@@ -8,9 +8,11 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/fencedhq/fenced/pkg/groups"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/signals"
 )
@@ -19,6 +21,7 @@ import (
 type View struct {
 	Host    playbook.Host   `json:"host"`
 	Verdict signals.Verdict `json:"verdict"`
+	Group   string          `json:"group,omitempty"` // the host's group (playbook.DefaultGroup: none configured claims it)
 }
 
 // Hooks are called from Tick and Operate, on the caller's goroutine.
@@ -34,6 +37,7 @@ type Hooks struct {
 type entry struct {
 	m       *playbook.Machine
 	verdict signals.Verdict
+	group   string
 }
 
 // Fleet is not safe for concurrent use: one goroutine owns it (Paused
@@ -47,6 +51,15 @@ type Fleet struct {
 	hosts  map[string]*entry
 	counts playbook.Fleet
 	paused atomic.Bool // read by actions running off the owner's goroutine
+
+	// groups (group.go): the membership in force and every group's counts,
+	// kept in step with every transition like counts
+	members func() *groups.Membership // nil: every host in the default group
+	memb    *groups.Membership
+	gcounts map[string]*playbook.Group
+	gmu     sync.RWMutex // guards groupOf and gpaused: actions read them off the owner's goroutine
+	groupOf map[string]string
+	gpaused map[string]bool
 }
 
 // SetPaused pauses (or resumes) fencing fleet-wide: hosts are still
@@ -65,7 +78,8 @@ func New(sc signals.Config, pc playbook.Config, actor *playbook.Actor, hooks Hoo
 	if err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
-	return &Fleet{eval: eval, cfg: pc, actor: actor, hooks: hooks, hosts: map[string]*entry{}}, nil
+	return &Fleet{eval: eval, cfg: pc, actor: actor, hooks: hooks, hosts: map[string]*entry{},
+		gcounts: map[string]*playbook.Group{}, groupOf: map[string]string{}, gpaused: map[string]bool{}}, nil
 }
 
 // SetPolicy replaces the evaluator's and every playbook's configuration (a
@@ -94,7 +108,10 @@ func (f *Fleet) Resume(h playbook.Host) error {
 	if err != nil {
 		return err
 	}
-	f.hosts[h.Name] = &entry{m: m, verdict: signals.Verdict{Host: h.Name, Blind: true}}
+	e := &entry{m: m, verdict: signals.Verdict{Host: h.Name, Blind: true}, group: f.memb.Of(h.Name)}
+	f.hosts[h.Name] = e
+	f.setGroupOf(h.Name, e.group)
+	f.tally(e, +1)
 	i := sort.SearchStrings(f.order, h.Name)
 	f.order = append(f.order, "")
 	copy(f.order[i+1:], f.order[i:])
@@ -116,8 +133,10 @@ func (f *Fleet) Restore(h playbook.Host) error {
 		return err
 	}
 	f.count(e.m.Host().State, -1)
+	f.tally(e, -1)
 	e.m = m
 	f.count(h.State, +1)
+	f.tally(e, +1)
 	return nil
 }
 
@@ -149,6 +168,7 @@ func (f *Fleet) count(s playbook.State, delta int) {
 // Tick evaluates every host at now and steps its playbook. Hosts are visited
 // in name order so runs are reproducible.
 func (f *Fleet) Tick(ctx context.Context, now time.Time) ([]playbook.Change, error) {
+	f.regroup()
 	var all []playbook.Change
 	for _, name := range f.order {
 		e := f.hosts[name]
@@ -157,7 +177,9 @@ func (f *Fleet) Tick(ctx context.Context, now time.Time) ([]playbook.Change, err
 				f.eval.ObserveControl(name, c)
 			}
 		}
+		f.tally(e, -1) // a verdict decides whether the host counts as healthy in its group
 		e.verdict = f.eval.Evaluate(name, now)
+		f.tally(e, +1)
 		if f.hooks.Verdict != nil {
 			f.hooks.Verdict(name, &e.verdict)
 		}
@@ -199,12 +221,17 @@ func (f *Fleet) step(ctx context.Context, e *entry, in playbook.Input) ([]playbo
 func (f *Fleet) run(ctx context.Context, e *entry, in playbook.Input, step func(playbook.Input) ([]playbook.Change, error)) ([]playbook.Change, error) {
 	before := e.m.Host().State
 	f.count(before, -1)
+	f.tally(e, -1)
 	in.Fleet, in.Paused = f.counts, f.paused.Load()
+	in.Group = f.groupInput(e.group)
 	if before.Rank() >= 1 {
 		in.Fleet.AtWarnOrWorse++ // the host itself counts towards saturation
+		in.Group.AtWarnOrWorse++ // in its group too
 	}
+	in.Group.Total++
 	ch, err := step(in)
 	f.count(e.m.Host().State, +1)
+	f.tally(e, +1)
 	for _, c := range ch {
 		if c.From == playbook.Rebooting && c.To == playbook.Restored {
 			// samples from before the power cycle describe a machine that no
@@ -227,7 +254,7 @@ func (f *Fleet) Get(host string) (View, bool) {
 	if !ok {
 		return View{}, false
 	}
-	return View{Host: e.m.Host(), Verdict: e.verdict}, true
+	return View{Host: e.m.Host(), Verdict: e.verdict, Group: e.group}, true
 }
 
 // Views returns every host's view, in name order.
@@ -235,7 +262,7 @@ func (f *Fleet) Views() []View {
 	out := make([]View, 0, len(f.order))
 	for _, name := range f.order {
 		e := f.hosts[name]
-		out = append(out, View{Host: e.m.Host(), Verdict: e.verdict})
+		out = append(out, View{Host: e.m.Host(), Verdict: e.verdict, Group: e.group})
 	}
 	return out
 }

@@ -312,6 +312,7 @@ func (a AuditStore) Head(ctx context.Context) (uint64, string, bool, error) {
 type Command struct {
 	ID       string    `json:"id"`
 	Host     string    `json:"host,omitempty"`
+	Group    string    `json:"group,omitempty"` // a group's pause and resume
 	Event    string    `json:"event"`
 	Operator string    `json:"operator"`
 	Reason   string    `json:"reason"`
@@ -398,6 +399,16 @@ func (s *Store) AwaitResult(ctx context.Context, id string) (Result, error) {
 // replica's restart.
 type Fleet struct {
 	Paused   bool      `json:"paused"`
+	Operator string    `json:"operator,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	At       time.Time `json:"at"`
+	// Groups holds the pause of each paused group, by group name (absent:
+	// not paused).
+	Groups map[string]GroupPause `json:"groups,omitempty"`
+}
+
+// GroupPause is an operator's pause of one group.
+type GroupPause struct {
 	Operator string    `json:"operator,omitempty"`
 	Reason   string    `json:"reason,omitempty"`
 	At       time.Time `json:"at"`

@@ -154,9 +154,10 @@ type Actor struct {
 	Scope func(ctx context.Context, host string) context.Context
 	// ActionTimeout bounds each external call; 0 means 2 minutes.
 	ActionTimeout time.Duration
-	// Paused reports an operator's fleet-wide pause: entry actions then
-	// change nothing, as in observe mode (nil: never paused).
-	Paused func() bool
+	// Paused reports an operator's pause of the host, fleet-wide or in its
+	// group: entry actions then change nothing, as in observe mode (nil:
+	// never paused).
+	Paused func(host string) bool
 	// Observe, when set, sees every action's latency and result (metrics).
 	Observe func(action string, took time.Duration, err error)
 	// EvacuateParallel bounds concurrent evacuations off one host (default 4).
@@ -317,7 +318,7 @@ func (a *Actor) Enter(ctx context.Context, h *Host, from State) (Event, string) 
 
 func (a *Actor) enter(ctx context.Context, h *Host, from State) (Event, string) {
 	a.notify(ctx, h)
-	observe := a.mode() == ModeObserve || (a.Paused != nil && a.Paused() && h.State != Normal && h.State != Restored)
+	observe := a.mode() == ModeObserve || (a.Paused != nil && a.Paused(h.Name) && h.State != Normal && h.State != Restored)
 	switch h.State {
 	case Warn:
 		if !observe {
@@ -400,7 +401,7 @@ func (a *Actor) Poll(ctx context.Context, h *Host) (Event, string) {
 
 func (a *Actor) poll(ctx context.Context, h *Host) (Event, string) {
 	if a.afterFence() == AfterFenceEvacuate && h.Step != StepOn {
-		if a.mode() == ModeObserve || (a.Paused != nil && a.Paused()) {
+		if a.mode() == ModeObserve || (a.Paused != nil && a.Paused(h.Name)) {
 			return "", "" // an operator's pause holds the recovery where it is
 		}
 		if ev, why := a.recoverStep(ctx, h); ev != "" || h.Step != StepOn {

@@ -226,6 +226,9 @@ type Input struct {
 	Event   Event  // operator or action outcome; empty on a verdict tick
 	Reason  string // why the event happened (operator's reason, error text)
 	Paused  bool   // an operator paused fencing fleet-wide: classify, notify, act on nothing
+	// Group is the host's group (zero: none): its own guard and pause,
+	// checked on top of the fleet's.
+	Group Group
 }
 
 // Decision is what Decide concluded. Event is empty when nothing changes.
@@ -367,6 +370,9 @@ func choose(cfg Config, h *Host, in Input) (Event, string) {
 		if in.Paused {
 			return "", "fencing paused fleet-wide by an operator"
 		}
+		if in.Group.Paused {
+			return "", "fencing paused in group " + in.Group.Name + " by an operator"
+		}
 		switch cfg.Mode {
 		case ModeObserve:
 			return "", "observe mode: no fencing"
@@ -374,6 +380,9 @@ func choose(cfg Config, h *Host, in Input) (Event, string) {
 			return EvRequestApproval, "approve mode: " + why()
 		}
 		if hold := guard(cfg, in.Fleet); hold != "" {
+			return "", hold
+		}
+		if hold := groupGuard(cfg.Storm.SaturationFraction, in.Group); hold != "" {
 			return "", hold
 		}
 		if !h.LastPowerCycle.IsZero() && now.Sub(h.LastPowerCycle) < cfg.MinPowerCycleInterval {
@@ -437,10 +446,15 @@ func proceedAtDeadline(cfg Config, h *Host, in Input, passed string) (Event, str
 		return refuse(fmt.Sprintf("the verdict is no longer critical (d=%.2f, %s); not fenced without a person", v.D, v.Level))
 	case in.Paused:
 		return refuse("fencing paused fleet-wide by an operator")
+	case in.Group.Paused:
+		return refuse("fencing paused in group " + in.Group.Name + " by an operator")
 	case cfg.Mode == ModeObserve:
 		return refuse("observe mode: no fencing")
 	}
 	if hold := guard(cfg, in.Fleet); hold != "" {
+		return refuse("the storm guard does not consent: " + hold)
+	}
+	if hold := groupGuard(cfg.Storm.SaturationFraction, in.Group); hold != "" {
 		return refuse("the storm guard does not consent: " + hold)
 	}
 	if !h.LastPowerCycle.IsZero() && now.Sub(h.LastPowerCycle) < cfg.MinPowerCycleInterval {
@@ -486,8 +500,14 @@ func operatorOrOutcome(cfg Config, h *Host, in Input) (Event, string) {
 		if in.Paused {
 			return "", "fencing is paused fleet-wide: resume first"
 		}
+		if g := in.Group; g.Paused {
+			return "", "fencing is paused in group " + g.Name + ": resume it first"
+		}
 		if f := in.Fleet; f.Total > 0 && f.Fencing >= cfg.Storm.MaxConcurrent {
 			return "", fmt.Sprintf("approval held by the storm guard: %d hosts already fenced (max %d)", f.Fencing, cfg.Storm.MaxConcurrent)
+		}
+		if g := in.Group; g.guarded() && g.Guard.MaxConcurrent > 0 && g.Fencing >= g.Guard.MaxConcurrent {
+			return "", fmt.Sprintf("approval held by the group %s guard: %d hosts already fenced (max_concurrent %d)", g.Name, g.Fencing, g.Guard.MaxConcurrent)
 		}
 		if cfg.Mode == ModeObserve {
 			return "", "observe mode: approval recorded, no fencing"

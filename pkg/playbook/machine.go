@@ -143,7 +143,7 @@ func (m *Machine) Complete(ctx context.Context, in Input, r JobResult) ([]Change
 	if r.Event == "" {
 		return nil, nil // as inline: a note without an event (retrying) changes nothing
 	}
-	return m.chain(ctx, Input{Now: in.Now, Fleet: in.Fleet, Paused: in.Paused, Event: r.Event, Reason: r.Reason})
+	return m.chain(ctx, Input{Now: in.Now, Fleet: in.Fleet, Paused: in.Paused, Group: in.Group, Event: r.Event, Reason: r.Reason})
 }
 
 // start hands act, run on a copy of the record, to the actor's Async runner.
