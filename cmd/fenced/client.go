@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -126,28 +127,34 @@ func ago(t time.Time) string {
 
 func newHostsCmd() *cobra.Command {
 	o := &clientOpts{}
+	var group string
 	cmd := &cobra.Command{
-		Use:   "hosts",
-		Short: "Table of every host: state, since, d, top signals, incoherence, pending approval (deadline, then what), unfenceable",
-		Long: `hosts asks the fenced API for every host. Exit status 0 on success, 1 when
-the API cannot be reached or answers an error.`,
-		Example: "  fenced hosts\n  fenced hosts --json | jq '.hosts[] | select(.state != \"normal\")'",
+		Use:   "hosts [--group G]",
+		Short: "Table of every host: group, state, since, d, top signals, incoherence, pending approval (deadline, then what), unfenceable",
+		Long: `hosts asks the fenced API for every host (with --group, the hosts of one
+group, and that group's counts, guard and pause). Exit status 0 on success, 1
+when the API cannot be reached or answers an error (an unknown group too).`,
+		Example: "  fenced hosts\n  fenced hosts --group rack1\n  fenced hosts --json | jq '.hosts[] | select(.state != \"normal\")'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := "/api/v1/hosts"
+			if cmd.Flags().Changed("group") {
+				path += "?group=" + url.QueryEscape(group)
+			}
 			if o.asJSON {
 				var raw json.RawMessage
-				if err := o.call(cmd.Context(), "GET", "/api/v1/hosts", nil, &raw); err != nil {
+				if err := o.call(cmd.Context(), "GET", path, nil, &raw); err != nil {
 					return err
 				}
 				_, err := cmd.OutOrStdout().Write(raw)
 				return err
 			}
 			var rep api.HostsReply
-			if err := o.call(cmd.Context(), "GET", "/api/v1/hosts", nil, &rep); err != nil {
+			if err := o.call(cmd.Context(), "GET", path, nil, &rep); err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "HOST\tSTATE\tSINCE\tD\tTOP SIGNALS\tINCOHERENT\tAPPROVAL DEADLINE")
+			fmt.Fprintln(tw, "HOST\tGROUP\tSTATE\tSINCE\tD\tTOP SIGNALS\tINCOHERENT\tAPPROVAL DEADLINE")
 			for _, h := range rep.Hosts {
 				inc, dl := "", ""
 				if h.Incoherent {
@@ -172,12 +179,24 @@ the API cannot be reached or answers an error.`,
 				case h.AgentDown != "":
 					state += " (agent down)"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\n", tx(h.Host), tx(state), ago(h.Since), h.D, tx(strings.Join(h.Top, " ")), inc, dl)
+				grp := h.Group
+				if grp == "" {
+					grp = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\n", tx(h.Host), tx(grp), tx(state), ago(h.Since), h.D, tx(strings.Join(h.Top, " ")), inc, dl)
 			}
 			tw.Flush()
 			paused := ""
 			if rep.Paused {
 				paused = "; FENCING PAUSED fleet-wide"
+			}
+			if len(rep.PausedGroups) > 0 {
+				names := make([]string, 0, len(rep.PausedGroups))
+				for g := range rep.PausedGroups {
+					names = append(names, tx(g))
+				}
+				sort.Strings(names)
+				paused += "; FENCING PAUSED in group " + strings.Join(names, ", ")
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "\n%d hosts, mode %s, %d at warn or worse, %d fenced%s\n", len(rep.Hosts), tx(rep.Mode), rep.Counts.AtWarnOrWorse, rep.Counts.Fencing, paused)
 			for _, h := range rep.Hosts {
@@ -185,11 +204,45 @@ the API cannot be reached or answers an error.`,
 					fmt.Fprintf(cmd.OutOrStdout(), "UNFENCEABLE %s: %s (fenced bmc check %s)\n", tx(h.Host), tx(h.Unfenceable), tx(h.Host))
 				}
 			}
+			printGroups(cmd.OutOrStdout(), rep, cmd.Flags().Changed("group"))
 			return nil
 		},
 	}
 	o.flags(cmd)
+	cmd.Flags().StringVar(&group, "group", "", "only the hosts of this group (\"default\": hosts in no configured group)")
 	return cmd
+}
+
+// printGroups writes one line per group (when groups are configured, or
+// one was asked for): its counts, guard, pause and what holds fencing in
+// it; and a stale group membership.
+func printGroups(w io.Writer, rep api.HostsReply, asked bool) {
+	if !asked && len(rep.Groups) <= 1 && len(rep.PausedGroups) == 0 {
+		return // no configured group: the default group is the fleet
+	}
+	for _, g := range rep.Groups {
+		src := ""
+		if g.Source != "" {
+			src = " (" + tx(g.Source) + ")"
+		}
+		line := fmt.Sprintf("group %s%s: %d hosts, %d healthy, %d at warn or worse, %d fenced", tx(g.Name), src, g.Total, g.Healthy, g.AtWarnOrWorse, g.Fencing)
+		if g.MinHealthy != "" {
+			line += "; min_healthy " + tx(g.MinHealthy)
+		}
+		if g.MaxConcurrent > 0 {
+			line += fmt.Sprintf("; max_concurrent %d", g.MaxConcurrent)
+		}
+		if p, ok := rep.PausedGroups[g.Name]; ok {
+			line += fmt.Sprintf("; PAUSED by %s: %s", tx(p.Operator), tx(p.Reason))
+		}
+		if g.Hold != "" {
+			line += "; HOLDS automatic fencing: " + tx(g.Hold)
+		}
+		fmt.Fprintln(w, line)
+	}
+	if m := rep.GroupMembership; m != nil && m.Error != "" {
+		fmt.Fprintf(w, "GROUP MEMBERSHIP NOT REFRESHED: %s; the membership read %s is in force\n", tx(m.Error), ago(m.RefreshedAt))
+	}
 }
 
 func newHostCmd() *cobra.Command {
@@ -316,32 +369,45 @@ func newOperateCmd(action string) *cobra.Command {
 func newPauseCmd(pause bool) *cobra.Command {
 	o := &clientOpts{}
 	w := &writeOpts{}
-	name, short := "resume", "Resume automatic fencing fleet-wide"
+	var group string
+	name, short := "resume", "Resume automatic fencing fleet-wide, or in one group (--group)"
 	if pause {
-		name, short = "pause", "Pause fencing fleet-wide: hosts are still classified and on-call notified, nothing is acted on"
+		name, short = "pause", "Pause fencing fleet-wide, or in one group (--group): hosts are still classified and on-call notified, nothing is acted on"
 	}
 	cmd := &cobra.Command{
-		Use:     name + " --reason TEXT",
-		Short:   short,
-		Example: fmt.Sprintf("  fenced %s --reason \"storage maintenance, CHG-1234\"", name),
+		Use:   name + " [--group G] --reason TEXT",
+		Short: short,
+		Long: short + `.
+The pause is stored in etcd and survives restarts; the operator's name and the
+reason go into the audit log. A group's pause holds only that group's hosts;
+the fleet-wide pause holds every host whatever its group's pause says.`,
+		Example: fmt.Sprintf("  fenced %s --reason \"storage maintenance, CHG-1234\"\n  fenced %s --group rack1 --reason \"rack1 power work, CHG-1250\"", name, name),
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := w.check(); err != nil {
 				return err
 			}
-			var rep map[string]bool
-			if err := o.call(cmd.Context(), "POST", "/api/v1/"+name, w.request(), &rep); err != nil {
+			path, where := "/api/v1/"+name, "fleet-wide"
+			if cmd.Flags().Changed("group") {
+				if strings.TrimSpace(group) == "" {
+					return fmt.Errorf("--group: a group name is required")
+				}
+				path, where = "/api/v1/groups/"+url.PathEscape(group)+"/"+name, "in group "+tx(group)
+			}
+			var rep map[string]any
+			if err := o.call(cmd.Context(), "POST", path, w.request(), &rep); err != nil {
 				return err
 			}
 			if o.asJSON {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(rep)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "fencing %sd fleet-wide\n", name)
+			fmt.Fprintf(cmd.OutOrStdout(), "fencing %sd %s\n", name, where)
 			return nil
 		},
 	}
 	o.flags(cmd)
 	w.flags(cmd)
+	cmd.Flags().StringVar(&group, "group", "", "only this group (fenced hosts lists the groups)")
 	return cmd
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fencedhq/fenced/pkg/api"
 	"github.com/fencedhq/fenced/pkg/config"
+	"github.com/fencedhq/fenced/pkg/groups"
 )
 
 func newConfigCmd() *cobra.Command {
@@ -76,7 +77,7 @@ func checkConfig(path string) (string, error) {
 	}
 	var sections []string
 	for name, on := range map[string]bool{"nova": cfg.Nova != nil, "bmc": cfg.BMC != nil, "libvirt": cfg.Libvirt != nil,
-		"prometheus": cfg.Prometheus != nil, "webhooks": len(cfg.Webhooks) > 0, "audit": cfg.Audit != nil} {
+		"prometheus": cfg.Prometheus != nil, "webhooks": len(cfg.Webhooks) > 0, "audit": cfg.Audit != nil, "groups": len(cfg.Groups) > 0} {
 		if on {
 			sections = append(sections, name)
 		}
@@ -86,6 +87,25 @@ func checkConfig(path string) (string, error) {
 	if cfg.Etcd.Embedded != nil {
 		etcd = "embedded etcd in " + cfg.Etcd.Embedded.DataDir
 	}
-	return fmt.Sprintf("policy %s (mode %s), %s, sections %s, %d BMCs resolved",
-		p.Version(), p.PlaybookConfig().Mode, etcd, strings.Join(sections, " "), len(targets)), nil
+	defs := cfg.GroupDefs()
+	if c := groups.ExplicitConflicts(defs, cfg.Hosts); len(c) > 0 {
+		return "", cfg.Errorf("groups", "%s matches the hosts of groups %s: a host is in at most one group", c[0].Host, strings.Join(c[0].Groups, " and "))
+	}
+	var gs []string
+	for _, d := range defs {
+		g := d.Name + " (" + d.Source()
+		if m := d.Guard.MinHealthy; m.Set() {
+			g += ", min_healthy " + m.String()
+		}
+		if d.Guard.MaxConcurrent > 0 {
+			g += fmt.Sprintf(", max_concurrent %d", d.Guard.MaxConcurrent)
+		}
+		gs = append(gs, g+")")
+	}
+	summary := fmt.Sprintf("policy %s (mode %s), %s, sections %s, %d BMCs resolved",
+		p.Version(), p.PlaybookConfig().Mode, etcd, strings.Join(sections, " "), len(targets))
+	if len(gs) > 0 {
+		summary += "; groups " + strings.Join(gs, ", ")
+	}
+	return summary, nil
 }

@@ -150,8 +150,12 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	if t := cfg.Tracing; t != nil {
 		traces = fmt.Sprintf("traces to %s (OTLP/%s)", t.Endpoint, map[bool]string{true: "grpc", false: "http"}[t.Protocol == "grpc"])
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: %s, mode %s, after_fence %s, %d hosts, tick %s, etcd %s, %s, %s, %s\n",
-		cfg.File(), p.PlaybookConfig().Mode, p.PlaybookConfig().AfterFence, len(prod.Hosts), cfg.Tick, strings.Join(cli.Endpoints(), ","), signing, traces, alertsNote)
+	grps := "no groups"
+	if n := len(cfg.Groups); n > 0 {
+		grps = fmt.Sprintf("%d groups", n)
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: %s, mode %s, after_fence %s, %d hosts, %s, tick %s, etcd %s, %s, %s, %s\n",
+		cfg.File(), p.PlaybookConfig().Mode, p.PlaybookConfig().AfterFence, len(prod.Hosts), grps, cfg.Tick, strings.Join(cli.Endpoints(), ","), signing, traces, alertsNote)
 	return serve(ctx, cmd, d, reg, prod.Backends.Capacity, cfg.API.Listen, tokens, apiOpts{cert: cfg.API.TLSCert, key: cfg.API.TLSKey, alerts: sink})
 }
 

@@ -1,12 +1,14 @@
 // Package api serves fenced's HTTP API, /metrics and the status page.
 //
-//	GET  /api/v1/hosts                   every host: state, since, d, top signals, incoherence, pending approval
+//	GET  /api/v1/hosts                   every host: state, since, d, top signals, incoherence, pending approval, group
+//	GET  /api/v1/hosts?group=G           the hosts of one group (404 for a group fenced does not know)
 //	GET  /api/v1/hosts/{host}            one host with its verdict and recent state changes
 //	GET  /api/v1/hosts/{host}/report     postmortem: timeline, actions, r1, r2, r_eff, recommendation
 //	POST /api/v1/hosts/{host}/approve    body {"operator":"…","reason":"…"}
 //	POST /api/v1/hosts/{host}/abort      (same body)
 //	POST /api/v1/hosts/{host}/unfence    (same body)
 //	POST /api/v1/pause, /api/v1/resume   fleet-wide (same body)
+//	POST /api/v1/groups/{group}/pause, …/resume   one group (same body)
 //	GET  /api/v1/audit?host=H&since=RFC3339   audit records (JSON Lines)
 //	GET  /api/v1/audit/verify            check the hash chain and its signatures
 //	GET  /api/v1/audit/export            the chain as stored, and a signed checkpoint (JSON Lines)
@@ -54,6 +56,8 @@ import (
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/fleet"
+	"github.com/fencedhq/fenced/pkg/groups"
+	"github.com/fencedhq/fenced/pkg/lease"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/report"
 )
@@ -64,6 +68,11 @@ type Backend interface {
 	Snapshot() daemon.Snapshot
 	Operate(ctx context.Context, host string, ev playbook.Event, operator, reason string) ([]playbook.Change, error)
 	SetPaused(ctx context.Context, paused bool, operator, reason string) error
+}
+
+// GroupPauser pauses and resumes fencing in one group (the daemon does).
+type GroupPauser interface {
+	SetGroupPaused(ctx context.Context, group string, paused bool, operator, reason string) error
 }
 
 // Reads are what the API reads from their own packages: the audit chain
@@ -125,6 +134,8 @@ func New(b Backend, r Reads, tokens map[string]Identity) *Server {
 	s.mux.HandleFunc("POST /api/v1/hosts/{host}/{action}", s.auth(Operator, s.write(s.operate)))
 	s.mux.HandleFunc("POST /api/v1/pause", s.auth(Operator, s.write(s.pause(true))))
 	s.mux.HandleFunc("POST /api/v1/resume", s.auth(Operator, s.write(s.pause(false))))
+	s.mux.HandleFunc("POST /api/v1/groups/{group}/pause", s.auth(Operator, s.write(s.pauseGroup(true))))
+	s.mux.HandleFunc("POST /api/v1/groups/{group}/resume", s.auth(Operator, s.write(s.pauseGroup(false))))
 	s.mux.HandleFunc("GET /api/v1/audit", s.auth(Viewer, s.audit))
 	s.mux.HandleFunc("GET /api/v1/audit/verify", s.auth(Viewer, s.verify))
 	s.mux.HandleFunc("GET /api/v1/audit/export", s.auth(Viewer, s.export))
@@ -201,6 +212,8 @@ type HostSummary struct {
 	// Unfenceable says why the host's BMC failed its last fence-path check
 	// (empty: it passed, or was not checked).
 	Unfenceable string `json:"unfenceable,omitempty"`
+	// Group is the host's group ("default": no configured group claims it).
+	Group string `json:"group,omitempty"`
 }
 
 // HostsReply is the body of GET /api/v1/hosts.
@@ -211,15 +224,22 @@ type HostsReply struct {
 	PolicyVersion string         `json:"policy_version"`
 	Counts        playbook.Fleet `json:"counts"`
 	Hosts         []HostSummary  `json:"hosts"`
+	// Groups are the groups with their counts and guards (with ?group=,
+	// that group only); PausedGroups the groups an operator paused;
+	// GroupMembership the last refresh of groups defined in Nova.
+	Groups          []fleet.GroupView           `json:"groups,omitempty"`
+	PausedGroups    map[string]lease.GroupPause `json:"paused_groups,omitempty"`
+	GroupMembership *groups.Status              `json:"group_membership,omitempty"`
 }
 
 func summarize(snap daemon.Snapshot) HostsReply {
-	out := HostsReply{At: snap.At, Mode: string(snap.Mode), Paused: snap.Paused, PolicyVersion: snap.PolicyVersion, Counts: snap.Counts, Hosts: []HostSummary{}}
+	out := HostsReply{At: snap.At, Mode: string(snap.Mode), Paused: snap.Paused, PolicyVersion: snap.PolicyVersion, Counts: snap.Counts, Hosts: []HostSummary{},
+		Groups: snap.Groups, PausedGroups: snap.PausedGroups, GroupMembership: snap.GroupMembership}
 	for _, v := range snap.Hosts {
 		hs := HostSummary{Host: v.Host.Name, State: string(v.Host.State), Since: v.Host.Since, D: v.Verdict.D,
 			Blind: v.Verdict.Blind, Incoherent: v.Verdict.Incoherent, Incoherence: v.Verdict.Incoherence, Reason: v.Host.Reason, Top: []string{},
 			HardFailure: v.Verdict.HardFailure, AgentDown: v.Verdict.AgentDown,
-			Unfenceable: snap.Unfenceable[v.Host.Name]}
+			Unfenceable: snap.Unfenceable[v.Host.Name], Group: v.Group}
 		if v.Host.State == playbook.AwaitingApproval {
 			hs.ApprovalDeadline, hs.ApprovalOnTimeout = v.Host.ApprovalDeadline, string(v.Host.ApprovalOnTimeout)
 		}
@@ -233,8 +253,36 @@ func summarize(snap daemon.Snapshot) HostsReply {
 	return out
 }
 
-func (s *Server) hosts(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, summarize(s.b.Snapshot()))
+func (s *Server) hosts(w http.ResponseWriter, r *http.Request) {
+	rep := summarize(s.b.Snapshot())
+	if g, ok := r.URL.Query()["group"]; ok {
+		var known bool
+		if rep, known = oneGroup(rep, g[0]); !known {
+			writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("unknown group %s", escape.Excerpt(g[0], 80)), Field: "group"})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// oneGroup keeps the hosts and the group summary of group only, and says
+// whether fenced knows the group.
+func oneGroup(rep HostsReply, group string) (HostsReply, bool) {
+	known := false
+	var gs []fleet.GroupView
+	for _, g := range rep.Groups {
+		if g.Name == group {
+			gs, known = append(gs, g), true
+		}
+	}
+	hosts := []HostSummary{}
+	for _, h := range rep.Hosts {
+		if h.Group == group {
+			hosts, known = append(hosts, h), true
+		}
+	}
+	rep.Groups, rep.Hosts = gs, hosts
+	return rep, known
 }
 
 // HostReply is the body of GET /api/v1/hosts/{host}.
@@ -367,8 +415,12 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, code int, e Erro
 	// API does not know is "write"
 	action := r.PathValue("action")
 	if _, known := actions[action]; !known {
-		switch action = strings.TrimPrefix(r.URL.Path, "/api/v1/"); action {
-		case "pause", "resume":
+		switch action = strings.TrimPrefix(r.URL.Path, "/api/v1/"); {
+		case action == "pause", action == "resume":
+		case r.PathValue("group") != "" && strings.HasSuffix(action, "/pause"):
+			action = "pause_group"
+		case r.PathValue("group") != "" && strings.HasSuffix(action, "/resume"):
+			action = "resume_group"
 		default:
 			action = "write"
 		}
@@ -468,6 +520,38 @@ func (s *Server) pause(p bool) http.HandlerFunc {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]bool{"paused": p})
+	}
+}
+
+// pauseGroup pauses or resumes fencing in the group of the path.
+func (s *Server) pauseGroup(p bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		group := r.PathValue("group")
+		if err := hostname.Check(group); err != nil {
+			writeJSON(w, http.StatusBadRequest, Error{Error: "not a group name: " + err.Error(), Field: "group"})
+			return
+		}
+		gp, ok := s.b.(GroupPauser)
+		if !ok {
+			writeJSON(w, http.StatusNotImplemented, Error{Error: "this server cannot pause a group"})
+			return
+		}
+		req, ok := s.readOperate(w, r)
+		if !ok {
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+		defer cancel()
+		if err := gp.SetGroupPaused(ctx, group, p, req.Operator, req.Reason); err != nil {
+			code := http.StatusServiceUnavailable
+			// a follower forwards the command and gets the leader's text back
+			if errors.Is(err, daemon.ErrUnknownGroup) || strings.Contains(err.Error(), daemon.ErrUnknownGroup.Error()) {
+				code = http.StatusNotFound
+			}
+			writeJSON(w, code, Error{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"group": group, "paused": p})
 	}
 }
 

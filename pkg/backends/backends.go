@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/fencing/health"
 	"github.com/fencedhq/fenced/pkg/fencing/redfish"
 	"github.com/fencedhq/fenced/pkg/fleet"
+	"github.com/fencedhq/fenced/pkg/groups"
 	"github.com/fencedhq/fenced/pkg/hypervisor"
 	"github.com/fencedhq/fenced/pkg/lease"
 	"github.com/fencedhq/fenced/pkg/notify"
@@ -65,6 +67,8 @@ type Production struct {
 	Gate   *hypervisor.Gate
 	// Health checks every BMC on the config's schedule.
 	Health *health.Checker
+	// Groups keeps the membership of the config's groups (nil: no groups).
+	Groups *groups.Refresher
 
 	cfg   *config.Config
 	clk   clock.Clock
@@ -251,7 +255,71 @@ func Build(ctx context.Context, o Options) (*Production, error) {
 	p.Backends.Gate, p.Backends.Placer = p.Gate, p.Gate
 	p.Backends.Checker = p
 	p.Backends.Reconcile = p.reconcile
+	if err := p.buildGroups(ctx, o); err != nil {
+		p.Close()
+		return nil, err
+	}
 	return p, nil
+}
+
+// buildGroups reads the membership of the config's groups once (a
+// replica does not start without it: a host of a guarded group would
+// otherwise be guarded by the fleet alone) and keeps it fresh. Explicit
+// lists that both match a known host are refused here, as the config
+// check refuses the overlaps it sees without the hosts.
+func (p *Production) buildGroups(ctx context.Context, o Options) error {
+	cfg := p.cfg
+	defs := cfg.GroupDefs()
+	if len(defs) == 0 {
+		return nil
+	}
+	if c := groups.ExplicitConflicts(defs, p.Hosts); len(c) > 0 {
+		return cfg.Errorf("groups", "%s matches the hosts of groups %s: a host is in at most one group", c[0].Host, strings.Join(c[0].Groups, " and "))
+	}
+	r := &groups.Refresher{Defs: defs, Clock: o.Clock, Log: o.Log, Hosts: func() []string { return p.Hosts }}
+	if p.Nova != nil {
+		r.Nova, r.Interval = NovaGroups(p.Nova), cfg.Nova.GroupRefresh
+	}
+	if err := r.Refresh(ctx); err != nil {
+		return cfg.Errorf("groups", "%v", err)
+	}
+	gctx, stop := context.WithCancel(ctx)
+	p.closers = append(p.closers, stop)
+	go r.Run(gctx)
+	p.Groups = r
+	p.Backends.Groups, p.Backends.GroupsStatus = r.Current, r.Status
+	return nil
+}
+
+// NovaGroups reads what Nova-derived groups need from the Nova client:
+// aggregates with their hosts, and each compute's availability zone as
+// Nova reports it for its service (the default zone included).
+func NovaGroups(c *nova.Client) groups.Reader { return novaGroups{c} }
+
+type novaGroups struct{ c *nova.Client }
+
+func (n novaGroups) Aggregates(ctx context.Context) (map[string][]string, error) {
+	aggs, err := n.c.Aggregates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]string, len(aggs))
+	for _, a := range aggs {
+		out[a.Name] = append(out[a.Name], a.Hosts...)
+	}
+	return out, nil
+}
+
+func (n novaGroups) Zones(ctx context.Context) (map[string]string, error) {
+	svcs, err := n.c.Services(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(svcs))
+	for _, s := range svcs {
+		out[s.Host] = s.Zone
+	}
+	return out, nil
 }
 
 // bmcReadEvery spaces the BMC reads control starts for one host.

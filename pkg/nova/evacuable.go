@@ -127,15 +127,7 @@ func (c *Client) evacuableSet(ctx context.Context, host string, e Evacuable, ima
 }
 
 func (c *Client) hostAggregateMatches(ctx context.Context, host, kv string) (bool, error) {
-	var aggs []aggregates.Aggregate
-	err := c.call(ctx, "list_aggregates", host, true, func(ctx context.Context) error {
-		pages, err := aggregates.List(c.compute).AllPages(ctx)
-		if err != nil {
-			return err
-		}
-		aggs, err = aggregates.ExtractAggregates(pages)
-		return err
-	})
+	aggs, err := c.listAggregates(ctx, host)
 	if err != nil {
 		return false, fmt.Errorf("nova: aggregates of %s: %w", host, err)
 	}
@@ -147,6 +139,41 @@ func (c *Client) hostAggregateMatches(ctx context.Context, host, kv string) (boo
 		}
 	}
 	return false, nil
+}
+
+// Aggregate is one host aggregate: its name, availability zone and hosts.
+type Aggregate struct {
+	Name             string
+	AvailabilityZone string
+	Hosts            []string
+}
+
+// Aggregates lists every host aggregate (os-aggregates; the groups of the
+// run config read their membership from it).
+func (c *Client) Aggregates(ctx context.Context) ([]Aggregate, error) {
+	aggs, err := c.listAggregates(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("nova: list aggregates: %w", err)
+	}
+	out := make([]Aggregate, 0, len(aggs))
+	for _, a := range aggs {
+		out = append(out, Aggregate{Name: a.Name, AvailabilityZone: a.AvailabilityZone, Hosts: a.Hosts})
+	}
+	return out, nil
+}
+
+// listAggregates is one os-aggregates list (host: for the call's log line).
+func (c *Client) listAggregates(ctx context.Context, host string) ([]aggregates.Aggregate, error) {
+	var aggs []aggregates.Aggregate
+	err := c.call(ctx, "list_aggregates", host, true, func(ctx context.Context) error {
+		pages, err := aggregates.List(c.compute).AllPages(ctx)
+		if err != nil {
+			return err
+		}
+		aggs, err = aggregates.ExtractAggregates(pages)
+		return err
+	})
+	return aggs, err
 }
 
 // imageProperties reads an image's properties from glance v2 (where they are
