@@ -22,10 +22,12 @@ DIST      ?= dist
 package: build
 	$(GO) run ./cmd/fenced-package --version "$(VERSION)" --binary $(BIN) --out $(DIST)
 
-## deps: Debian packages the tests need (apt-get; skipped when present) and Go modules
+## deps: Debian packages the tests need (apt-get; skipped when present) and Go modules (also those of
+## integration/otelcol, the OpenTelemetry Collector the tracing tests build: a module of its own)
 deps:
 	bash integration/install-deps.sh
 	$(GO) mod download
+	cd integration/otelcol && $(GO) mod download
 
 ## test: everything CI runs — lint, unit tests, integration tests against real daemons
 test: deps lint unit integration
