@@ -39,6 +39,8 @@ var (
 	descHostHard     = prometheus.NewDesc("fenced_host_hard_failure", "1 when the corroborated hard-failure rule holds: libvirt and the Nova heartbeat both gone, the BMC not contradicting (leader only).", []string{"host"}, nil)
 	descHostAgent    = prometheus.NewDesc("fenced_host_agent_down", "1 when the compute agent is down while execution is healthy: scheduling frozen, never fenced (leader only).", []string{"host"}, nil)
 	descHostUnfence  = prometheus.NewDesc("fenced_host_unfenceable", "1 for each host whose BMC failed its last fence-path check (absent: passed or not checked).", []string{"host"}, nil)
+	descGroupPaused  = prometheus.NewDesc("fenced_group_paused", "1 while an operator has paused automatic fencing in the group (fenced pause --group).", []string{"group"}, nil)
+	descGroupHeld    = prometheus.NewDesc("fenced_group_guard_holds", "1 while the group's guard (min_healthy, max_concurrent, saturation within the group) would hold an automatic fence in it (leader only).", []string{"group"}, nil)
 	descHostDeadline = prometheus.NewDesc("fenced_host_approval_deadline_timestamp_seconds", "When the pending approval of a host awaiting approval expires (Unix time; absent for other hosts).", []string{"host"}, nil)
 )
 
@@ -70,7 +72,7 @@ type snapshotCollector struct{ d *Daemon }
 func (snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLeader, descToken, descPaused, descTicks, descDrift, descInterval, descSampleErrors,
 		descEtcdWrites, descTransitions, descInFlight, descHosts, descHostState, descHostD, descHostBlind, descHostIncoh,
-		descHostHard, descHostAgent, descHostUnfence, descHostDeadline} {
+		descHostHard, descHostAgent, descHostUnfence, descHostDeadline, descGroupPaused, descGroupHeld} {
 		ch <- d
 	}
 }
@@ -125,6 +127,20 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for h := range s.Unfenceable {
 		gauge(descHostUnfence, 1, h)
+	}
+	listed := map[string]bool{}
+	for _, g := range s.Groups {
+		listed[g.Name] = true
+		_, paused := s.PausedGroups[g.Name]
+		gauge(descGroupPaused, b2f(paused), g.Name)
+		if s.Leader {
+			gauge(descGroupHeld, b2f(g.Hold != ""), g.Name)
+		}
+	}
+	for g := range s.PausedGroups {
+		if !listed[g] { // paused, and no longer configured
+			gauge(descGroupPaused, 1, g)
+		}
 	}
 }
 
