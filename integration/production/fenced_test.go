@@ -47,6 +47,7 @@ type fleet struct {
 	elector  *lease.Elector
 	store    *lease.Store
 	pubKeys  []string // every replica's audit public key
+	tracing  string   // OTLP/HTTP receiver (host:port) the replicas export to; "" for none
 }
 
 type replica struct {
@@ -62,7 +63,14 @@ type replica struct {
 // etcd together is not there yet).
 func newFleet(t *testing.T, mode string, ids ...string) *fleet {
 	t.Helper()
-	f := &fleet{t: t, dir: t.TempDir(), mode: mode, replicas: map[string]*replica{},
+	return newTracedFleet(t, mode, "", ids...)
+}
+
+// newTracedFleet is newFleet whose replicas export their spans over
+// OTLP/HTTP to otlp (host:port; "" for none).
+func newTracedFleet(t *testing.T, mode, otlp string, ids ...string) *fleet {
+	t.Helper()
+	f := &fleet{t: t, dir: t.TempDir(), mode: mode, replicas: map[string]*replica{}, tracing: otlp,
 		prefix: fmt.Sprintf("/fenced-prod-%s-%d/", strings.ToLower(shortName(t.Name())), time.Now().UnixNano())}
 	f.policy = writePolicy(t, f.dir)
 	tokens := filepath.Join(f.dir, "tokens")
@@ -122,6 +130,9 @@ func (f *fleet) config(r *replica, tokens string) string {
 	fmt.Fprintf(&b, "webhooks:\n  - url: %s/hook\n", f.hooks.srv.URL)
 	fmt.Fprintf(&b, "audit:\n  signing_key_file: %s\n  public_keys: [%s]\n  witness_file: %s\n",
 		filepath.Join(f.dir, r.id+".key"), strings.Join(f.pubKeys, ", "), filepath.Join(f.dir, r.id+".witness"))
+	if f.tracing != "" {
+		fmt.Fprintf(&b, "tracing:\n  endpoint: %s\n  protocol: http\n  insecure: true\n", f.tracing)
+	}
 	return b.String()
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fencedhq/fenced/integration/internal/harness"
+	"github.com/fencedhq/fenced/integration/internal/otelcol"
 	"github.com/fencedhq/fenced/pkg/lease"
 )
 
@@ -43,7 +44,14 @@ type incident struct {
 
 func runIncident(t *testing.T, in incident) {
 	w := newWorld(t)
-	f := newFleet(t, in.mode, "r1", "r2")
+	// the approve run exports its spans to a real OpenTelemetry Collector
+	var col *otelcol.Collector
+	var otlp string
+	if in.mode == "approve" {
+		col = otelcol.Start(t)
+		otlp = col.HTTPEndpoint()
+	}
+	f := newTracedFleet(t, in.mode, otlp, "r1", "r2")
 	victims := w.bootOn(victim, 3)
 	f.start("r1")
 	f.start("r2")
@@ -222,6 +230,9 @@ func runIncident(t *testing.T, in incident) {
 	}
 	if n := f.hooks.about(victim); n == 0 {
 		t.Errorf("no webhook about %s", victim)
+	}
+	if col != nil {
+		checkTrace(t, col, f, recs, victims)
 	}
 }
 
