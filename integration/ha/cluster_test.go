@@ -82,9 +82,10 @@ const (
 	// stall 2 s in, the trigger 20 s later, critical and fenced a tick
 	// each (TestFailoverTime logs it for each trial).
 	powerOffAfter = 26 * time.Second
-	// killWindow is where TestFailoverTime kills the leader: from onset to
-	// 10 s past the power off.
-	killWindow = powerOffAfter + 10*time.Second
+	// killWindow is where TestFailoverTime kills the leader: from onset
+	// through the power off (3 s at the BMC), the power on (3 s) and the
+	// reboot (3 s), to about when the host is restored.
+	killWindow = powerOffAfter + 14*time.Second
 )
 
 func startWorld(t *testing.T, lo labOpts) *world {
