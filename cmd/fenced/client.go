@@ -283,12 +283,16 @@ func newHostCmd() *cobra.Command {
 					D        float64
 					Reason   string
 				}
+				Group string
 			}
 			if err := json.Unmarshal(raw, &rep); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "%s: %s since %s, d=%.2f\n", tx(rep.Host.Name), tx(rep.Host.State), ago(rep.Host.Since), rep.Verdict.D)
+			if rep.Group != "" {
+				fmt.Fprintf(out, "group: %s\n", tx(rep.Group))
+			}
 			if rep.Host.Reason != "" {
 				fmt.Fprintf(out, "reason: %s\n", tx(rep.Host.Reason))
 			}

@@ -82,6 +82,9 @@ func TestHostsGroup(t *testing.T) {
 	if err != nil || !strings.Contains(js, `"host": "cn9"`) || strings.Contains(js, "cmp-001") || !strings.Contains(js, `"group": "default"`) {
 		t.Fatalf("hosts --group default --json: %v\n%s", err, js)
 	}
+	if out, _, err := run(t, "host", "cmp-002", "--server", srv.URL); err != nil || !strings.Contains(out, "\ngroup: rack1\n") {
+		t.Fatalf("host cmp-002: %v\n%s", err, out)
+	}
 	if _, _, err := run(t, "hosts", "--group", "rack9", "--server", srv.URL); err == nil || !strings.Contains(err.Error(), `unknown group "rack9"`) {
 		t.Fatalf("unknown group: %v", err)
 	}

@@ -290,6 +290,7 @@ type HostReply struct {
 	Host    any               `json:"host"`
 	Verdict any               `json:"verdict"`
 	Changes []playbook.Change `json:"changes"`
+	Group   string            `json:"group,omitempty"` // the host's group
 }
 
 func (s *Server) host(w http.ResponseWriter, r *http.Request) {
@@ -300,7 +301,7 @@ func (s *Server) host(w http.ResponseWriter, r *http.Request) {
 	snap := s.b.Snapshot()
 	for _, v := range snap.Hosts {
 		if v.Host.Name == name {
-			rep := HostReply{Host: v.Host, Verdict: v.Verdict, Changes: []playbook.Change{}}
+			rep := HostReply{Host: v.Host, Verdict: v.Verdict, Changes: []playbook.Change{}, Group: v.Group}
 			for _, c := range snap.Changes {
 				if c.Host == name {
 					rep.Changes = append(rep.Changes, c)

@@ -55,6 +55,9 @@ func TestHostsOfOneGroup(t *testing.T) {
 	if len(one.Hosts) != 1 || one.Hosts[0].Host != "cmp-001" || len(one.Groups) != 1 || !one.Groups[0].Paused || one.Groups[0].MinHealthy != "1 (1 of 1)" {
 		t.Fatalf("%+v", one)
 	}
+	if code, body := do(t, s, "GET", "/api/v1/hosts/cmp-001", "", ""); code != 200 || !strings.Contains(body, `"group": "rack1"`) {
+		t.Fatalf("one host: %d %s", code, body)
+	}
 	if code, body := do(t, s, "GET", "/api/v1/hosts?group=rack9", "", ""); code != 404 || !strings.Contains(body, `unknown group \"rack9\"`) {
 		t.Fatalf("unknown group: %d %s", code, body)
 	}

@@ -179,10 +179,10 @@ func (f *Fleet) Tick(ctx context.Context, now time.Time) ([]playbook.Change, err
 		}
 		f.tally(e, -1) // a verdict decides whether the host counts as healthy in its group
 		e.verdict = f.eval.Evaluate(name, now)
-		f.tally(e, +1)
 		if f.hooks.Verdict != nil {
 			f.hooks.Verdict(name, &e.verdict)
 		}
+		f.tally(e, +1)
 		ch, err := f.step(ctx, e, playbook.Input{Now: now, Verdict: &e.verdict})
 		all = append(all, ch...)
 		if err != nil {

@@ -148,6 +148,7 @@ func TestGroupGuard(t *testing.T) {
 			if want := 1 + len(tc.fenced); w.Count().PowerCycles != want {
 				t.Errorf("%d power cycles, want %d", w.Count().PowerCycles, want)
 			}
+			checkGroupCounts(t, f)
 		})
 	}
 }
@@ -181,6 +182,7 @@ func TestGroupPause(t *testing.T) {
 	if v, _ := f.Get("b2"); v.Group != "b" {
 		t.Fatalf("b2 in group %q", v.Group)
 	}
+	checkGroupCounts(t, f)
 }
 
 // TestMembershipRefreshMovesHosts: a new membership moves hosts between
@@ -198,8 +200,36 @@ func TestMembershipRefreshMovesHosts(t *testing.T) {
 	if got["a1"] != "x" || got["b2"] != "x" || got["a2"] != playbook.DefaultGroup || got["b1"] != playbook.DefaultGroup {
 		t.Fatalf("groups %v", got)
 	}
+	checkGroupCounts(t, f)
 	gs := f.Groups()
 	if gs[0].Name != "x" || gs[0].Total != 2 || gs[0].Healthy != 2 || gs[1].Total != 2 {
 		t.Fatalf("groups %+v", gs)
+	}
+}
+
+// checkGroupCounts recounts every group from the hosts' views: the counts
+// kept in step with each transition and verdict must not drift.
+func checkGroupCounts(t *testing.T, f *fleet.Fleet) {
+	t.Helper()
+	want := map[string]playbook.Group{}
+	for _, v := range f.Views() {
+		g := want[v.Group]
+		g.Total++
+		if v.Host.State.Rank() >= 1 {
+			g.AtWarnOrWorse++
+		}
+		if v.Host.State == playbook.Fenced || v.Host.State == playbook.Rebooting {
+			g.Fencing++
+		}
+		if v.Host.State == playbook.Normal && !v.Verdict.Blind && v.Verdict.Level == signals.LevelNormal {
+			g.Healthy++
+		}
+		want[v.Group] = g
+	}
+	for _, g := range f.Groups() {
+		w := want[g.Name]
+		if g.Total != w.Total || g.AtWarnOrWorse != w.AtWarnOrWorse || g.Fencing != w.Fencing || g.Healthy != w.Healthy {
+			t.Errorf("group %s counts %+v, recounted %+v", g.Name, g.Group, w)
+		}
 	}
 }
