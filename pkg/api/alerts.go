@@ -7,7 +7,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/fencedhq/fenced/internal/escape"
@@ -80,21 +79,10 @@ func (s *Server) postAlerts(w http.ResponseWriter, r *http.Request) {
 // authAlerts lets a token of role alerts or operator through (any caller
 // on a dev API without tokens).
 func (s *Server) authAlerts(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if s.tokens != nil {
-			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			id, known := s.tokens[tok]
-			switch {
-			case !ok || !known:
-				w.Header().Set("WWW-Authenticate", `Bearer realm="fenced"`)
-				writeJSON(w, http.StatusUnauthorized, Error{Error: "missing or unknown bearer token"})
-				return
-			case id.Role != Alerts && id.Role != Operator:
-				writeJSON(w, http.StatusForbidden, Error{Error: fmt.Sprintf("this token may not post alerts (role %s; want alerts)", id.Role)})
-				return
-			}
-			r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
+	return s.authBy(func(role Role) string {
+		if role == Alerts || role == Operator {
+			return ""
 		}
-		h(w, r)
-	}
+		return fmt.Sprintf("this token may not post alerts (role %s; want alerts)", role)
+	}, h)
 }

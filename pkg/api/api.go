@@ -168,20 +168,32 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func (s *Server) auth(need Role, h http.HandlerFunc) http.HandlerFunc {
+	return s.authBy(func(role Role) string {
+		switch {
+		case rank[role] >= rank[need]:
+			return ""
+		case role == Viewer:
+			return "this token may read but not act (role viewer)"
+		}
+		return fmt.Sprintf("this token may not do this (role %s)", role)
+	}, h)
+}
+
+// authBy lets a request through when the API has no tokens, or its bearer
+// token is known and refuse says nothing against its role (else refuse's
+// words are the 403).
+func (s *Server) authBy(refuse func(Role) string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.tokens != nil {
 			tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 			id, known := s.tokens[tok]
-			switch {
-			case !ok || !known:
+			if !ok || !known {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="fenced"`)
 				writeJSON(w, http.StatusUnauthorized, Error{Error: "missing or unknown bearer token"})
 				return
-			case rank[id.Role] < rank[need] && id.Role == Viewer:
-				writeJSON(w, http.StatusForbidden, Error{Error: "this token may read but not act (role viewer)"})
-				return
-			case rank[id.Role] < rank[need]:
-				writeJSON(w, http.StatusForbidden, Error{Error: fmt.Sprintf("this token may not do this (role %s)", id.Role)})
+			}
+			if why := refuse(id.Role); why != "" {
+				writeJSON(w, http.StatusForbidden, Error{Error: why})
 				return
 			}
 			r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
