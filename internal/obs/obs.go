@@ -131,7 +131,7 @@ func (c *Call) Set(kv ...attribute.KeyValue) { c.span.SetAttributes(kv...) }
 // Fields are the call's fields.
 func (c *Call) Fields() Fields { return c.f }
 
-// End ends the call with its outcome ("ok", "error", or the component's
+// End ends the call with its outcome (metrics.Outcome, or the component's
 // own word) and err, and returns ev (a log event whose level the caller
 // chose; nil when that level is off) with the B.6 fields and the error on
 // it, for the caller to add its own and send.
@@ -148,14 +148,6 @@ func (c *Call) End(ev *zerolog.Event, outcome string, err error) *zerolog.Event 
 		ev = ev.AnErr("error", err)
 	}
 	return ev
-}
-
-// Outcome is "ok" or "error".
-func Outcome(err error) string {
-	if err != nil {
-		return "error"
-	}
-	return "ok"
 }
 
 // Line adds to ev the B.6 fields of ctx with f over them, for a line that

@@ -30,6 +30,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/fencedhq/fenced/internal/metrics"
 	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/clock"
@@ -440,7 +441,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 					log.Error().Err(err).Msg("cannot persist host records; stepping down")
 				}
 			}
-			call.End(log.Debug(), obs.Outcome(err), err).Msg("tick")
+			call.End(log.Debug(), metrics.Outcome(err), err).Msg("tick")
 			if err != nil {
 				return err
 			}

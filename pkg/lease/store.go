@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/fencedhq/fenced/internal/metrics"
 	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/clock"
@@ -68,7 +69,7 @@ func (s *Store) txn(ctx context.Context, action string, token int64, fn func(con
 	if err != nil {
 		ev = s.Log.Warn()
 	}
-	out := obs.Outcome(err)
+	out := metrics.Outcome(err)
 	if errors.Is(err, ErrNotLeader) || errors.Is(err, audit.ErrConflict) {
 		out = "refused" // the guard did its job: not an etcd failure
 	}

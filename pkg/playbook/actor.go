@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/fencedhq/fenced/internal/metrics"
 	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/fencing"
@@ -254,7 +255,7 @@ func (a *Actor) do(ctx context.Context, h *Host, action, target, detail string, 
 		a.Observe(action, a.Clock.Now().Sub(start), runErr)
 	}
 	jerr := a.Journal.Outcome(ctx, id, runErr)
-	call.End(a.Log.Info(), obs.Outcome(runErr), runErr).Msg("action")
+	call.End(a.Log.Info(), metrics.Outcome(runErr), runErr).Msg("action")
 	if jerr != nil {
 		return fmt.Errorf("playbook: %s %s: journal outcome: %w", action, h.Name, jerr)
 	}

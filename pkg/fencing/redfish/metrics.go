@@ -55,7 +55,7 @@ func (f *Fencer) op(ctx context.Context, op, host string, fn func(context.Contex
 	case op == "power_state":
 		ev = f.cfg.Log.Debug()
 	}
-	call.End(ev, obs.Outcome(err), err).Msg("BMC operation")
+	call.End(ev, metrics.Outcome(err), err).Msg("BMC operation")
 	return err
 }
 

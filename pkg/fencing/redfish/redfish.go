@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fencedhq/fenced/internal/capool"
+	"github.com/fencedhq/fenced/internal/metrics"
 	"github.com/fencedhq/fenced/internal/obs"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/fencing"
@@ -315,7 +316,7 @@ func (f *Fencer) reset(ctx context.Context, t Target, rt schemas.ResetType) erro
 		_, err = s.Reset(rt)
 		b6 := obs.From(ctx)
 		b6.Component, b6.HostID, b6.Action = "redfish", t.Host, "reset"
-		b6.Log(f.cfg.Log.Info(), f.cfg.Clock.Now().Sub(start), obs.Outcome(err)).Str("reset_type", string(rt)).
+		b6.Log(f.cfg.Log.Info(), f.cfg.Clock.Now().Sub(start), metrics.Outcome(err)).Str("reset_type", string(rt)).
 			AnErr("error", err).Msg("BMC reset")
 		if err == nil {
 			return nil
