@@ -118,11 +118,18 @@ func (o *clientOpts) call(ctx context.Context, method, path string, body, out an
 // output is the API's JSON, unchanged.
 func tx(s string) string { return escape.Terminal(s) }
 
-func ago(t time.Time) string {
-	if t.IsZero() || t.Year() < 2000 {
+// ago is how long before now t was. now is the daemon's clock (the API's
+// "t"), never this machine's: a lab at --speed 10 runs its own time, and a
+// CLI on a machine whose clock is off must not print "-3m5s ago". An API
+// that does not say its time (an older one) gives no elapsed time.
+func ago(now, t time.Time) string {
+	if t.IsZero() || t.Year() < 2000 || now.IsZero() {
 		return "-"
 	}
-	return time.Since(t).Round(time.Second).String() + " ago"
+	if t.After(now) {
+		return "0s ago" // a clock step; never a negative duration
+	}
+	return now.Sub(t).Round(time.Second).String() + " ago"
 }
 
 func newHostsCmd() *cobra.Command {
@@ -183,7 +190,7 @@ when the API cannot be reached or answers an error (an unknown group too).`,
 				if grp == "" {
 					grp = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\n", tx(h.Host), tx(grp), tx(state), ago(h.Since), h.D, tx(strings.Join(h.Top, " ")), inc, dl)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\n", tx(h.Host), tx(grp), tx(state), ago(rep.At, h.Since), h.D, tx(strings.Join(h.Top, " ")), inc, dl)
 			}
 			tw.Flush()
 			paused := ""
@@ -241,7 +248,7 @@ func printGroups(w io.Writer, rep api.HostsReply, asked bool) {
 		fmt.Fprintln(w, line)
 	}
 	if m := rep.GroupMembership; m != nil && m.Error != "" {
-		fmt.Fprintf(w, "GROUP MEMBERSHIP NOT REFRESHED: %s; the membership read %s is in force\n", tx(m.Error), ago(m.RefreshedAt))
+		fmt.Fprintf(w, "GROUP MEMBERSHIP NOT REFRESHED: %s; the membership read %s is in force\n", tx(m.Error), ago(rep.At, m.RefreshedAt))
 	}
 }
 
@@ -284,12 +291,13 @@ func newHostCmd() *cobra.Command {
 					Reason   string
 				}
 				Group string
+				At    time.Time `json:"t"` // the daemon's clock
 			}
 			if err := json.Unmarshal(raw, &rep); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "%s: %s since %s, d=%.2f\n", tx(rep.Host.Name), tx(rep.Host.State), ago(rep.Host.Since), rep.Verdict.D)
+			fmt.Fprintf(out, "%s: %s since %s, d=%.2f\n", tx(rep.Host.Name), tx(rep.Host.State), ago(rep.At, rep.Host.Since), rep.Verdict.D)
 			if rep.Group != "" {
 				fmt.Fprintf(out, "group: %s\n", tx(rep.Group))
 			}

@@ -299,6 +299,7 @@ func oneGroup(rep HostsReply, group string) (HostsReply, bool) {
 
 // HostReply is the body of GET /api/v1/hosts/{host}.
 type HostReply struct {
+	At      time.Time         `json:"t"` // the daemon's clock: elapsed times are measured against it
 	Host    any               `json:"host"`
 	Verdict any               `json:"verdict"`
 	Changes []playbook.Change `json:"changes"`
@@ -313,7 +314,7 @@ func (s *Server) host(w http.ResponseWriter, r *http.Request) {
 	snap := s.b.Snapshot()
 	for _, v := range snap.Hosts {
 		if v.Host.Name == name {
-			rep := HostReply{Host: v.Host, Verdict: v.Verdict, Changes: []playbook.Change{}, Group: v.Group}
+			rep := HostReply{At: snap.At, Host: v.Host, Verdict: v.Verdict, Changes: []playbook.Change{}, Group: v.Group}
 			for _, c := range snap.Changes {
 				if c.Host == name {
 					rep.Changes = append(rep.Changes, c)
