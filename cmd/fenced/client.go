@@ -233,6 +233,9 @@ func printGroups(w io.Writer, rep api.HostsReply, asked bool) {
 			src = " (" + tx(g.Source) + ")"
 		}
 		line := fmt.Sprintf("group %s%s: %d hosts, %d healthy, %d at warn or worse, %d fenced", tx(g.Name), src, g.Total, g.Healthy, g.AtWarnOrWorse, g.Fencing)
+		if g.PolicyOverrides {
+			line += "; policy with group overrides, mode " + tx(string(g.Mode))
+		}
 		if g.MinHealthy != "" {
 			line += "; min_healthy " + tx(g.MinHealthy)
 		}

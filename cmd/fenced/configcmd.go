@@ -60,6 +60,9 @@ func checkConfig(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := p.CheckGroups(cfg.GroupNames()); err != nil {
+		return "", err
+	}
 	if cfg.API.TokensFile != "" {
 		if _, err := api.ReadTokens(cfg.API.TokensFile); err != nil {
 			return "", err

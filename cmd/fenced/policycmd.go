@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -34,7 +35,16 @@ any file is invalid.`,
 					continue
 				}
 				if asJSON {
-					out, _ := json.MarshalIndent(map[string]any{"file": path, "version": p.Version(), "valid": true, "signals": p.SignalsConfig().Signals, "playbook": p.PlaybookConfig()}, "", "  ")
+					doc := map[string]any{"file": path, "version": p.Version(), "valid": true, "signals": p.SignalsConfig().Signals, "playbook": p.PlaybookConfig()}
+					if names := p.GroupNames(); len(names) > 0 {
+						gs := map[string]any{}
+						for _, g := range names {
+							gp := p.Group(g)
+							gs[g] = map[string]any{"overrides": p.Overrides(g), "signals": gp.SignalsConfig().Signals, "playbook": gp.PlaybookConfig()}
+						}
+						doc["groups"] = gs
+					}
+					out, _ := json.MarshalIndent(doc, "", "  ")
 					fmt.Fprintln(cmd.OutOrStdout(), string(out))
 					continue
 				}
@@ -75,4 +85,19 @@ func printPolicy(cmd *cobra.Command, path string, p *policy.Policy) {
 		fmt.Fprintf(tw, "%s\t%g\t%g\t%.2f\t%s\t%s\t%s\n", n, s.Warn, s.Crit, s.Weight, s.Window, s.Agg, trig)
 	}
 	tw.Flush()
+	if names := p.GroupNames(); len(names) > 0 {
+		fmt.Fprintf(out, "\n  group overrides (each group's policy is the file's with these fields changed; validated as a whole):\n")
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  GROUP\tMODE\tD_WARN\tD_CRIT\tOVERRIDES")
+		for _, g := range names {
+			gp := p.Group(g).PlaybookConfig()
+			ov := strings.Join(p.Overrides(g), "; ")
+			if ov == "" {
+				ov = "(none: the file's policy)"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%.2f\t%.2f\t%s\n", g, gp.Mode, gp.DWarn, gp.DCrit, ov)
+		}
+		tw.Flush()
+		fmt.Fprintf(out, "  (the run config must define each group: fenced config check says so)\n")
+	}
 }

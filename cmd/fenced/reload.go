@@ -61,6 +61,10 @@ func (r *reloader) reload(ctx context.Context) error {
 		return err
 	}
 	p, err := loadPolicy(cfg.Policy, r.mode)
+	if err == nil {
+		// groups: needs a restart: the overrides must fit the running groups
+		err = p.CheckGroups(r.start.GroupNames())
+	}
 	if err != nil {
 		r.d.ReloadFailed(ctx, r.path, err)
 		return err

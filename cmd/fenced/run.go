@@ -137,6 +137,9 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	if err != nil {
 		return err
 	}
+	if err := p.CheckGroups(nil); err != nil {
+		return fmt.Errorf("%w (the lab fleet of --dev has no groups)", err)
+	}
 	var clk clock.Clock = clock.Real{}
 	if o.speed != 1 {
 		if o.speed <= 0 || o.speed > 1000 {

@@ -50,6 +50,9 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	if err != nil {
 		return err
 	}
+	if err := p.CheckGroups(cfg.GroupNames()); err != nil {
+		return err
+	}
 	var tokens map[string]api.Identity
 	if cfg.API.TokensFile != "" {
 		if tokens, err = api.ReadTokens(cfg.API.TokensFile); err != nil {

@@ -466,6 +466,15 @@ func (c *Config) checkGroups(doc *yamlfile.Doc) error {
 	return nil
 }
 
+// GroupNames are the names of the groups, in file order.
+func (c *Config) GroupNames() []string {
+	out := make([]string, 0, len(c.Groups))
+	for _, g := range c.Groups {
+		out = append(out, g.Name)
+	}
+	return out
+}
+
 // GroupDefs are the groups as pkg/groups takes them (call after Parse:
 // min_healthy is valid).
 func (c *Config) GroupDefs() []groups.Def {

@@ -232,6 +232,9 @@ func newDaemon(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := f.SetPolicies(cfg.Policy.SignalsConfig(), cfg.Policy.PlaybookConfig(), cfg.Policy.FleetGroups()); err != nil {
+		return nil, err
+	}
 	if cfg.Groups != nil {
 		f.SetMembership(cfg.Groups)
 	}

@@ -136,9 +136,9 @@ func (d *Daemon) applyReload(ctx context.Context, r Reload, leading bool) reload
 	if leading {
 		hosts = d.fleet.Views()
 	}
-	err := checkReload(oldPC, newPC, hosts)
+	err := checkReload(old, r.Policy, hosts)
 	if err == nil {
-		err = d.fleet.SetPolicy(r.Policy.SignalsConfig(), newPC) // validates before it changes anything
+		err = d.fleet.SetPolicies(r.Policy.SignalsConfig(), newPC, r.Policy.FleetGroups()) // validates before it changes anything
 	}
 	if err == nil && len(r.Webhooks) > 0 && d.webhooks == nil {
 		err = errors.New("webhooks: this replica has no webhook notifier")
@@ -178,19 +178,19 @@ func (d *Daemon) applyReload(ctx context.Context, r Reload, leading bool) reload
 }
 
 // checkReload refuses what cannot change under a running recovery.
-func checkReload(oldPC, newPC playbook.Config, hosts []fleet.View) error {
-	if oldPC.AfterFence == newPC.AfterFence {
-		return nil
-	}
+func checkReload(old, next *policy.Policy, hosts []fleet.View) error {
 	var busy []string
+	var from, to playbook.AfterFence
 	for _, v := range hosts {
-		if v.Host.State == playbook.Rebooting {
+		o, n := old.Group(v.Group).PlaybookConfig().AfterFence, next.Group(v.Group).PlaybookConfig().AfterFence
+		if v.Host.State == playbook.Rebooting && o != n {
 			busy = append(busy, v.Host.Name)
+			from, to = o, n
 		}
 	}
 	if len(busy) > 0 {
 		return fmt.Errorf("after_fence changes from %s to %s while %s %s rebooting (its recovery would switch procedure halfway); reload again once no host is rebooting",
-			oldPC.AfterFence, newPC.AfterFence, strings.Join(busy, ", "), map[bool]string{true: "is", false: "are"}[len(busy) == 1])
+			from, to, strings.Join(busy, ", "), map[bool]string{true: "is", false: "are"}[len(busy) == 1])
 	}
 	return nil
 }

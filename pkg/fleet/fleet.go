@@ -43,8 +43,11 @@ type entry struct {
 // Fleet is not safe for concurrent use: one goroutine owns it (Paused
 // excepted).
 type Fleet struct {
-	eval   *signals.Evaluator
-	cfg    playbook.Config
+	eval *signals.Evaluator
+	cfg  playbook.Config
+	// gpol are the policies of groups that override the file's (policy
+	// groups:): their hosts are weighed and decided with them
+	gpol   map[string]groupPolicy
 	actor  *playbook.Actor
 	hooks  Hooks
 	order  []string
@@ -82,21 +85,80 @@ func New(sc signals.Config, pc playbook.Config, actor *playbook.Actor, hooks Hoo
 		gcounts: map[string]*playbook.Group{}, groupOf: map[string]string{}, gpaused: map[string]bool{}}, nil
 }
 
+// GroupPolicy is a group's policy (the policy file's with the group's
+// overrides): how its hosts are weighed and decided.
+type GroupPolicy struct {
+	Signals  signals.Config
+	Playbook playbook.Config
+}
+
+type groupPolicy struct {
+	scoring *signals.Scoring
+	pc      playbook.Config
+}
+
 // SetPolicy replaces the evaluator's and every playbook's configuration (a
-// reloaded policy), keeping every host's samples, record and action in
-// flight. Both are validated first: an error changes nothing.
+// reloaded policy without group overrides), keeping every host's samples,
+// record and action in flight. Both are validated first: an error changes
+// nothing.
 func (f *Fleet) SetPolicy(sc signals.Config, pc playbook.Config) error {
+	return f.SetPolicies(sc, pc, nil)
+}
+
+// SetPolicies is SetPolicy with the policies of groups that override the
+// file's: a host of such a group is weighed and decided with its group's,
+// every other host with sc and pc. Everything is validated before anything
+// changes.
+func (f *Fleet) SetPolicies(sc signals.Config, pc playbook.Config, groups map[string]GroupPolicy) error {
 	if err := pc.Validate(); err != nil {
 		return fmt.Errorf("fleet: playbook: %w", err)
 	}
-	if err := f.eval.SetConfig(sc); err != nil {
+	base, err := signals.Compile(sc)
+	if err != nil {
 		return fmt.Errorf("fleet: %w", err)
 	}
-	f.cfg = pc
+	gpol := make(map[string]groupPolicy, len(groups))
+	for name, g := range groups {
+		if err := g.Playbook.Validate(); err != nil {
+			return fmt.Errorf("fleet: group %s: playbook: %w", name, err)
+		}
+		s, err := signals.Compile(g.Signals)
+		if err != nil {
+			return fmt.Errorf("fleet: group %s: %w", name, err)
+		}
+		gpol[name] = groupPolicy{scoring: s, pc: g.Playbook}
+	}
+	f.eval.Scoring = base
+	f.cfg, f.gpol = pc, gpol
 	for _, e := range f.hosts {
-		e.m.SetConfig(pc)
+		e.m.SetConfig(f.cfgFor(e.group))
 	}
 	return nil
+}
+
+// cfgFor is the playbook configuration of a group's hosts.
+func (f *Fleet) cfgFor(group string) playbook.Config {
+	if g, ok := f.gpol[group]; ok {
+		return g.pc
+	}
+	return f.cfg
+}
+
+// scoringFor is how a group's hosts are weighed (nil: the evaluator's own).
+func (f *Fleet) scoringFor(group string) *signals.Scoring {
+	if g, ok := f.gpol[group]; ok {
+		return g.scoring
+	}
+	return nil
+}
+
+// ConfigOf is the playbook configuration a host is decided with now (its
+// group's policy).
+func (f *Fleet) ConfigOf(host string) playbook.Config {
+	if e, ok := f.hosts[host]; ok {
+		return f.cfgFor(e.group)
+	}
+	return f.cfg
 }
 
 // Resume adds a host from its durable record (a new leader picking up).
@@ -104,11 +166,12 @@ func (f *Fleet) Resume(h playbook.Host) error {
 	if _, ok := f.hosts[h.Name]; ok {
 		return fmt.Errorf("fleet: host %s already present", h.Name)
 	}
-	m, err := playbook.NewMachine(f.cfg, h, f.actor)
+	group := f.memb.Of(h.Name)
+	m, err := playbook.NewMachine(f.cfgFor(group), h, f.actor)
 	if err != nil {
 		return err
 	}
-	e := &entry{m: m, verdict: signals.Verdict{Host: h.Name, Blind: true}, group: f.memb.Of(h.Name)}
+	e := &entry{m: m, verdict: signals.Verdict{Host: h.Name, Blind: true}, group: group}
 	f.hosts[h.Name] = e
 	f.setGroupOf(h.Name, e.group)
 	f.tally(e, +1)
@@ -128,7 +191,7 @@ func (f *Fleet) Restore(h playbook.Host) error {
 	if !ok {
 		return f.Resume(h)
 	}
-	m, err := playbook.NewMachine(f.cfg, h, f.actor)
+	m, err := playbook.NewMachine(f.cfgFor(e.group), h, f.actor)
 	if err != nil {
 		return err
 	}
@@ -178,7 +241,7 @@ func (f *Fleet) Tick(ctx context.Context, now time.Time) ([]playbook.Change, err
 			}
 		}
 		f.tally(e, -1) // a verdict decides whether the host counts as healthy in its group
-		e.verdict = f.eval.Evaluate(name, now)
+		e.verdict = f.eval.EvaluateWith(name, now, f.scoringFor(e.group))
 		if f.hooks.Verdict != nil {
 			f.hooks.Verdict(name, &e.verdict)
 		}

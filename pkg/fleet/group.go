@@ -18,6 +18,10 @@ type GroupView struct {
 	// Hold says why the group's guard would hold an automatic fence in it
 	// now (saturated, max_concurrent, min_healthy), or is empty.
 	Hold string `json:"hold,omitempty"`
+	// Mode is the mode its hosts are decided in; PolicyOverrides says
+	// whether the policy file overrides fields for the group.
+	Mode            playbook.Mode `json:"mode,omitempty"`
+	PolicyOverrides bool          `json:"policy_overrides,omitempty"`
 }
 
 // SetMembership gives the fleet its groups: src returns the membership in
@@ -46,6 +50,7 @@ func (f *Fleet) regroup() {
 			e.group = g
 			f.setGroupOf(name, g)
 			f.tally(e, +1)
+			e.m.SetConfig(f.cfgFor(g)) // from its next step on, the new group's policy
 		}
 	}
 }
@@ -152,7 +157,9 @@ func (f *Fleet) Groups() []GroupView {
 		if guard.MinHealthy.Set() {
 			v.MinHealthy = fmt.Sprintf("%s (%d of %d)", guard.MinHealthy, guard.MinHealthy.Of(g.Total), g.Total)
 		}
-		v.Hold = g.Hold(f.cfg.Storm.SaturationFraction)
+		pc := f.cfgFor(name)
+		_, v.PolicyOverrides = f.gpol[name]
+		v.Mode, v.Hold = pc.Mode, g.Hold(pc.Storm.SaturationFraction)
 		out = append(out, v)
 	}
 	for _, d := range f.memb.Defs() {

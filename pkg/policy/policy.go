@@ -90,9 +90,18 @@ type Policy struct {
 		HeartbeatIntervals float64 `yaml:"heartbeat_intervals"`
 	} `yaml:"hard_failure"`
 	Signals map[string]Signal `yaml:"signals"`
+	// Groups overrides fields for a group of hosts (groups.go): group
+	// name → the fields it changes, as they are written at the top level.
+	Groups map[string]yaml.Node `yaml:"groups"`
 
 	source string // file name, for errors
 	digest string
+	// groups are the groups' policies (the file's with each group's
+	// overrides), validated; group is the group this one is for ("": the
+	// file's own); groupLines the line of each group's entry
+	groups     map[string]*Policy
+	group      string
+	groupLines map[string]int
 }
 
 // Error is a policy error with its place in the file.
@@ -132,6 +141,9 @@ func Parse(name string, data []byte) (*Policy, error) {
 	if err := p.validate(doc); err != nil {
 		return nil, err
 	}
+	if err := p.buildGroups(doc); err != nil {
+		return nil, err
+	}
 	return &p, nil
 }
 
@@ -149,6 +161,15 @@ func (p *Policy) WithMode(mode string) (*Policy, error) {
 		return nil, &Error{File: "--mode", Err: err}
 	}
 	c.Mode = mode
+	if len(p.groups) > 0 {
+		// the flag is for the whole fleet: no group keeps a mode of its own
+		c.groups = make(map[string]*Policy, len(p.groups))
+		for name, g := range p.groups {
+			gc := *g
+			gc.Mode = mode
+			c.groups[name] = &gc
+		}
+	}
 	return &c, nil
 }
 

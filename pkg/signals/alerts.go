@@ -72,7 +72,7 @@ func (e *Evaluator) observeAlert(s Sample) error {
 // score A. A set of alerts speaks for the time it was observed at only:
 // the source sends every host's full set at each tick, so a host whose
 // alerts were withdrawn has none at the next.
-func (e *Evaluator) currentAlerts(hs *hostState, now time.Time) ([]Alert, float64) {
+func (s *Scoring) currentAlerts(hs *hostState, now time.Time) ([]Alert, float64) {
 	if len(hs.alerts) == 0 || !hs.alertsAt.Equal(now) {
 		return nil, 0
 	}
@@ -80,9 +80,9 @@ func (e *Evaluator) currentAlerts(hs *hostState, now time.Time) ([]Alert, float6
 	var top, weights float64
 	for i, a := range hs.alerts {
 		if a.Signal != "" {
-			if i := index(a.Signal); i >= 0 && e.has[i] {
-				sc := e.sig[i]
-				a.Score = Normalize(a.Value, sc.Warn, sc.Crit, e.cfg.DWarn, e.cfg.DCrit)
+			if i := index(a.Signal); i >= 0 && s.has[i] {
+				sc := s.sig[i]
+				a.Score = Normalize(a.Value, sc.Warn, sc.Crit, s.cfg.DWarn, s.cfg.DCrit)
 			}
 			top = math.Max(top, a.Score)
 		} else {

@@ -275,29 +275,45 @@ func index(n Name) int {
 // Evaluator keeps the windows of every host and produces verdicts. It is not
 // safe for concurrent use; the daemon feeds it from one goroutine.
 type Evaluator struct {
-	cfg     Config
-	sig     [numSignals]SignalConfig
-	has     [numSignals]bool
-	hosts   map[string]*hostState
-	scratch []float64
+	*Scoring // the configuration every host is weighed with, unless EvaluateWith says otherwise
+	hosts    map[string]*hostState
+	scratch  []float64
 }
 
-// NewEvaluator validates cfg and returns an evaluator.
-func NewEvaluator(cfg Config) (*Evaluator, error) {
+// Scoring is a validated Config, ready to weigh a host's windows with: the
+// evaluator's own, or a group's (a policy with per-group overrides) given
+// to EvaluateWith. Immutable.
+type Scoring struct {
+	cfg Config
+	sig [numSignals]SignalConfig
+	has [numSignals]bool
+}
+
+// Compile validates cfg and prepares it for EvaluateWith.
+func Compile(cfg Config) (*Scoring, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("signals: %w", err)
 	}
 	cfg.HardFailure = cfg.HardFailure.withDefaults()
-	e := &Evaluator{cfg: cfg, hosts: map[string]*hostState{}}
-	for n, s := range cfg.Signals {
+	s := &Scoring{cfg: cfg}
+	for n, sc := range cfg.Signals {
 		i := index(n)
-		e.sig[i], e.has[i] = s, true
+		s.sig[i], s.has[i] = sc, true
 	}
-	return e, nil
+	return s, nil
 }
 
-// Config returns the configuration the evaluator runs with.
-func (e *Evaluator) Config() Config { return e.cfg }
+// Config returns the configuration the scoring was compiled from.
+func (s *Scoring) Config() Config { return s.cfg }
+
+// NewEvaluator validates cfg and returns an evaluator.
+func NewEvaluator(cfg Config) (*Evaluator, error) {
+	s, err := Compile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Evaluator{Scoring: s, hosts: map[string]*hostState{}}, nil
+}
 
 func (e *Evaluator) host(h string) *hostState {
 	hs := e.hosts[h]
@@ -345,6 +361,17 @@ func (e *Evaluator) Forget(host string) { delete(e.hosts, host) }
 
 // Evaluate computes the verdict of a host at now.
 func (e *Evaluator) Evaluate(host string, now time.Time) Verdict {
+	return e.EvaluateWith(host, now, nil)
+}
+
+// EvaluateWith computes the verdict of a host at now, weighing its windows
+// with s (its group's policy) instead of the evaluator's own configuration
+// (s nil). The windows are the host's whatever the scoring: a host that
+// changes group keeps its history.
+func (e *Evaluator) EvaluateWith(host string, now time.Time, s *Scoring) Verdict {
+	if s == nil {
+		s = e.Scoring
+	}
 	v := Verdict{Host: host, At: now}
 	hs := e.hosts[host]
 	if hs == nil {
@@ -352,16 +379,16 @@ func (e *Evaluator) Evaluate(host string, now time.Time) Verdict {
 		return v
 	}
 	var alertScore float64
-	v.Alerts, alertScore = e.currentAlerts(hs, now)
+	v.Alerts, alertScore = s.currentAlerts(hs, now)
 	nowS := secs(now)
-	staleS := int64(e.cfg.StaleAfter / time.Second)
+	staleS := int64(s.cfg.StaleAfter / time.Second)
 	var wsum, dsum float64
 	v.Contributions = make([]Contribution, 0, numSignals)
 	for i := range All {
-		if !e.has[i] {
+		if !s.has[i] {
 			continue
 		}
-		sc := e.sig[i]
+		sc := s.sig[i]
 		w := &hs.win[i]
 		last, ok := w.last()
 		if !ok {
@@ -374,7 +401,7 @@ func (e *Evaluator) Evaluate(host string, now time.Time) Verdict {
 			continue
 		}
 		c.Value, e.scratch = w.aggregate(sc.Agg, nowS, int64(sc.Window/time.Second), e.scratch)
-		c.M = Normalize(c.Value, sc.Warn, sc.Crit, e.cfg.DWarn, e.cfg.DCrit)
+		c.M = Normalize(c.Value, sc.Warn, sc.Crit, s.cfg.DWarn, s.cfg.DCrit)
 		c.OverWarn, c.OverCrit = c.Value >= sc.Warn, c.Value >= sc.Crit
 		if sc.Trigger && c.OverCrit {
 			v.Triggers = append(v.Triggers, All[i])
@@ -392,9 +419,9 @@ func (e *Evaluator) Evaluate(host string, now time.Time) Verdict {
 	}
 	ctl := hs.control
 	if ctl.Known {
-		if why := e.hardFailure(ctl, v.Alerts, alertScore); why != "" {
+		if why := s.hardFailure(ctl, v.Alerts, alertScore); why != "" {
 			v.HardFailure = why
-		} else if why := e.agentDown(ctl, v.Contributions); why != "" {
+		} else if why := s.agentDown(ctl, v.Contributions); why != "" {
 			// the heartbeat measures the agent, not execution: it neither
 			// counts in d nor triggers
 			v.AgentDown = why
@@ -418,14 +445,14 @@ func (e *Evaluator) Evaluate(host string, now time.Time) Verdict {
 	}
 	v.D = dsum / wsum
 	switch {
-	case v.D >= e.cfg.DCrit || len(v.Triggers) > 0 || v.HardFailure != "":
+	case v.D >= s.cfg.DCrit || len(v.Triggers) > 0 || v.HardFailure != "":
 		v.Level = LevelCritical
-	case v.D >= e.cfg.DWarn || v.AgentDown != "":
+	case v.D >= s.cfg.DWarn || v.AgentDown != "":
 		v.Level = LevelWarn
-	case alertScore >= e.cfg.DWarn:
+	case alertScore >= s.cfg.DWarn:
 		// alerts alone go as far as warn, never further
 		v.Level = LevelWarn
-		v.AlertWarn = fmt.Sprintf("alert score %.2f >= d_warn %.2f: %s; alerts alone never go past warn", alertScore, e.cfg.DWarn, alertNames(v.Alerts))
+		v.AlertWarn = fmt.Sprintf("alert score %.2f >= d_warn %.2f: %s; alerts alone never go past warn", alertScore, s.cfg.DWarn, alertNames(v.Alerts))
 	}
 	if ctl.Known && (ctl.ServiceUp || ctl.ServersActive > 0) && v.Level == LevelCritical {
 		v.Incoherent = true
@@ -433,11 +460,11 @@ func (e *Evaluator) Evaluate(host string, now time.Time) Verdict {
 		if !ctl.ServiceUp {
 			says = "service down"
 		}
-		why := fmt.Sprintf("d=%.2f >= d_crit %.2f", v.D, e.cfg.DCrit)
+		why := fmt.Sprintf("d=%.2f >= d_crit %.2f", v.D, s.cfg.DCrit)
 		switch {
 		case v.HardFailure != "":
 			why = "the host no longer executes"
-		case len(v.Triggers) > 0 && v.D < e.cfg.DCrit:
+		case len(v.Triggers) > 0 && v.D < s.cfg.DCrit:
 			why = string(v.Triggers[0]) + " over its critical threshold"
 		}
 		v.Incoherence = fmt.Sprintf("control plane says %s with %s, but %s", says, activeServers(ctl), why)
@@ -467,8 +494,8 @@ func activeServers(ctl Control) string {
 
 // heartbeatStale reports whether Nova's last heartbeat of the host is older
 // than the rule's number of report intervals.
-func (e *Evaluator) heartbeatStale(ctl Control) bool {
-	limit := time.Duration(e.cfg.HardFailure.HeartbeatIntervals * float64(ctl.ReportInterval))
+func (s *Scoring) heartbeatStale(ctl Control) bool {
+	limit := time.Duration(s.cfg.HardFailure.HeartbeatIntervals * float64(ctl.ReportInterval))
 	return ctl.HeartbeatKnown && ctl.ReportInterval > 0 && ctl.HeartbeatAge > limit
 }
 
@@ -482,17 +509,17 @@ func (e *Evaluator) heartbeatStale(ctl Control) bool {
 // host has none, or when its probe failed at least once but fewer times
 // than the rule asks; never for Nova's heartbeat, never against a libvirt
 // that answers (see Alert).
-func (e *Evaluator) hardFailure(ctl Control, alerts []Alert, alertScore float64) string {
-	hf := e.cfg.HardFailure
+func (s *Scoring) hardFailure(ctl Control, alerts []Alert, alertScore float64) string {
+	hf := s.cfg.HardFailure
 	lv := ctl.Libvirt
-	if !e.heartbeatStale(ctl) {
+	if !s.heartbeatStale(ctl) {
 		return ""
 	}
 	var libvirt string
 	switch {
 	case lv.Probed && lv.Failures >= hf.LibvirtProbes:
 		libvirt = fmt.Sprintf("libvirt failed %d probes in a row", lv.Failures)
-	case alertScore < e.cfg.DCrit:
+	case alertScore < s.cfg.DCrit:
 		return ""
 	case !lv.Probed:
 		libvirt = fmt.Sprintf("no libvirt probe; alerts corroborate (%s)", alertNames(alerts))
@@ -516,14 +543,14 @@ func (e *Evaluator) hardFailure(ctl Control, alerts []Alert, alertScore float64)
 // healthy, or "": Nova's heartbeat is stale (or Nova says the service is
 // down without anyone forcing it), yet libvirt answered its last probe and
 // every weighted execution signal is under its warn threshold.
-func (e *Evaluator) agentDown(ctl Control, cs []Contribution) string {
+func (s *Scoring) agentDown(ctl Control, cs []Contribution) string {
 	lv := ctl.Libvirt
 	if !lv.Probed || !lv.Answered || lv.Failures > 0 {
 		return ""
 	}
 	var why string
 	switch {
-	case e.heartbeatStale(ctl):
+	case s.heartbeatStale(ctl):
 		why = fmt.Sprintf("Nova heartbeat %s old, report interval %s", ctl.HeartbeatAge.Round(time.Second), ctl.ReportInterval)
 	case !ctl.ServiceUp && !ctl.ForcedDown:
 		why = "Nova says nova-compute is down"

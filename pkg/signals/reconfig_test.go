@@ -37,3 +37,36 @@ func TestSetConfigKeepsSamples(t *testing.T) {
 		t.Fatal("Config() does not show the new config")
 	}
 }
+
+// TestEvaluateWithAGroupsScoring: the same windows weighed with a group's
+// scoring give the group's verdict; the evaluator's own is untouched.
+func TestEvaluateWithAGroupsScoring(t *testing.T) {
+	e := newEval(t, testConfig())
+	for i := range 7 {
+		observe(t, e, "h", t0.Add(time.Duration(i)*10*time.Second), CPUSteal, 20)
+	}
+	now := t0.Add(time.Minute)
+	cfg := testConfig()
+	s := cfg.Signals[CPUSteal]
+	s.Warn, s.Crit = 5, 15
+	cfg.Signals[CPUSteal] = s
+	strict, err := Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, group := e.Evaluate("h", now), e.EvaluateWith("h", now, strict)
+	if !(group.D > own.D) || group.Level != LevelCritical || !group.Contributions[0].OverCrit {
+		t.Fatalf("group scoring: %+v; own d=%v", group, own.D)
+	}
+	if again := e.Evaluate("h", now); again.D != own.D || e.Config().Signals[CPUSteal].Crit == 15 {
+		t.Fatal("EvaluateWith changed the evaluator's own configuration")
+	}
+	if e.EvaluateWith("h", now, nil).D != own.D {
+		t.Fatal("nil scoring is the evaluator's own")
+	}
+	bad := testConfig()
+	bad.DWarn = 0.9
+	if _, err := Compile(bad); err == nil {
+		t.Fatal("Compile took an invalid config")
+	}
+}

@@ -208,3 +208,19 @@ func (d *Doc) Line(path string) int {
 	}
 	return line
 }
+
+// Root is the file's top node (nil for an empty file). Callers may read it
+// and copy parts of it; they must not change it.
+func (d *Doc) Root() *yaml.Node { return d.root }
+
+// DecodeNode decodes n — a part of a file read with Decode, or a tree built
+// from parts of it — into v, and returns a Doc over n for Errorf and Line:
+// lines are those of the nodes in the file. Unknown keys are the caller's
+// to check (the strict decoder reads bytes, not nodes).
+func DecodeNode(name string, n *yaml.Node, v any) (*Doc, error) {
+	d := &Doc{Name: name, root: n}
+	if err := n.Decode(v); err != nil {
+		return nil, d.fromYAML(err)
+	}
+	return d, nil
+}

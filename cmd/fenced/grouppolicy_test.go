@@ -1,0 +1,67 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/fencedhq/fenced/policies"
+)
+
+// TestGroupPolicyOverrides: policy check shows each group's overrides;
+// config check and run --config refuse overrides for a group the config
+// does not define (naming the policy file, line and field); run --dev,
+// whose lab fleet has no groups, refuses them too.
+func TestGroupPolicyOverrides(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "p.yaml")
+	body := string(policies.Default) + "\ngroups:\n  a:\n    mode: auto\n    thresholds: {d_crit: 0.8}\n  web:\n    approval: {on_timeout: proceed}\n"
+	if err := os.WriteFile(pol, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, "policy", "check", pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"group overrides", "a      auto", "thresholds.d_crit: 0.8", "approval.on_timeout: proceed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("policy check lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, err = run(t, "policy", "check", "--json", pol)
+	if err != nil || !strings.Contains(out, `"groups"`) || !strings.Contains(out, `"DCrit": 0.8`) {
+		t.Errorf("policy check --json: %v\n%s", err, out)
+	}
+
+	cfg := filepath.Join(dir, "f.yaml")
+	conf := "etcd: {embedded: {data_dir: " + filepath.Join(dir, "etcd") + "}}\nhosts: [cmp-01, cn-01]\nlibvirt: {hosts: {cmp-01: \"test:///default\"}}\n" +
+		"policy: " + pol + "\ngroups:\n  - {name: a, hosts: [\"cmp-*\"]}\n"
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Count(body[:strings.Index(body, "  web:")], "\n") + 1
+	for _, args := range [][]string{{"config", "check", cfg}, {"run", "--config", cfg, "--mode", "observe"}} {
+		_, stderr, err := run(t, args...)
+		msg := stderr
+		if err != nil {
+			msg += err.Error()
+		}
+		if err == nil || !strings.Contains(msg, "p.yaml:"+strconv.Itoa(line)+": groups.web: no group web in the run config's groups: (defined: a)") {
+			t.Errorf("%v: want the override for web refused at p.yaml:%d, got %v\n%s", args, line, err, stderr)
+		}
+	}
+	conf = strings.Replace(conf, "  - {name: a, hosts: [\"cmp-*\"]}\n", "  - {name: a, hosts: [\"cmp-*\"]}\n  - {name: web, hosts: [\"cn-*\"]}\n", 1)
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := run(t, "config", "check", cfg); err != nil {
+		t.Fatalf("both groups defined: %v\n%s", err, out)
+	}
+
+	_, _, err = run(t, "run", "--dev", "--policy", pol)
+	if err == nil || !strings.Contains(err.Error(), "groups.a") || !strings.Contains(err.Error(), "--dev has no groups") {
+		t.Fatalf("run --dev with group overrides: %v", err)
+	}
+}
