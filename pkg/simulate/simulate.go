@@ -20,12 +20,14 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sort"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/fleet"
+	"github.com/fencedhq/fenced/pkg/groups"
 	"github.com/fencedhq/fenced/pkg/lab"
 	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/policy"
@@ -50,6 +52,7 @@ type HostResult struct {
 	Note    string                       // last reason the playbook gave (holds, waits)
 	Changes int                          // number of state changes
 	Reasons map[playbook.State]string    // reason of the first entry into each state
+	Group   string                       // its group at the end (playbook.DefaultGroup: none)
 }
 
 // Result summarises a run.
@@ -71,6 +74,10 @@ type Result struct {
 	// CollectErrors counts those at which a collector failed.
 	TraceTicks    bool
 	CollectErrors int
+	// Groups are the trace's groups (group and member lines) at the end,
+	// with their counts, in the order the trace named them, then the
+	// default group; empty for a trace without groups.
+	Groups []fleet.GroupView
 }
 
 type runner struct {
@@ -81,6 +88,13 @@ type runner struct {
 	res    *Result
 	enc    *json.Encoder
 	encErr error
+
+	// the trace's groups: definitions in the order named, each host's group
+	gdefs   []groups.Def
+	gindex  map[string]int
+	member  map[string]string
+	memb    *groups.Membership
+	gserial uint64
 }
 
 // Run replays the trace read from r.
@@ -107,8 +121,13 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := f.SetPolicies(sc, pc, opt.Policy.FleetGroups()); err != nil {
+		return nil, err
+	}
 	rn.fleet = f
 	rn.w.SetViews(f)
+	rn.gindex, rn.member = map[string]int{}, map[string]string{}
+	f.SetMembership(func() *groups.Membership { return rn.memb })
 	if opt.Out != nil {
 		rn.enc = json.NewEncoder(opt.Out)
 		rn.enc.SetEscapeHTML(false)
@@ -122,11 +141,18 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 			return nil, b.err
 		}
 		for _, rec := range b.recs {
-			if rec.Kind != trace.KindTick {
+			if rec.Kind != trace.KindTick && rec.Kind != trace.KindGroup {
 				rn.hostSeen(rec.Host)
 			}
 			if rec.Kind == trace.KindCores {
 				rn.w.SetCores(rec.Host, int(rec.Value))
+				continue
+			}
+			if rec.Kind == trace.KindGroup || rec.Kind == trace.KindMember {
+				if rec.Reserved {
+					return nil, fmt.Errorf("simulate: %s:%d: reserved hosts are not simulated by this fenced", "trace", rec.Line)
+				}
+				rn.group(rec)
 				continue
 			}
 			if !started {
@@ -163,6 +189,13 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 	if !started {
 		return nil, fmt.Errorf("simulate: the trace has no timed lines")
 	}
+	names := make([]string, len(rn.gdefs))
+	for i, d := range rn.gdefs {
+		names[i] = d.Name
+	}
+	if err := opt.Policy.CheckGroups(names); err != nil {
+		return nil, fmt.Errorf("simulate: %w (the trace's groups are its group and member lines)", err)
+	}
 	for !traceTicks && !next.After(last) {
 		if err := rn.tick(ctx, next); err != nil {
 			return nil, err
@@ -175,9 +208,39 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 	rn.res.Notifications, rn.res.Intents = c.Notifications, c.Intents
 	for _, v := range f.Views() {
 		hr := rn.res.Hosts[v.Host.Name]
-		hr.Final, hr.Note = v.Host.State, v.Host.Reason
+		hr.Final, hr.Note, hr.Group = v.Host.State, v.Host.Reason, v.Group
+	}
+	if len(rn.gdefs) > 0 {
+		rn.res.Groups = f.Groups()
 	}
 	return rn.res, nil
+}
+
+// group takes a group or member line: the membership is rebuilt, and the
+// fleet moves hosts at its next tick, as a replica does after a refresh.
+func (rn *runner) group(rec trace.Record) {
+	i, ok := rn.gindex[rec.Group]
+	if !ok {
+		i = len(rn.gdefs)
+		rn.gindex[rec.Group] = i
+		rn.gdefs = append(rn.gdefs, groups.Def{Name: rec.Group})
+	}
+	if rec.Kind == trace.KindGroup {
+		mh, _ := playbook.ParseMinHealthy(rec.MinHealthy) // checked by the reader
+		rn.gdefs[i].Guard = playbook.GroupGuard{MinHealthy: mh, MaxConcurrent: rec.MaxConcurrent}
+	} else {
+		rn.member[rec.Host] = rec.Group
+	}
+	defs := make([]groups.Def, len(rn.gdefs))
+	copy(defs, rn.gdefs)
+	for h, g := range rn.member {
+		defs[rn.gindex[g]].Hosts = append(defs[rn.gindex[g]].Hosts, h)
+	}
+	for i := range defs {
+		sort.Strings(defs[i].Hosts)
+	}
+	rn.gserial++
+	rn.memb = groups.New(defs, groups.Nova{}, rn.gserial)
 }
 
 func (rn *runner) hostSeen(name string) {

@@ -51,6 +51,19 @@ func WriteSummary(out io.Writer, res *Result, maxHosts int) {
 		}
 	}
 	fmt.Fprintf(out, "  final states: %s\n", strings.Join(fs, ", "))
+	for _, g := range res.Groups {
+		if g.Name == playbook.DefaultGroup && g.Total == 0 {
+			continue
+		}
+		line := fmt.Sprintf("  group %s: %d hosts, %d healthy, %d at warn or worse, %d fenced", g.Name, g.Total, g.Healthy, g.AtWarnOrWorse, g.Fencing)
+		if g.PolicyOverrides {
+			line += ", policy with group overrides (mode " + string(g.Mode) + ")"
+		}
+		if g.Hold != "" {
+			line += "; holds automatic fencing: " + g.Hold
+		}
+		fmt.Fprintln(out, line)
+	}
 	sort.Slice(moved, func(i, j int) bool { return moved[i].Host < moved[j].Host })
 	if len(moved) == 0 {
 		fmt.Fprintln(out, "  no host left normal")
@@ -61,7 +74,11 @@ func WriteSummary(out io.Writer, res *Result, maxHosts int) {
 		moved = moved[:maxHosts]
 	}
 	for _, h := range moved {
-		fmt.Fprintf(out, "\n%s: onset %s (first fresh signal over warn), now %s\n", h.Host, h.Onset.Format("15:04:05"), h.Final)
+		name := h.Host
+		if len(res.Groups) > 0 {
+			name += " (group " + h.Group + ")"
+		}
+		fmt.Fprintf(out, "\n%s: onset %s (first fresh signal over warn), now %s\n", name, h.Onset.Format("15:04:05"), h.Final)
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  state\tfirst entered\tsince onset\treason")
 		for _, s := range playbook.States {

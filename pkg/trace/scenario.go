@@ -13,7 +13,7 @@ import (
 // Scenario describes a synthetic trace. The generator is deterministic for a
 // given scenario (same seed, same bytes).
 type Scenario struct {
-	Kind     string // healthy, incident, saturation, fleet
+	Kind     string // healthy, incident, saturation, fleet, groups
 	Hosts    int    // healthy and fleet only
 	Start    time.Time
 	Duration time.Duration
@@ -22,7 +22,7 @@ type Scenario struct {
 }
 
 // Scenarios lists the scenario kinds.
-var Scenarios = []string{"healthy", "incident", "saturation", "fleet"}
+var Scenarios = []string{"healthy", "incident", "saturation", "fleet", "groups"}
 
 // IncidentDate is the day the incident scenario replays (section 3 of the paper).
 var IncidentDate = time.Date(2026, 1, 15, 0, 0, 0, 0, time.UTC)
@@ -244,6 +244,46 @@ func Generate(out io.Writer, sc Scenario) error {
 					L = math.Max(L, ramp(t, starveFrom, starveFrom.Add(10*time.Minute)))
 					if t.Equal(starveFrom.Add(5 * time.Minute)) {
 						h.stalled = t
+					}
+				}
+				h.emit(w, t, L)
+			}
+		}
+	case "groups":
+		// two aggregates: agg-a (4 hosts) is loaded to warn from 01:10 and
+		// cmp-202 in it starves from 01:30 — the aggregate is saturated,
+		// nowhere in it to evacuate to; agg-b (16 hosts) stays calm but
+		// cmp-217 in it starves from 01:30 too. The fleet as a whole (5 of
+		// 20 hosts at warn or worse) is not saturated.
+		start, end := IncidentDate.Add(time.Hour), IncidentDate.Add(3*time.Hour)
+		w.Group("agg-a", "", 0)
+		w.Group("agg-b", "50%", 1)
+		var hs []*hostModel
+		for i := 200; i < 204; i++ {
+			hs = append(hs, &hostModel{name: fmt.Sprintf("cmp-%03d", i), rng: rng, noise: 0.5})
+			w.Member(hs[len(hs)-1].name, "agg-a", false)
+		}
+		for i := 210; i < 226; i++ {
+			hs = append(hs, &hostModel{name: fmt.Sprintf("cmp-%03d", i), rng: rng, noise: 0.5})
+			w.Member(hs[len(hs)-1].name, "agg-b", false)
+		}
+		loadFrom, starveFrom := start.Add(10*time.Minute), start.Add(30*time.Minute)
+		for t := start; t.Before(end); t = t.Add(sc.Step) {
+			for i, h := range hs {
+				if t.Equal(start) {
+					w.Cores(h.name, 32)
+					w.Service(t, h.name, true)
+					w.ServersActive(t, h.name, 8)
+				}
+				L := 0.0
+				if i < 4 {
+					L = 0.45 * ramp(t, loadFrom, loadFrom.Add(10*time.Minute))
+				}
+				if h.name == "cmp-202" || h.name == "cmp-217" {
+					L = math.Max(L, ramp(t, starveFrom, starveFrom.Add(10*time.Minute)))
+					if t.Equal(starveFrom.Add(5 * time.Minute)) {
+						h.stalled = t
+						w.Fault(t, h.name, FaultLibvirtUnresponsive)
 					}
 				}
 				h.emit(w, t, L)

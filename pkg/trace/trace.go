@@ -26,6 +26,16 @@
 // least once) and bmc_power the BMC's last power reading. Older readers
 // refuse tick, libvirt and bmc_power lines.
 //
+// A trace may say how the fleet is organised (docs/groups.md): groups, with
+// the guard of each, and each host's group; a group's reserved hosts are
+// member lines with "reserved". These lines carry no time and may come
+// anywhere (a host's last member line is its group); a trace without them
+// is one fleet in the default group, as before they existed:
+//
+//	{"group":"agg-a","min_healthy":"50%","max_concurrent":1}
+//	{"host":"cmp-201","group":"agg-a"}
+//	{"host":"cmp-209","group":"agg-a","reserved":true}
+//
 // A file whose name ends in .gz is read through gzip. A bad line is an error
 // that names the file and the line number. Host names follow the rule of the
 // API and the run config (internal/hostname); signal values are finite and
@@ -49,6 +59,7 @@ import (
 
 	"github.com/fencedhq/fenced/internal/escape"
 	"github.com/fencedhq/fenced/internal/hostname"
+	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/signals"
 )
 
@@ -65,7 +76,9 @@ const (
 	KindControl
 	KindFault
 	KindCores
-	KindTick // the replica evaluated its fleet (a recorded trace)
+	KindTick   // the replica evaluated its fleet (a recorded trace)
+	KindGroup  // a group and its guard: {"group":"gpu","min_healthy":"60%"}
+	KindMember // a host's group: {"host":"gpu-01","group":"gpu"}, "reserved":true for a spare
 )
 
 // Controls and faults named by the format.
@@ -109,6 +122,12 @@ type Record struct {
 	Answered       bool   // libvirt: the daemon answered at least once
 	Power          string // bmc_power
 	Errors         string // tick: the collectors' errors, "; "-joined
+
+	// group and member lines
+	Group         string
+	Reserved      bool   // member: the host is one of the group's reserved hosts
+	MinHealthy    string // group: a count or a percentage (playbook.ParseMinHealthy)
+	MaxConcurrent int    // group
 }
 
 type line struct {
@@ -126,6 +145,11 @@ type line struct {
 	HeartbeatAge   *float64 `json:"heartbeat_age_s"`
 	ReportInterval *float64 `json:"report_interval_s"`
 	Answered       *bool    `json:"answered"`
+
+	Group         string          `json:"group"`
+	Reserved      *bool           `json:"reserved"`
+	MinHealthy    json.RawMessage `json:"min_healthy"`
+	MaxConcurrent *int            `json:"max_concurrent"`
 }
 
 // Reader reads records and checks them.
@@ -211,6 +235,9 @@ func (r *Reader) parse(b []byte) (Record, error) {
 	rec := Record{Line: r.n, Host: l.Host}
 	if l.Tick != nil {
 		return r.tick(l, rec)
+	}
+	if l.Group != "" || l.Reserved != nil || l.MinHealthy != nil || l.MaxConcurrent != nil {
+		return r.group(l, rec)
 	}
 	if l.Host == "" {
 		return rec, r.errf(`missing "host"`)
@@ -305,8 +332,8 @@ func (r *Reader) tick(l line, rec Record) (Record, error) {
 	if !*l.Tick {
 		return rec, r.errf(`"tick" must be true`)
 	}
-	if l.Host != "" || l.Signal != "" || l.Control != "" || l.Fault != "" || l.Cores != nil {
-		return rec, r.errf(`a tick line carries no "host", "signal", "control", "fault" or "cores"`)
+	if l.Host != "" || l.Signal != "" || l.Control != "" || l.Fault != "" || l.Cores != nil || l.Group != "" {
+		return rec, r.errf(`a tick line carries no "host", "signal", "control", "fault", "cores" or "group"`)
 	}
 	t, err := r.time(l.T)
 	if err != nil {
@@ -318,6 +345,57 @@ func (r *Reader) tick(l line, rec Record) (Record, error) {
 			rec.Errors += "; "
 		}
 		rec.Errors += e
+	}
+	return rec, nil
+}
+
+// group checks a group line (no host: the group and its guard) or a
+// member line (a host and its group). Neither has a time: like cores, they
+// describe the fleet, and may come anywhere in the trace; a host's last
+// member line is its group.
+func (r *Reader) group(l line, rec Record) (Record, error) {
+	if l.Group == "" {
+		return rec, r.errf(`"reserved", "min_healthy" and "max_concurrent" belong on a line with "group"`)
+	}
+	if err := hostname.Check(l.Group); err != nil {
+		return rec, r.errf(`"group": a group name is letters, digits, '.', '-' and '_': %v`, err)
+	}
+	if l.Group == playbook.DefaultGroup {
+		return rec, r.errf(`"group": %q is the implicit group of hosts in no group; choose another name`, l.Group)
+	}
+	if l.T != "" || l.Signal != "" || l.Control != "" || l.Fault != "" || l.Cores != nil || l.Value != nil {
+		return rec, r.errf(`a group line carries "group" and, without "host", its guard (min_healthy, max_concurrent), or, with "host", "reserved"; no "t", "signal", "control", "fault", "cores" or "value"`)
+	}
+	rec.Group = l.Group
+	if l.Host != "" {
+		if err := hostname.Check(l.Host); err != nil {
+			return rec, r.errf(`"host": %v`, err)
+		}
+		if l.MinHealthy != nil || l.MaxConcurrent != nil {
+			return rec, r.errf(`a member line ("host" and "group") carries no guard: give min_healthy and max_concurrent on the group's line, without "host"`)
+		}
+		rec.Kind, rec.Reserved = KindMember, l.Reserved != nil && *l.Reserved
+		return rec, nil
+	}
+	if l.Reserved != nil {
+		return rec, r.errf(`"reserved" is about a host: give "host" too`)
+	}
+	rec.Kind = KindGroup
+	if l.MinHealthy != nil {
+		var s string
+		if json.Unmarshal(l.MinHealthy, &s) != nil {
+			s = string(l.MinHealthy) // a bare count
+		}
+		if _, err := playbook.ParseMinHealthy(s); err != nil {
+			return rec, r.errf(`"min_healthy": %v`, err)
+		}
+		rec.MinHealthy = s
+	}
+	if l.MaxConcurrent != nil {
+		if *l.MaxConcurrent < 0 {
+			return rec, r.errf(`"max_concurrent" must not be negative`)
+		}
+		rec.MaxConcurrent = *l.MaxConcurrent
 	}
 	return rec, nil
 }
@@ -388,6 +466,38 @@ func (w *Writer) head(t time.Time, host string) {
 	w.buf = append(w.buf, `","host":"`...)
 	w.buf = append(w.buf, host...)
 	w.buf = append(w.buf, '"')
+}
+
+// Group writes a group line: a group and its guard (minHealthy "" and
+// maxConcurrent 0 leave them unset).
+func (w *Writer) Group(name, minHealthy string, maxConcurrent int) {
+	w.buf = append(w.buf[:0], `{"group":"`...)
+	w.buf = append(w.buf, name...)
+	w.buf = append(w.buf, '"')
+	if minHealthy != "" {
+		w.buf = append(w.buf, `,"min_healthy":`...)
+		w.buf = strconv.AppendQuote(w.buf, minHealthy)
+	}
+	if maxConcurrent > 0 {
+		w.buf = append(w.buf, `,"max_concurrent":`...)
+		w.buf = strconv.AppendInt(w.buf, int64(maxConcurrent), 10)
+	}
+	w.buf = append(w.buf, "}\n"...)
+	w.w.Write(w.buf)
+}
+
+// Member writes a member line: host is in group (reserved: as a spare).
+func (w *Writer) Member(host, group string, reserved bool) {
+	w.buf = append(w.buf[:0], `{"host":"`...)
+	w.buf = append(w.buf, host...)
+	w.buf = append(w.buf, `","group":"`...)
+	w.buf = append(w.buf, group...)
+	w.buf = append(w.buf, '"')
+	if reserved {
+		w.buf = append(w.buf, `,"reserved":true`...)
+	}
+	w.buf = append(w.buf, "}\n"...)
+	w.w.Write(w.buf)
 }
 
 // Signal writes a signal sample.

@@ -85,6 +85,14 @@ func TestBadLinesNameTheLine(t *testing.T) {
 		"bidi host":      {"{\"t\":\"2026-01-15T01:14:00Z\",\"host\":\"cmp\u202e710\",\"signal\":\"cpu_steal_pct\",\"value\":1}", `"cmp\u202e710" is not a host name`},
 		"space host":     {`{"t":"2026-01-15T01:14:00Z","host":"cmp 017","control":"nova_service","value":"up"}`, "not a host name"},
 		"host of cores":  {`{"host":"a/b","cores":4}`, "not a host name"},
+		"group name":     {`{"group":"a b"}`, `"group": a group name`},
+		"default group":  {`{"host":"h","group":"default"}`, "implicit group"},
+		"timed member":   {`{"t":"2026-01-15T01:14:00Z","host":"h","group":"g"}`, `no "t"`},
+		"member guard":   {`{"host":"h","group":"g","max_concurrent":1}`, "carries no guard"},
+		"bad min":        {`{"group":"g","min_healthy":"140%"}`, `"min_healthy"`},
+		"negative max":   {`{"group":"g","max_concurrent":-1}`, "must not be negative"},
+		"reserved alone": {`{"group":"g","reserved":true}`, `give "host" too`},
+		"guard no group": {`{"min_healthy":"50%"}`, `belong on a line with "group"`},
 	} {
 		_, err := readAll(t, ok+c.line+"\n")
 		if err == nil || !strings.Contains(err.Error(), "t.jsonl:2:") || !strings.Contains(err.Error(), c.want) {
@@ -95,6 +103,37 @@ func TestBadLinesNameTheLine(t *testing.T) {
 
 // TestLongValuesMakeShortErrors: a line of a megabyte quotes at most about
 // 200 bytes of its bad value.
+// TestGroupLines: group and member lines, with and without a guard; a
+// bare count for min_healthy; reserved hosts; written as read.
+func TestGroupLines(t *testing.T) {
+	var buf strings.Builder
+	w := NewWriter(&buf)
+	w.Group("agg-a", "60%", 2)
+	w.Member("cmp-1", "agg-a", false)
+	w.Member("cmp-9", "agg-a", true)
+	w.Flush()
+	recs, err := readAll(t, buf.String()+`{"group":"b","min_healthy":3}`+"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 4 {
+		t.Fatalf("%d records", len(recs))
+	}
+	g, m, r, b := recs[0], recs[1], recs[2], recs[3]
+	if g.Kind != KindGroup || g.Group != "agg-a" || g.MinHealthy != "60%" || g.MaxConcurrent != 2 || g.Host != "" {
+		t.Errorf("group line: %+v", g)
+	}
+	if m.Kind != KindMember || m.Host != "cmp-1" || m.Group != "agg-a" || m.Reserved {
+		t.Errorf("member line: %+v", m)
+	}
+	if r.Kind != KindMember || r.Host != "cmp-9" || !r.Reserved {
+		t.Errorf("reserved line: %+v", r)
+	}
+	if b.Kind != KindGroup || b.MinHealthy != "3" {
+		t.Errorf("bare count: %+v", b)
+	}
+}
+
 func TestLongValuesMakeShortErrors(t *testing.T) {
 	long := strings.Repeat("x", 900<<10)
 	for _, line := range []string{
