@@ -64,6 +64,7 @@ func TestRunDevRefusesFlagsItDoesNotUse(t *testing.T) {
 		want string
 	}{
 		{[]string{"run", "--lab", "http://127.0.0.1:1", "--etcd-endpoints", "http://127.0.0.1:2", "--hosts", "50"}, "--hosts: not used here"},
+		{[]string{"run", "--lab", "http://127.0.0.1:1", "--etcd-endpoints", "http://127.0.0.1:2", "--groups", "2"}, "--groups: not used here"},
 		{[]string{"run", "--lab", "http://127.0.0.1:1", "--etcd-endpoints", "http://127.0.0.1:2", "--speed", "10", "--ramp", "1s"}, "--ramp, --speed: not used here"},
 		{[]string{"run", "--dev", "--etcd-endpoints", "http://127.0.0.1:2", "--data-dir", "/tmp/x"}, "--data-dir: not used here"},
 		{[]string{"run", "--dev", "--etcd-ca", "/ca.pem"}, "--etcd-ca: not used here"},

@@ -61,7 +61,31 @@ func TestGroupPolicyOverrides(t *testing.T) {
 	}
 
 	_, _, err = run(t, "run", "--dev", "--policy", pol)
-	if err == nil || !strings.Contains(err.Error(), "groups.a") || !strings.Contains(err.Error(), "--dev has no groups") {
+	if err == nil || !strings.Contains(err.Error(), "groups.a") || !strings.Contains(err.Error(), "no groups are defined") {
 		t.Fatalf("run --dev with group overrides: %v", err)
+	}
+	_, _, err = run(t, "run", "--dev", "--policy", pol, "--groups", "2")
+	if err == nil || !strings.Contains(err.Error(), "groups.a") || !strings.Contains(err.Error(), "defined: rack-1, rack-2") {
+		t.Fatalf("run --dev --groups 2 with overrides for a and web: %v", err)
+	}
+	_, _, err = run(t, "run", "--dev", "--hosts", "4", "--groups", "5")
+	if err == nil || !strings.Contains(err.Error(), "--groups 5") {
+		t.Fatalf("more groups than hosts: %v", err)
+	}
+}
+
+// TestLabGroups: --groups N splits the lab's hosts in order into N groups
+// of nearly equal size, every host in exactly one.
+func TestLabGroups(t *testing.T) {
+	hosts := []string{"lab-001", "lab-002", "lab-003", "lab-004", "lab-005", "lab-006", "lab-007"}
+	m := labGroups(hosts, 3)
+	got := map[string][]string{}
+	for _, h := range hosts {
+		g := m.Of(h)
+		got[g] = append(got[g], h)
+	}
+	if strings.Join(got["rack-1"], ",") != "lab-001,lab-002" || strings.Join(got["rack-2"], ",") != "lab-003,lab-004" ||
+		strings.Join(got["rack-3"], ",") != "lab-005,lab-006,lab-007" {
+		t.Fatalf("%v", got)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/api"
 	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/daemon"
+	"github.com/fencedhq/fenced/pkg/groups"
 	"github.com/fencedhq/fenced/pkg/lab"
 	"github.com/fencedhq/fenced/pkg/lease"
 	"github.com/fencedhq/fenced/pkg/notify"
@@ -37,6 +38,7 @@ type runOpts struct {
 	mode        string
 	tick        time.Duration
 	hosts       int
+	groups      int
 	starveAfter time.Duration
 	rebootTime  time.Duration
 	webhooks    []string
@@ -103,6 +105,7 @@ auto: --mode overrides the policy's mode.`,
 	f.StringVar(&o.mode, "mode", "", "override the policy's mode: auto, approve or observe")
 	f.DurationVar(&o.tick, "tick", 5*time.Second, "evaluation interval")
 	f.IntVar(&o.hosts, "hosts", 20, "lab fleet size (--dev)")
+	f.IntVar(&o.groups, "groups", 0, "split the lab fleet into this many groups, rack-1 … rack-N, in host order (--dev; docs/groups.md)")
 	f.DurationVar(&o.starveAfter, "starve-after", time.Minute, "when the lab's victim host starts starving (--dev)")
 	f.DurationVar(&o.rebootTime, "reboot-time", 30*time.Second, "how long a power-cycled lab host takes to come back (--dev)")
 	f.DurationVar(&o.bmcDelay, "bmc-delay", 2*time.Second, "how long a lab BMC takes for each power change (--dev)")
@@ -127,7 +130,7 @@ auto: --mode overrides the policy's mode.`,
 
 // Flags of run that only some modes of runDev use.
 var (
-	inProcessLabFlags = map[string]bool{"hosts": true, "starve-after": true, "reboot-time": true, "bmc-delay": true, "ramp": true, "speed": true}
+	inProcessLabFlags = map[string]bool{"hosts": true, "groups": true, "starve-after": true, "reboot-time": true, "bmc-delay": true, "ramp": true, "speed": true}
 	embeddedEtcdFlags = map[string]bool{"etcd": true, "data-dir": true}
 	etcdClusterFlags  = map[string]bool{"etcd-user": true, "etcd-cert": true, "etcd-key": true, "etcd-ca": true}
 )
@@ -137,8 +140,11 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	if err != nil {
 		return err
 	}
-	if err := p.CheckGroups(nil); err != nil {
-		return fmt.Errorf("%w (the lab fleet of --dev has no groups)", err)
+	if o.groups < 0 || (o.groups > 0 && o.groups > o.hosts) {
+		return fmt.Errorf("--groups %d: want 0 (no groups) to --hosts (%d)", o.groups, o.hosts)
+	}
+	if err := p.CheckGroups(labGroupNames(o.groups)); err != nil {
+		return fmt.Errorf("%w (the lab fleet of --dev has the groups of --groups N: rack-1 … rack-N)", err)
 	}
 	var clk clock.Clock = clock.Real{}
 	if o.speed != 1 {
@@ -202,6 +208,10 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		defer stopBMC()
 		be = world.Backends(gen)
 		be.Power = power // fence through Redfish
+		if o.groups > 0 {
+			memb := labGroups(gen.Hosts, o.groups)
+			be.Groups = func() *groups.Membership { return memb }
+		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "fenced run --dev: %d lab hosts, mode %s, tick %s; %s starts starving in %s\n",
 			o.hosts, p.PlaybookConfig().Mode, o.tick, gen.Victim, o.starveAfter)
 	}
@@ -237,6 +247,28 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		world.SetViews(d)
 	}
 	return serve(ctx, cmd, d, reg, be.Capacity, o.listen, nil)
+}
+
+// labGroupNames are the names of n lab groups.
+func labGroupNames(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("rack-%d", i+1)
+	}
+	return out
+}
+
+// labGroups splits the lab's hosts, in order, into n groups of (nearly)
+// equal size, with no guard of their own: saturation within each group
+// applies, and a policy may override fields per group.
+func labGroups(hosts []string, n int) *groups.Membership {
+	names := labGroupNames(n)
+	defs := make([]groups.Def, n)
+	for i := range defs {
+		lo, hi := i*len(hosts)/n, (i+1)*len(hosts)/n
+		defs[i] = groups.Def{Name: names[i], Hosts: append([]string(nil), hosts[lo:hi]...)}
+	}
+	return groups.New(defs, groups.Nova{}, 1)
 }
 
 // serve runs the daemon and its HTTP API until ctx ends.
