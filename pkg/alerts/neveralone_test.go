@@ -60,9 +60,10 @@ func TestAlertsAloneNeverFence(t *testing.T) {
 			}
 			sc, pc := p.SignalsConfig(), p.PlaybookConfig()
 			pc.Storm.MaxFraction, pc.Storm.SaturationFraction = 1, 1
+			pc.AfterFence = playbook.AfterFenceRebootInPlace
 			clk := clock.NewFake(t0)
 			w := lab.NewWorld(clk.Now, time.Minute, sc)
-			a := &playbook.Actor{Mode: pc.Mode, Nova: w, Gate: w, Power: w, Checker: w, Notify: w, Journal: w, Clock: clk, Log: zerolog.Nop()}
+			a := &playbook.Actor{Nova: w, Gate: w, Power: w, Checker: w, Notify: w, Journal: w, Clock: clk, Log: zerolog.Nop()}
 			f, err := fleet.New(sc, pc, a, fleet.Hooks{Control: w.Control})
 			if err != nil {
 				t.Fatal(err)

@@ -84,3 +84,21 @@ func (j *Journal) Outcome(ctx context.Context, id string, actionErr error) error
 	_, err := j.Log.Append(ctx, rec)
 	return err
 }
+
+// Note writes a record that is not an action (playbook.NoteJournal): a
+// recovery step's start or end ("recovery evacuate", started, ok, failed,
+// timeout, skipped) or a server the instance filter skipped. It is never
+// an intent: nothing is reconciled from it.
+func (j *Journal) Note(ctx context.Context, n playbook.Note) error {
+	var tok int64
+	if j.Token != nil {
+		t, err := j.Token(ctx)
+		if err != nil {
+			return fmt.Errorf("audit: no fencing token: %w", err)
+		}
+		tok = t
+	}
+	_, err := j.Log.Append(ctx, Record{Timestamp: n.At, Component: "playbook", RequestID: n.ID, HostID: n.Host, VMID: n.Target,
+		Action: n.Action, Outcome: n.Outcome, Detail: n.Detail, PolicyVersion: j.version(), FenceToken: tok})
+	return err
+}

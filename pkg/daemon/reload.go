@@ -73,12 +73,6 @@ func (d *Daemon) Policy() *policy.Policy {
 	return d.cfg.Policy
 }
 
-// settings is the mode and after_fence in force (playbook.Actor.Settings).
-func (d *Daemon) settings() (playbook.Mode, playbook.AfterFence) {
-	pc := d.Policy().PlaybookConfig()
-	return pc.Mode, pc.AfterFence
-}
-
 // ErrReloadRefused wraps the reasons a reload was refused: the running
 // policy and webhooks are kept.
 var ErrReloadRefused = errors.New("reload refused; the running policy and webhooks are kept")
@@ -91,8 +85,8 @@ var ErrReloadRefused = errors.New("reload refused; the running policy and webhoo
 // records, samples and actions in flight are kept. The reload is audited,
 // refused ones too.
 //
-// A change of after_fence is refused while a host is rebooting: its
-// recovery would switch procedure halfway.
+// A change of the recovery chain's steps (after_fence, recovery) is refused
+// while a host is rebooting: its recovery would switch procedure halfway.
 func (d *Daemon) Reload(ctx context.Context, r Reload) (ReloadResult, error) {
 	if r.Policy == nil {
 		return ReloadResult{}, fmt.Errorf("daemon: %w: no policy", ErrReloadRefused)
@@ -159,6 +153,9 @@ func (d *Daemon) applyReload(ctx context.Context, r Reload, leading bool) reload
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: policy %s → %s (%s), mode %s → %s, after_fence %s; webhooks [%s]",
 		r.Source, res.OldVersion, res.NewVersion, r.Policy.Source(), oldPC.Mode, newPC.Mode, newPC.AfterFence, strings.Join(res.Webhooks, ", "))
+	if len(newPC.Recovery) > 0 {
+		fmt.Fprintf(&b, "; recovery %s", playbook.DescribeChain(newPC.Chain()))
+	}
 	if len(r.Kept) > 0 {
 		kept := append([]string(nil), r.Kept...)
 		sort.Strings(kept)
@@ -179,18 +176,33 @@ func (d *Daemon) applyReload(ctx context.Context, r Reload, leading bool) reload
 
 // checkReload refuses what cannot change under a running recovery.
 func checkReload(old, next *policy.Policy, hosts []fleet.View) error {
+	steps := func(pc playbook.Config) string {
+		var s []string
+		for _, st := range pc.Chain() {
+			s = append(s, string(st.Action)+" when "+string(st.When))
+		}
+		return strings.Join(s, " → ")
+	}
 	var busy []string
-	var from, to playbook.AfterFence
+	var what string
 	for _, v := range hosts {
-		o, n := old.Group(v.Group).PlaybookConfig().AfterFence, next.Group(v.Group).PlaybookConfig().AfterFence
-		if v.Host.State == playbook.Rebooting && o != n {
-			busy = append(busy, v.Host.Name)
-			from, to = o, n
+		if v.Host.State != playbook.Rebooting {
+			continue
+		}
+		o, n := old.Group(v.Group).PlaybookConfig(), next.Group(v.Group).PlaybookConfig()
+		oc, nc := steps(o), steps(n)
+		if oc == nc { // timeouts may change: they are read at each poll
+			continue
+		}
+		busy = append(busy, v.Host.Name)
+		what = fmt.Sprintf("after_fence changes from %s to %s", o.AfterFence, n.AfterFence)
+		if len(o.Recovery) > 0 || len(n.Recovery) > 0 {
+			what = fmt.Sprintf("the recovery chain changes from %s to %s", oc, nc)
 		}
 	}
 	if len(busy) > 0 {
-		return fmt.Errorf("after_fence changes from %s to %s while %s %s rebooting (its recovery would switch procedure halfway); reload again once no host is rebooting",
-			from, to, strings.Join(busy, ", "), map[bool]string{true: "is", false: "are"}[len(busy) == 1])
+		return fmt.Errorf("%s while %s %s rebooting (its recovery would switch procedure halfway); reload again once no host is rebooting",
+			what, strings.Join(busy, ", "), map[bool]string{true: "is", false: "are"}[len(busy) == 1])
 	}
 	return nil
 }

@@ -108,8 +108,7 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 	// the webhook notifier exists without endpoints too: a reload may add them
 	wh := notify.New(ctx, notify.Config{Endpoints: cfg.Webhooks, Log: cfg.Log, Recorder: notify.AuditRecorder{Log: auditLog}, Metrics: cfg.Metrics, Tracer: cfg.Tracer})
 	notifier, whStats := notify.Fanout{notifier, wh}, wh.Counters
-	pc := cfg.Policy.PlaybookConfig()
-	actor := &playbook.Actor{Mode: pc.Mode, AfterFence: pc.AfterFence, Nova: be.Nova, Gate: be.Gate, Placer: be.Placer, Power: be.Power, Checker: be.Checker,
+	actor := &playbook.Actor{Nova: be.Nova, Gate: be.Gate, Placer: be.Placer, Power: be.Power, Checker: be.Checker,
 		Notify: notifier, Clock: cfg.Clock, Log: cfg.Log, ActionTimeout: time.Minute, EvacuateParallel: be.EvacuateParallel, Tracer: cfg.Tracer}
 	ha := &HA{Elector: &lease.Elector{Client: cfg.Etcd, Prefix: cfg.Prefix, TTL: cfg.TTL, ID: cfg.ID}, Store: store,
 		Settle: cfg.Settle, Reconcile: be.Reconcile}
@@ -125,7 +124,7 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 		return nil, err
 	}
 	actor.Paused, actor.Observe = d.Fleet().PausedFor, am.Observe
-	d.webhooks, actor.Settings = wh, d.settings // a reload swaps the policy and the endpoints
+	d.webhooks = wh // a reload swaps the policy (every machine's config) and the endpoints
 	actor.Journal = d.Journal(&audit.Journal{Log: auditLog, PolicyVersion: cfg.Policy.Version(), Version: func() string { return d.Policy().Version() }})
 	return d, nil
 }

@@ -112,6 +112,15 @@ func (j *Journal) Outcome(ctx context.Context, id string, actionErr error) error
 	return j.Audit.Outcome(ctx, id, actionErr)
 }
 
+// Note implements playbook.NoteJournal: the audit record of a recovery
+// step or a skipped server, written while this replica leads.
+func (j *Journal) Note(ctx context.Context, n playbook.Note) error {
+	if j.d.ha.get() == nil {
+		return ErrFollower
+	}
+	return j.Audit.Note(ctx, n)
+}
+
 // runHA campaigns; while leader it runs the loop, otherwise it follows.
 func (d *Daemon) runHA(ctx context.Context) error {
 	fctx, stopFollow := context.WithCancel(ctx)
@@ -294,15 +303,18 @@ func (d *Daemon) reconcile(ctx context.Context, l lease.Leadership) error {
 // resumeEntries settles records whose entry actions were in flight when the
 // previous leader died (EnterFrom set). The playbook runs them again at the
 // host's next step — safe for every state's entry actions but one: a power
-// cycle (after_fence power_cycle) that the audit shows already ran, whose
-// intent had its outcome written before the record could say so. That one is
-// marked done here (ok: the wait for the host is left) or left to its
-// timeout (error: it is not retried blind); it never runs twice.
+// cycle (the recovery chain's power_cycle step, run by the rebooting entry
+// or by a poll) that the audit shows already ran, whose intent had its
+// outcome written before the record could say so. That one is marked done
+// here (ok: the wait for the host is left; error: it is not retried blind,
+// the step's timeout moves the chain on); it never runs twice.
 func (d *Daemon) resumeEntries(ctx context.Context) error {
 	var resumed []playbook.Host
 	for _, v := range d.fleet.Views() {
-		if v.Host.EnterFrom != "" {
-			resumed = append(resumed, v.Host)
+		h := v.Host
+		cycling := h.State == playbook.Rebooting && h.Recovery.Step == playbook.RecoverPowerCycle && h.Step != playbook.StepOn
+		if h.EnterFrom != "" || cycling {
+			resumed = append(resumed, h)
 		}
 	}
 	if len(resumed) == 0 || d.cfg.Audit == nil {
@@ -320,13 +332,18 @@ func (d *Daemon) resumeEntries(ctx context.Context) error {
 			log.Info().Str("host_id", h.Name).Msg("resuming entry actions the previous leader did not finish")
 			continue
 		}
+		since := h.Since // the rebooting entry's power cycle, or the step's
+		if h.Recovery.Step == playbook.RecoverPowerCycle && h.Recovery.Since.After(since) {
+			since = h.Recovery.Since
+		}
 		for _, r := range recs {
-			if r.HostID != h.Name || r.Timestamp.Before(h.Since) {
+			if r.HostID != h.Name || r.Timestamp.Before(since) {
 				continue
 			}
 			h.EnterFrom = ""
 			if r.Outcome == audit.OutcomeError {
 				h.Reason = "power cycle " + r.RequestID + " failed before the leader changed: " + r.Detail
+				h.Step = playbook.StepOn // not retried blind: the step's timeout moves the chain on
 			} else {
 				h.Step, h.LastPowerCycle = playbook.StepOn, r.Timestamp
 				h.Reason = "power cycle " + r.RequestID + " completed by the previous leader"
@@ -346,7 +363,7 @@ func (d *Daemon) resumeEntries(ctx context.Context) error {
 func durable(h playbook.Host) playbook.Host {
 	return playbook.Host{Name: h.Name, State: h.State, Since: h.Since, Onset: h.Onset, ApprovalDeadline: h.ApprovalDeadline,
 		ApprovalOnTimeout: h.ApprovalOnTimeout, CooldownUntil: h.CooldownUntil, LastPowerCycle: h.LastPowerCycle, ControlFenced: h.ControlFenced, Reason: h.Reason, Step: h.Step,
-		EnterFrom: h.EnterFrom}
+		EnterFrom: h.EnterFrom, Recovery: h.Recovery}
 }
 
 // persist writes the host records that changed, under the leader guard.

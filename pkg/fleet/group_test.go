@@ -29,9 +29,10 @@ func groupFleet(t *testing.T, na, nb int, guard playbook.GroupGuard, saturation 
 	}
 	sc, pc := p.SignalsConfig(), p.PlaybookConfig()
 	pc.Storm.MaxConcurrent, pc.Storm.MaxFraction, pc.Storm.SaturationFraction = 10, 1, saturation
+	pc.AfterFence = playbook.AfterFenceRebootInPlace
 	clk := clock.NewFake(t0)
 	w := lab.NewWorld(clk.Now, time.Hour, sc)
-	a := &playbook.Actor{Mode: pc.Mode, Nova: w, Gate: w, Power: w, Checker: w, Notify: w, Journal: w, Clock: clk, Log: zerolog.Nop()}
+	a := &playbook.Actor{Nova: w, Gate: w, Power: w, Checker: w, Notify: w, Journal: w, Clock: clk, Log: zerolog.Nop()}
 	f, err := fleet.New(sc, pc, a, fleet.Hooks{Control: w.Control})
 	if err != nil {
 		t.Fatal(err)

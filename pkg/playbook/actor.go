@@ -130,14 +130,31 @@ type Journal interface {
 	Outcome(ctx context.Context, id string, err error) error
 }
 
-// Actor performs the entry actions of each state.
+// Note is an audit record that is not an action: a step of the recovery
+// chain starting or ending, a server the instance filter leaves alone.
+type Note struct {
+	ID      string // request id; the start and the end of a step share one
+	Host    string
+	Action  string // "recovery STEP", or the action a skipped server was spared (live_migrate, evacuate, verify_servers)
+	Target  string // a server id, when the note is about one
+	Outcome string // started, ok, failed, timeout, skipped
+	Detail  string
+	At      time.Time
+}
+
+// NoteJournal is a Journal that also records notes (pkg/audit's and the
+// daemon's do). A note never gates an action: one that cannot be written is
+// logged and the recovery goes on (its actions are still journalled).
+type NoteJournal interface {
+	Note(ctx context.Context, n Note) error
+}
+
+// Actor performs the entry actions of each state. Everything it decides
+// per host (mode, the recovery chain, the instance filter) comes from the
+// Config of the host's machine, passed with each call.
 type Actor struct {
-	Mode Mode
-	// AfterFence picks the recovery when live migration is impossible
-	// (default evacuate).
-	AfterFence AfterFence
-	Nova       ControlPlane
-	Gate       Gate
+	Nova ControlPlane
+	Gate Gate
 	// Placer chooses evacuation destinations (after_fence evacuate).
 	Placer  Placer
 	Power   PowerFencer
@@ -168,33 +185,11 @@ type Actor struct {
 	// outcome must come back through Machine.Complete on the engine's
 	// goroutine. Nil runs them inline (simulate, tests).
 	Async func(host string, job Job)
-	// Settings, when set, gives the mode and after_fence in force, and Mode
-	// and AfterFence are ignored: a daemon whose policy is reloaded. It is
-	// called from actions running off the engine's goroutine.
-	Settings func() (Mode, AfterFence)
 	// ReadTimeout bounds each read the playbook waits for on the engine's
 	// loop: the gate, a server list, a power state, the host check,
 	// placement (default 15 s). A BMC or Nova that does not answer then costs
 	// one bounded wait, and the next tick tries again.
 	ReadTimeout time.Duration
-}
-
-// mode is the mode in force.
-func (a *Actor) mode() Mode {
-	if a.Settings != nil {
-		m, _ := a.Settings()
-		return m
-	}
-	return a.Mode
-}
-
-// afterFence is the after_fence in force.
-func (a *Actor) afterFence() AfterFence {
-	if a.Settings != nil {
-		_, af := a.Settings()
-		return af
-	}
-	return a.AfterFence
 }
 
 // read runs f under ReadTimeout.
@@ -311,15 +306,16 @@ func (a *Actor) notifyOnly(st State) bool {
 	return st == AwaitingApproval || st == NeedsHuman
 }
 
-// Enter performs the entry actions of h.State. It returns the follow-up
-// event its outcome implies (and why), or "" to wait for the next tick.
-func (a *Actor) Enter(ctx context.Context, h *Host, from State) (Event, string) {
-	return a.step(ctx, h, "enter "+string(h.State), func(ctx context.Context) (Event, string) { return a.enter(ctx, h, from) })
+// Enter performs the entry actions of h.State under cfg (the host's
+// machine's). It returns the follow-up event its outcome implies (and why),
+// or "" to wait for the next tick.
+func (a *Actor) Enter(ctx context.Context, cfg Config, h *Host, from State) (Event, string) {
+	return a.step(ctx, h, "enter "+string(h.State), func(ctx context.Context) (Event, string) { return a.enter(ctx, cfg, h, from) })
 }
 
-func (a *Actor) enter(ctx context.Context, h *Host, from State) (Event, string) {
+func (a *Actor) enter(ctx context.Context, cfg Config, h *Host, from State) (Event, string) {
 	a.notify(ctx, h)
-	observe := a.mode() == ModeObserve || (a.Paused != nil && a.Paused(h.Name) && h.State != Normal && h.State != Restored)
+	observe := cfg.Mode == ModeObserve || (a.Paused != nil && a.Paused(h.Name) && h.State != Normal && h.State != Restored)
 	switch h.State {
 	case Warn:
 		if !observe {
@@ -339,36 +335,15 @@ func (a *Actor) enter(ctx context.Context, h *Host, from State) (Event, string) 
 		h.ControlFenced = true
 		a.freeze(ctx, h, from)
 	case Fenced:
-		var ans GateAnswer
-		a.read(ctx, func(c context.Context) { ans = a.Gate.Check(c, h.Name) })
-		if !ans.Allowed {
-			return EvPowerCycle, "live migration gate closed: " + strings.Join(ans.Reasons, "; ")
-		}
-		servers, err := a.servers(ctx, h.Name)
-		if err != nil {
-			return EvPowerCycle, "cannot list servers: " + err.Error()
-		}
-		for _, s := range servers {
-			if err := a.do(ctx, h, "live_migrate", s.ID, "to "+ans.Destination, func(c context.Context) error {
-				return a.Nova.LiveMigrate(c, s.ID, ans.Destination)
-			}); err != nil {
-				return EvPowerCycle, "live migration failed: " + err.Error()
-			}
-		}
-		return EvRestore, fmt.Sprintf("%d servers live-migrated to %s", len(servers), ans.Destination)
+		return a.enterFenced(ctx, cfg, h)
 	case Rebooting:
-		h.Step = ""
-		if a.afterFence() == AfterFenceEvacuate {
-			return "", "" // the recovery runs from Poll, step by step
-		}
-		if err := a.do(ctx, h, "power_cycle", "", h.Reason, func(c context.Context) error { return a.Power.PowerCycle(c, h.Name) }); err != nil {
-			return EvGiveUp, "power cycle failed: " + err.Error()
-		}
+		return a.enterRebooting(ctx, cfg, h)
 	case Restored:
 		servers, err := a.servers(ctx, h.Name)
 		if err != nil {
 			return EvGiveUp, "cannot verify servers: " + err.Error()
 		}
+		servers = a.filter(ctx, cfg, h, servers, "verify_servers", "not counted in the restored check")
 		var bad []string
 		for _, s := range servers {
 			if s.Status != "ACTIVE" || !s.Running {
@@ -391,37 +366,29 @@ func (a *Actor) enter(ctx context.Context, h *Host, from State) (Event, string) 
 	return "", ""
 }
 
-// Poll is called on ticks in states that wait for the outside world; it
-// returns an event when the wait is over.
-func (a *Actor) Poll(ctx context.Context, h *Host) (Event, string) {
+// Poll is called on ticks in states that wait for the outside world, with
+// the tick's time and the host's machine's cfg; it returns an event when
+// the wait is over.
+func (a *Actor) Poll(ctx context.Context, cfg Config, h *Host, now time.Time) (Event, string) {
 	if h.State != Rebooting {
 		return "", ""
 	}
-	return a.step(ctx, h, "recover", func(ctx context.Context) (Event, string) { return a.poll(ctx, h) })
+	return a.step(ctx, h, "recover", func(ctx context.Context) (Event, string) { return a.poll(ctx, cfg, h, now) })
 }
 
-func (a *Actor) poll(ctx context.Context, h *Host) (Event, string) {
-	if a.afterFence() == AfterFenceEvacuate && h.Step != StepOn {
-		if a.mode() == ModeObserve || (a.Paused != nil && a.Paused(h.Name)) {
-			return "", "" // an operator's pause holds the recovery where it is
-		}
-		if ev, why := a.recoverStep(ctx, h); ev != "" || h.Step != StepOn {
-			return ev, why
-		}
-	}
+// back reads whether the host came back.
+func (a *Actor) back(ctx context.Context, h *Host) bool {
 	if a.Checker == nil {
-		return "", ""
+		return false
 	}
 	var back bool
 	var err error
 	a.read(ctx, func(c context.Context) { back, err = a.Checker.Back(c, h.Name) })
-	if err != nil || !back {
-		return "", ""
-	}
-	return EvRestore, "host back after power cycle: powered on, heartbeat fresh, libvirt responsive"
+	return err == nil && back
 }
 
-// Recovery steps in rebooting (after_fence evacuate), kept in Host.Step.
+// Progress of the power_cycle and evacuate steps in rebooting, kept in
+// Host.Step.
 const (
 	StepOff       = "off"       // power off verified
 	StepEvacuated = "evacuated" // every evacuable server handled
@@ -438,7 +405,7 @@ const (
 // starts: a new leader resuming it never goes back to an earlier step (a
 // power off after the old leader's power on). Inline, the steps follow in
 // one call.
-func (a *Actor) recoverStep(ctx context.Context, h *Host) (Event, string) {
+func (a *Actor) recoverStep(ctx context.Context, cfg Config, h *Host) (Event, string) {
 	if h.Step == "" {
 		if ev, why := a.ensurePower(ctx, h, fencing.Off, "power_off", a.Power.PowerOff); ev != "" || why != "" {
 			return ev, why
@@ -454,7 +421,7 @@ func (a *Actor) recoverStep(ctx context.Context, h *Host) (Event, string) {
 		if err != nil {
 			return "", "cannot list servers (retrying): " + err.Error()
 		}
-		unplaced = a.evacuate(ctx, h, servers)
+		unplaced = a.evacuate(ctx, h, a.filter(ctx, cfg, h, servers, "evacuate", "not evacuated"))
 		h.Step = StepEvacuated
 		if a.Async != nil && len(unplaced) == 0 {
 			return "", "" // (servers left behind: power on in this job, then give up, as inline)

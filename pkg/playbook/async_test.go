@@ -18,7 +18,7 @@ func TestAsyncEntryActions(t *testing.T) {
 	var jobs []Job
 	var hosts []string
 	m.actor.Async = func(host string, j Job) { hosts, jobs = append(hosts, host), append(jobs, j) }
-	m.actor.AfterFence = AfterFenceRebootInPlace
+	m.cfg.AfterFence = AfterFenceRebootInPlace
 	ctx := context.Background()
 
 	ch, err := m.Step(ctx, Input{Now: t0, Event: EvApprove, Reason: "carol: go"})

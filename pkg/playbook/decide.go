@@ -127,6 +127,14 @@ type Config struct {
 	MinPowerCycleInterval time.Duration
 
 	Storm StormGuard
+
+	// Recovery is the escalation chain of a fenced host (policy
+	// recovery:); nil takes the chain after_fence implies (Chain).
+	Recovery []RecoveryStep
+	// SkipError (policy instances.skip_error): servers whose Nova status
+	// is ERROR are neither live-migrated nor evacuated, and do not fail the
+	// restored check; each is audited as skipped.
+	SkipError bool
 }
 
 // Validate checks relations between the settings.
@@ -162,6 +170,9 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			return fmt.Errorf("%s: must be positive", name)
 		}
+	}
+	if err := validateRecovery(c.Recovery); err != nil {
+		return err
 	}
 	if c.Storm.MaxConcurrent < 1 {
 		return fmt.Errorf("storm_guard.max_concurrent: must be at least 1")
@@ -202,6 +213,10 @@ type Host struct {
 	// "" → off (verified) → evacuated → on, then the wait for the host.
 	// Each step is idempotent, so a new leader resumes where the record says.
 	Step string `json:"step,omitempty"`
+	// Recovery is the escalation chain's progress in fenced and rebooting:
+	// the step in progress, when it started, and how the earlier ones
+	// ended. A new leader resumes at that step.
+	Recovery Recovery `json:"recovery,omitzero"`
 	// EnterFrom, when set, says the entry actions of State (entered from
 	// EnterFrom) are in flight off the engine's goroutine and have not
 	// completed: a new leader that resumes the record runs them again
@@ -310,7 +325,10 @@ func choose(cfg Config, h *Host, in Input) (Event, string) {
 			return EvGiveUp, fmt.Sprintf("no evacuation outcome within %s", cfg.FenceTimeout)
 		}
 	case Rebooting:
-		if now.Sub(h.Since) > cfg.RebootTimeout {
+		// a record with a chain step: the actor's poll owns the step's
+		// timeout (it audits it and moves on); a record without one (written
+		// before chains existed) keeps the single reboot deadline
+		if h.Recovery.Step == "" && now.Sub(h.Since) > cfg.RebootTimeout {
 			return EvGiveUp, fmt.Sprintf("host did not come back within %s of the power cycle", cfg.RebootTimeout)
 		}
 	}
@@ -528,7 +546,8 @@ func enter(cfg Config, h Host, to State, ev Event, reason string, now time.Time)
 		h.ApprovalOnTimeout = ""
 	}
 	if to != Rebooting {
-		h.Step = ""
+		// entering fenced starts a fresh chain; rebooting goes on with it
+		h.Step, h.Recovery = "", Recovery{}
 	}
 	switch to {
 	case AwaitingApproval:

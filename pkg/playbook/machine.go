@@ -39,7 +39,7 @@ type Machine struct {
 type Job func(ctx context.Context) JobResult
 
 // JobResult is what a Job did: the record as the actions left it (only the
-// fields actions own are taken back: ControlFenced and Step) and the
+// fields actions own are taken back: ControlFenced, Step and Recovery) and the
 // follow-up event, if any.
 type JobResult struct {
 	Host   Host
@@ -77,9 +77,11 @@ func NewMachine(cfg Config, h Host, actor *Actor) (*Machine, error) {
 // Host returns the current record.
 func (m *Machine) Host() Host { return m.host }
 
-// SetConfig replaces the configuration the machine decides with (a
-// reloaded policy); the record, its trackers and any action in flight are
-// kept. The caller validated cfg.
+// SetConfig replaces the configuration the machine decides and acts with
+// (a reloaded policy, the host's group's policy): the actor reads the mode,
+// the recovery chain and the instance filter from it. The record, its
+// trackers and any action in flight are kept (a job in flight finishes
+// under the configuration it started with). The caller validated cfg.
 func (m *Machine) SetConfig(cfg Config) { m.cfg = cfg }
 
 // maxChain bounds follow-up events within one step (fenced → rebooting → …).
@@ -113,7 +115,7 @@ func (m *Machine) Step(ctx context.Context, in Input) ([]Change, error) {
 	}
 	if in.Event == "" && m.host.State == Rebooting {
 		if m.actor.Async == nil {
-			if ev, why := m.actor.Poll(ctx, &m.host); ev != "" {
+			if ev, why := m.actor.Poll(ctx, m.cfg, &m.host, in.Now); ev != "" {
 				in.Event, in.Reason = ev, why
 			}
 		} else {
@@ -122,7 +124,10 @@ func (m *Machine) Step(ctx context.Context, in Input) ([]Change, error) {
 			if err != nil || len(changes) > 0 || m.busy != "" || m.host.State != Rebooting {
 				return changes, err
 			}
-			m.start(in.Now, "recovery of "+string(m.host.State), m.actor.Poll)
+			cfg, now := m.cfg, in.Now
+			m.start(in.Now, "recovery of "+string(m.host.State), func(ctx context.Context, h *Host) (Event, string) {
+				return m.actor.Poll(ctx, cfg, h, now)
+			})
 			return nil, nil
 		}
 	}
@@ -139,7 +144,7 @@ func (m *Machine) Complete(ctx context.Context, in Input, r JobResult) ([]Change
 		m.host.EnterFrom = ""
 	}
 	m.busy, m.busySince, m.entry = "", time.Time{}, false
-	m.host.ControlFenced, m.host.Step = r.Host.ControlFenced, r.Host.Step
+	m.host.ControlFenced, m.host.Step, m.host.Recovery = r.Host.ControlFenced, r.Host.Step, r.Host.Recovery
 	if r.Event == "" {
 		return nil, nil // as inline: a note without an event (retrying) changes nothing
 	}
@@ -160,8 +165,9 @@ func (m *Machine) start(now time.Time, what string, act func(context.Context, *H
 // from, off the caller's goroutine; the record says so until they complete.
 func (m *Machine) startEntry(now time.Time, from State) {
 	m.host.EnterFrom = from
+	cfg := m.cfg
 	m.start(now, "entry actions of "+string(m.host.State), func(ctx context.Context, h *Host) (Event, string) {
-		return m.actor.Enter(ctx, h, from)
+		return m.actor.Enter(ctx, cfg, h, from)
 	})
 	m.entry = true
 }
@@ -189,7 +195,7 @@ func (m *Machine) chain(ctx context.Context, in Input) ([]Change, error) {
 			m.startEntry(in.Now, from)
 			return changes, nil
 		}
-		ev, why := m.actor.Enter(ctx, &m.host, from)
+		ev, why := m.actor.Enter(ctx, m.cfg, &m.host, from)
 		if ev == "" {
 			return changes, nil
 		}

@@ -96,9 +96,11 @@ func (f *fakeWorld) Outcome(_ context.Context, id string, err error) error {
 
 func newTestMachine(t *testing.T, mode Mode, w *fakeWorld, st State) *Machine {
 	t.Helper()
-	a := &Actor{Mode: mode, Nova: w, Gate: w, Power: w, Checker: w, Notify: w, Journal: w,
+	a := &Actor{Nova: w, Gate: w, Power: w, Checker: w, Notify: w, Journal: w,
 		Clock: clock.NewFake(t0), Log: zerolog.Nop()}
-	m, err := NewMachine(testCfg(mode), Host{Name: "cmp-017", State: st}, a)
+	cfg := testCfg(mode)
+	cfg.AfterFence = AfterFenceRebootInPlace
+	m, err := NewMachine(cfg, Host{Name: "cmp-017", State: st}, a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +298,7 @@ func (p fakePlacer) Place(_ context.Context, _ string, servers []Server) ([]Plac
 
 func newEvacMachine(t *testing.T, w *fakeWorld, p Placer, h Host) *Machine {
 	t.Helper()
-	a := &Actor{Mode: ModeAuto, AfterFence: AfterFenceEvacuate, Nova: w, Gate: w, Placer: p, Power: w, Checker: w, Notify: w, Journal: w,
+	a := &Actor{Nova: w, Gate: w, Placer: p, Power: w, Checker: w, Notify: w, Journal: w,
 		Clock: clock.NewFake(t0), Log: zerolog.Nop(), EvacuateParallel: 1}
 	cfg := testCfg(ModeAuto)
 	cfg.AfterFence = AfterFenceEvacuate
@@ -446,7 +448,7 @@ func TestEvacuateParallelBoundsEvacuationsInFlight(t *testing.T) {
 			w.servers = append(w.servers, Server{ID: fmt.Sprint(i), Name: fmt.Sprint(i), Evacuable: true})
 		}
 		pn := &parallelNova{fakeWorld: w}
-		a := &Actor{Mode: ModeAuto, AfterFence: AfterFenceEvacuate, Nova: pn, Placer: fakePlacer{}, Journal: pn,
+		a := &Actor{Nova: pn, Placer: fakePlacer{}, Journal: pn,
 			Clock: clock.NewFake(t0), Log: zerolog.Nop(), EvacuateParallel: par}
 		if failed := a.evacuate(context.Background(), &Host{Name: "cmp-017"}, w.servers); len(failed) != 0 {
 			t.Fatal(failed)
@@ -467,10 +469,15 @@ func (stuckChecker) Back(ctx context.Context, _ string) (bool, error) {
 
 func TestAStuckHostCheckCostsOneBoundedWait(t *testing.T) {
 	w := &fakeWorld{}
-	a := &Actor{Mode: ModeAuto, Nova: w, Gate: w, Power: w, Checker: stuckChecker{w}, Notify: w, Journal: w,
+	a := &Actor{Nova: w, Gate: w, Power: w, Checker: stuckChecker{w}, Notify: w, Journal: w,
 		Clock: clock.NewFake(t0), Log: zerolog.Nop(), ReadTimeout: 50 * time.Millisecond}
+	cfg := testCfg(ModeAuto)
+	cfg.AfterFence = AfterFenceRebootInPlace // power-cycled: only the wait for the host is left
 	done := make(chan Event, 1)
-	go func() { ev, _ := a.Poll(context.Background(), &Host{Name: "cmp-017", State: Rebooting}); done <- ev }()
+	go func() {
+		ev, _ := a.Poll(context.Background(), cfg, &Host{Name: "cmp-017", State: Rebooting, Since: t0, Step: StepOn}, t0)
+		done <- ev
+	}()
 	select {
 	case ev := <-done:
 		if ev != "" {

@@ -203,10 +203,11 @@ func TestProceedAtDeadlineRunsTheFence(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			w := &fakeWorld{}
 			var notes []Notification
-			a := &Actor{Mode: ModeApprove, AfterFence: AfterFenceRebootInPlace, Nova: w, Gate: w, Power: w, Checker: w,
+			a := &Actor{Nova: w, Gate: w, Power: w, Checker: w,
 				Notify: notifyFunc(func(n Notification) { notes = append(notes, n) }), Journal: w, Clock: clock.NewFake(t0), Log: zerolog.Nop()}
 			cfg := testCfg(ModeApprove)
 			cfg.ApprovalOnTimeout = OnTimeoutProceed
+			cfg.AfterFence = AfterFenceRebootInPlace
 			m, err := NewMachine(cfg, Host{Name: "cmp-017", State: Normal}, a)
 			if err != nil {
 				t.Fatal(err)

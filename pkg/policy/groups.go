@@ -72,7 +72,16 @@ func (p *Policy) buildGroups(doc *yamlfile.Doc) error {
 		if err := checkKeys(doc, over, reflect.TypeOf(Policy{}), field, true); err != nil {
 			return err
 		}
-		merged := merge(withoutKey(root, "groups"), over)
+		base := withoutKey(root, "groups")
+		// after_fence and recovery are one choice (the chain): a group
+		// setting either replaces the file's
+		if lookup(over, "recovery") != nil {
+			base = withoutKey(base, "after_fence")
+		}
+		if lookup(over, "after_fence") != nil {
+			base = withoutKey(base, "recovery")
+		}
+		merged := merge(base, over)
 		var gp Policy
 		mdoc, err := yamlfile.DecodeNode(doc.Name, merged, &gp)
 		if err != nil {

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func TestGroupOverridesMergeOverTheFile(t *testing.T) {
 	if gs.DCrit != 0.8 {
 		t.Errorf("the evaluator's d_crit is the group's too: %v", gs.DCrit)
 	}
-	if p.Group("batch").PlaybookConfig() != base || p.Group("nope") != p || p.Group(playbook.DefaultGroup) != p {
+	if !reflect.DeepEqual(p.Group("batch").PlaybookConfig(), base) || p.Group("nope") != p || p.Group(playbook.DefaultGroup) != p {
 		t.Error("an empty entry, an unknown group and the default group have the file's policy")
 	}
 	if p.Group("gpu").Version() != p.Version() {

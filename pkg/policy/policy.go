@@ -93,6 +93,16 @@ type Policy struct {
 	// Groups overrides fields for a group of hosts (groups.go): group
 	// name → the fields it changes, as they are written at the top level.
 	Groups map[string]yaml.Node `yaml:"groups"`
+	// Recovery is the escalation chain of a fenced host, in order
+	// (docs/groups.md, Escalation chain); absent, after_fence implies it.
+	// The two together are an error.
+	Recovery []RecoveryStep `yaml:"recovery"`
+	// Instances is the instance filter.
+	Instances struct {
+		// SkipError: servers whose Nova status is ERROR are neither moved
+		// nor counted in the restored check (default false).
+		SkipError bool `yaml:"skip_error"`
+	} `yaml:"instances"`
 
 	source string // file name, for errors
 	digest string
@@ -102,6 +112,13 @@ type Policy struct {
 	groups     map[string]*Policy
 	group      string
 	groupLines map[string]int
+}
+
+// RecoveryStep is one recovery: entry.
+type RecoveryStep struct {
+	Step    string    `yaml:"step"`    // live_migrate, power_cycle or evacuate
+	Timeout *Duration `yaml:"timeout"` // absent: timeouts.fenced (live_migrate) or timeouts.reboot
+	When    string    `yaml:"when"`    // always, gate_open, gate_closed; absent: gate_open for live_migrate, else always
 }
 
 // Error is a policy error with its place in the file.
@@ -183,6 +200,19 @@ func (p *Policy) validate(doc *yamlfile.Doc) error {
 	if _, err := playbook.ParseOnTimeout(p.Approval.OnTimeout); err != nil {
 		return doc.Errorf("approval.on_timeout", "%s: want needs_human, proceed or abort", yamlfile.Quote(p.Approval.OnTimeout))
 	}
+	if p.Recovery != nil {
+		if p.AfterFence != "" {
+			return doc.Errorf("recovery", "recovery and after_fence (line %d) together: after_fence picks one of two chains, recovery spells the chain out; keep one", doc.Line("after_fence"))
+		}
+		if len(p.Recovery) == 0 {
+			return doc.Errorf("recovery", "an empty chain: list at least one step (live_migrate, power_cycle, evacuate), or leave recovery out")
+		}
+		for i, s := range p.Recovery {
+			if s.Timeout != nil && *s.Timeout == 0 {
+				return doc.Errorf(fmt.Sprintf("recovery[%d].timeout", i), "must be positive (leave it out for the default)")
+			}
+		}
+	}
 	names := make([]string, 0, len(p.Signals))
 	for name := range p.Signals {
 		names = append(names, name)
@@ -261,7 +291,23 @@ func (p *Policy) PlaybookConfig() playbook.Config {
 			MaxConcurrent: p.StormGuard.MaxConcurrent, MaxFraction: p.StormGuard.MaxFraction,
 			SaturationFraction: p.StormGuard.SaturationFraction,
 		},
+		Recovery: p.recovery(), SkipError: p.Instances.SkipError,
 	}
+}
+
+// recovery is the explicit chain (nil when the policy has none).
+func (p *Policy) recovery() []playbook.RecoveryStep {
+	if len(p.Recovery) == 0 {
+		return nil
+	}
+	out := make([]playbook.RecoveryStep, len(p.Recovery))
+	for i, s := range p.Recovery {
+		out[i] = playbook.RecoveryStep{Action: playbook.RecoveryAction(s.Step), When: playbook.Condition(s.When)}
+		if s.Timeout != nil {
+			out[i].Timeout = time.Duration(*s.Timeout)
+		}
+	}
+	return out
 }
 
 // onTimeout is approval.on_timeout ("" is needs_human).

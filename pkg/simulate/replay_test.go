@@ -40,7 +40,7 @@ func liveLab(t *testing.T, p *policy.Policy, tick, dur, reboot time.Duration) ([
 		return c, ok
 	}
 	var changes []playbook.Change
-	actor := &playbook.Actor{Mode: pc.Mode, AfterFence: pc.AfterFence, Nova: w, Gate: w, Placer: w, Power: w, Checker: w,
+	actor := &playbook.Actor{Nova: w, Gate: w, Placer: w, Power: w, Checker: w,
 		EvacuateParallel: 1, Notify: w, Journal: w, Clock: clk, Log: zerolog.Nop()}
 	f, err := fleet.New(sc, pc, actor, fleet.Hooks{Control: control, Change: func(c playbook.Change, _ *signals.Verdict) { changes = append(changes, c) }})
 	if err != nil {

@@ -114,7 +114,7 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 		res: &Result{Hosts: map[string]*HostResult{}, Mode: pc.Mode, PolicyVersion: opt.Policy.Version()},
 	}
 	rn.w = lab.NewWorld(rn.clk.Now, opt.RebootTime, sc)
-	actor := &playbook.Actor{Mode: pc.Mode, AfterFence: pc.AfterFence, Nova: rn.w, Gate: rn.w, Placer: rn.w, Power: rn.w, Checker: rn.w,
+	actor := &playbook.Actor{Nova: rn.w, Gate: rn.w, Placer: rn.w, Power: rn.w, Checker: rn.w,
 		EvacuateParallel: 1, // the simulated world is not safe for concurrent use
 		Notify:           rn.w, Journal: rn.w, Clock: rn.clk, Log: zerolog.Nop()}
 	f, err := fleet.New(sc, pc, actor, fleet.Hooks{Control: rn.w.Control, Verdict: rn.verdict, Change: rn.change})
