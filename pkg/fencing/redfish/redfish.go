@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
 	"regexp"
 	"strings"
 	"sync"
@@ -204,6 +205,10 @@ func statusCode(err error) int {
 	return 0
 }
 
+// systemsURI is the ComputerSystemCollection's URI, the only one Redfish's
+// URI patterns allow.
+const systemsURI = "/redfish/v1/Systems"
+
 // system finds the target's ComputerSystem; its requests run under ctx,
 // which the caller bounds per attempt.
 func (f *Fencer) system(ctx context.Context, t Target, fresh bool) (*schemas.ComputerSystem, error) {
@@ -212,7 +217,27 @@ func (f *Fencer) system(ctx context.Context, t Target, fresh bool) (*schemas.Com
 		return nil, err
 	}
 	svc := c.WithContext(ctx).GetService()
-	// the members that answered come back even when another member of the
+	// the collection's links first, then the one member that is the
+	// target's (its URI ends in its Id, as Redfish's URI patterns say): two
+	// requests whatever the chassis holds, and a hung blade does not stop
+	// its neighbours' lookups
+	if coll, err := schemas.GetCollection(svc.GetClient(), systemsURI); err == nil {
+		for _, link := range coll.ItemLinks {
+			if t.SystemID != "" && path.Base(strings.TrimSuffix(link, "/")) != t.SystemID {
+				continue
+			}
+			s, err := schemas.GetComputerSystem(svc.GetClient(), link)
+			if err != nil {
+				return nil, classify(err)
+			}
+			if t.SystemID == "" || s.ID == t.SystemID {
+				return s, nil
+			}
+			break // a URI that does not end in the Id: read them all, below
+		}
+	}
+	// a BMC whose URIs do not follow the pattern: every member, as before.
+	// The members that answered come back even when another member of the
 	// collection failed: a system this host does not own must not stop it
 	systems, err := svc.Systems()
 	for _, s := range systems {

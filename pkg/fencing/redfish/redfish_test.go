@@ -5,11 +5,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -285,5 +287,42 @@ func TestRetryBackoffDoubles(t *testing.T) {
 	want := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 80 * time.Millisecond}
 	if fmt.Sprint(clk.waits) != fmt.Sprint(want) {
 		t.Fatalf("waits between attempts %v, want %v", clk.waits, want)
+	}
+}
+
+// TestLookupReadsOnlyTheTargetSystem: on a chassis of many systems, one of
+// them hung, every other system's power state is read in two requests (the
+// collection's links, then the system), not one per member: a hung blade
+// does not make its neighbours unfenceable. The GETs are counted.
+func TestLookupReadsOnlyTheTargetSystem(t *testing.T) {
+	ids := make([]string, 101)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("blade-%03d", i)
+	}
+	s := bmcsim.New("admin", "s3cret", 20*time.Millisecond, ids...)
+	s.SetFaults("blade-050", bmcsim.Faults{Hang: true})
+	var gets atomic.Int64
+	h := s.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/redfish/v1/Systems") {
+			gets.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	targets := map[string]Target{}
+	for _, id := range []string{"blade-007", "blade-099"} {
+		targets[id] = Target{Host: id, Endpoint: srv.URL, SystemID: id, Username: "admin", Password: "s3cret"}
+	}
+	f := fencer(t, targets)
+	for _, id := range []string{"blade-007", "blade-099"} {
+		gets.Store(0)
+		ps, err := f.PowerState(context.Background(), id)
+		if err != nil || ps != fencing.On {
+			t.Fatalf("%s beside a hung blade: %v %v", id, ps, err)
+		}
+		if n := gets.Load(); n != 2 {
+			t.Errorf("%s: %d GETs under /Systems, want 2 (the collection, the system)", id, n)
+		}
 	}
 }
