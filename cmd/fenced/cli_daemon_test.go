@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -116,6 +117,14 @@ func TestCLIAgainstAnInProcessDaemon(t *testing.T) {
 			t.Fatalf("audit: %v\n%s", err, out)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	// the postmortem shows the recovery chain as it runs: live_migrate
+	// (the gate closed) and the evacuate that powered the host off
+	out, _, err = run(t, append([]string{"report", "lab-007"}, flags(viewer)...)...)
+	if _, chain, ok := strings.Cut(out, "recovery chain (as it ran"); err != nil || !ok ||
+		!regexp.MustCompile(`\n  live_migrate +\S+ → \S+ +skipped +when gate_open: live migration gate closed`).MatchString(chain) ||
+		!regexp.MustCompile(`\n  evacuate +\S+ → \S+ +(running|ok) `).MatchString(chain) {
+		t.Fatalf("report's chain: %v\n%s", err, out)
 	}
 	out, _, err = run(t, append([]string{"host", "lab-007"}, flags(viewer)...)...)
 	if err != nil || !strings.Contains(out, "timeline:") || !strings.Contains(out, "CONTRIBUTION") {

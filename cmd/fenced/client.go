@@ -467,6 +467,16 @@ func newReportCmd() *cobra.Command {
 			for _, r := range rep.Actions {
 				fmt.Fprintf(out, "  %s  %-14s %-7s token %d %s %s\n", r.Timestamp.Local().Format("15:04:05"), tx(r.Action), tx(r.Outcome), r.FenceToken, tx(r.RequestID), tx(r.Detail))
 			}
+			if len(rep.Chain) > 0 {
+				fmt.Fprintln(out, "\nrecovery chain (as it ran; step, start → end, outcome, why [plan]):")
+				for _, s := range rep.Chain {
+					end := "…"
+					if !s.End.IsZero() {
+						end = s.End.Local().Format("15:04:05")
+					}
+					fmt.Fprintf(out, "  %-13s %s → %-8s %-10s %s [%s]\n", tx(s.Step), s.Start.Local().Format("15:04:05"), end, tx(s.Outcome), tx(s.Detail), tx(s.Plan))
+				}
+			}
 			if rep.R1 > 0 {
 				fmt.Fprintf(out, "\noversubscription: r1 = V/C = %.2f, r2 = P/v = %.2f, r_eff ≈ %.2f\n", rep.R1, rep.R2, rep.REff)
 			}

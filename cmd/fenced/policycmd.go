@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/policy"
 	"github.com/fencedhq/fenced/pkg/signals"
 )
@@ -35,12 +36,13 @@ any file is invalid.`,
 					continue
 				}
 				if asJSON {
-					doc := map[string]any{"file": path, "version": p.Version(), "valid": true, "signals": p.SignalsConfig().Signals, "playbook": p.PlaybookConfig()}
+					doc := map[string]any{"file": path, "version": p.Version(), "valid": true, "signals": p.SignalsConfig().Signals, "playbook": p.PlaybookConfig(),
+						"recovery": p.PlaybookConfig().Chain()}
 					if names := p.GroupNames(); len(names) > 0 {
 						gs := map[string]any{}
 						for _, g := range names {
 							gp := p.Group(g)
-							gs[g] = map[string]any{"overrides": p.Overrides(g), "signals": gp.SignalsConfig().Signals, "playbook": gp.PlaybookConfig()}
+							gs[g] = map[string]any{"overrides": p.Overrides(g), "signals": gp.SignalsConfig().Signals, "playbook": gp.PlaybookConfig(), "recovery": gp.PlaybookConfig().Chain()}
 						}
 						doc["groups"] = gs
 					}
@@ -68,7 +70,8 @@ func printPolicy(cmd *cobra.Command, path string, p *policy.Policy) {
 		path, p.Version(), pc.Mode, sc.DWarn, sc.DCrit, pc.Hysteresis, pc.DwellWarn, pc.DwellCrit, sc.StaleAfter)
 	fmt.Fprintf(out, "  storm guard: max %d fenced at once, max %.0f%% of the fleet, saturation above %.0f%% at warn or worse\n",
 		pc.Storm.MaxConcurrent, 100*pc.Storm.MaxFraction, 100*pc.Storm.SaturationFraction)
-	fmt.Fprintf(out, "  approval: expires after %s, then on_timeout %s\n\n", pc.ApprovalTimeout, pc.ApprovalOnTimeout.Describe())
+	fmt.Fprintf(out, "  approval: expires after %s, then on_timeout %s\n", pc.ApprovalTimeout, pc.ApprovalOnTimeout.Describe())
+	fmt.Fprintf(out, "  %s\n\n", describeRecovery(pc))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SIGNAL\tWARN\tCRIT\tWEIGHT\tWINDOW\tAGG\tTRIGGER")
 	names := make([]string, 0, len(sc.Signals))
@@ -98,6 +101,21 @@ func printPolicy(cmd *cobra.Command, path string, p *policy.Policy) {
 			fmt.Fprintf(tw, "  %s\t%s\t%.2f\t%.2f\t%s\n", g, gp.Mode, gp.DWarn, gp.DCrit, ov)
 		}
 		tw.Flush()
+		for _, g := range names {
+			if gp := p.Group(g).PlaybookConfig(); describeRecovery(gp) != describeRecovery(pc) {
+				fmt.Fprintf(out, "  group %s %s\n", g, describeRecovery(gp))
+			}
+		}
 		fmt.Fprintf(out, "  (the run config must define each group: fenced config check says so)\n")
 	}
+}
+
+// describeRecovery is the escalation chain in force and the instance
+// filter, for people.
+func describeRecovery(pc playbook.Config) string {
+	from := "recovery:"
+	if len(pc.Recovery) == 0 {
+		from = "after_fence " + string(pc.AfterFence)
+	}
+	return fmt.Sprintf("recovery (%s): %s; instances: skip_error %v", from, playbook.DescribeChain(pc.Chain()), pc.SkipError)
 }

@@ -157,8 +157,8 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	if n := len(cfg.Groups); n > 0 {
 		grps = fmt.Sprintf("%d groups", n)
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: %s, mode %s, after_fence %s, %d hosts, %s, tick %s, etcd %s, %s, %s, %s\n",
-		cfg.File(), p.PlaybookConfig().Mode, p.PlaybookConfig().AfterFence, len(prod.Hosts), grps, cfg.Tick, strings.Join(cli.Endpoints(), ","), signing, traces, alertsNote)
+	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: %s, mode %s, %s, %d hosts, %s, tick %s, etcd %s, %s, %s, %s\n",
+		cfg.File(), p.PlaybookConfig().Mode, describeRecovery(p.PlaybookConfig()), len(prod.Hosts), grps, cfg.Tick, strings.Join(cli.Endpoints(), ","), signing, traces, alertsNote)
 	return serve(ctx, cmd, d, reg, prod.Backends.Capacity, cfg.API.Listen, tokens, apiOpts{cert: cfg.API.TLSCert, key: cfg.API.TLSKey, alerts: sink})
 }
 

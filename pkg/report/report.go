@@ -12,6 +12,7 @@ import (
 
 	"github.com/fencedhq/fenced/pkg/audit"
 	"github.com/fencedhq/fenced/pkg/fleet"
+	"github.com/fencedhq/fenced/pkg/playbook"
 )
 
 // Capacity is what the control plane says a host holds.
@@ -29,11 +30,27 @@ type Report struct {
 	Onset          time.Time      `json:"onset,omitzero"`
 	Timeline       []audit.Record `json:"timeline"` // transitions and operator commands
 	Actions        []audit.Record `json:"actions"`  // intents and outcomes
+	Chain          []ChainStep    `json:"chain"`    // the recovery chain as it ran, every episode in order
 	Signals        any            `json:"signals"`  // the current verdict's contributions
 	R1             float64        `json:"r1,omitempty"`
 	R2             float64        `json:"r2,omitempty"`
 	REff           float64        `json:"r_eff,omitempty"`
 	Recommendation string         `json:"recommendation"`
+}
+
+// ChainStep is one step of the recovery chain as it ran, from its audit
+// records (the step's start and end share a request id).
+type ChainStep struct {
+	Step      string    `json:"step"` // live_migrate, power_cycle, evacuate
+	RequestID string    `json:"request_id,omitempty"`
+	Start     time.Time `json:"start"`
+	End       time.Time `json:"end,omitzero"`
+	// Outcome is ok, failed, timeout or skipped; running while the host is
+	// still in it, unfinished when the host left the recovery otherwise (an
+	// operator's unfence, a deadline).
+	Outcome string `json:"outcome"`
+	Plan    string `json:"plan,omitempty"`   // what its start said: step i of n, timeout, condition
+	Detail  string `json:"detail,omitempty"` // why it ended
 }
 
 // SafeREff is the effective contention above which we recommend lowering
@@ -44,13 +61,34 @@ const SafeREff = 2.0
 // Build assembles a report from a host's view, its audit records and capacity.
 func Build(v fleet.View, recs []audit.Record, c Capacity) Report {
 	r := Report{Host: v.Host.Name, State: string(v.Host.State), Onset: v.Host.Onset, Signals: v.Verdict.Contributions,
-		Timeline: []audit.Record{}, Actions: []audit.Record{}}
+		Timeline: []audit.Record{}, Actions: []audit.Record{}, Chain: []ChainStep{}}
+	open := map[string]int{} // request id → index in Chain of a step not ended yet
 	for _, rec := range recs {
+		step, isStep := strings.CutPrefix(rec.Action, "recovery ")
 		switch {
+		case isStep && rec.Component == "playbook":
+			i, ok := open[rec.RequestID]
+			if rec.Outcome == "started" || !ok {
+				r.Chain = append(r.Chain, ChainStep{Step: step, RequestID: rec.RequestID, Start: rec.Timestamp})
+				i = len(r.Chain) - 1
+			}
+			if rec.Outcome == "started" {
+				r.Chain[i].Plan = rec.Detail
+				open[rec.RequestID] = i
+				continue
+			}
+			delete(open, rec.RequestID)
+			r.Chain[i].End, r.Chain[i].Outcome, r.Chain[i].Detail = rec.Timestamp, rec.Outcome, rec.Detail
 		case strings.HasPrefix(rec.Action, "transition ") || rec.Operator != "":
 			r.Timeline = append(r.Timeline, rec)
 		case rec.Component == "playbook":
 			r.Actions = append(r.Actions, rec)
+		}
+	}
+	for _, i := range open {
+		r.Chain[i].Outcome = "unfinished"
+		if last := i == len(r.Chain)-1; last && (v.Host.State == playbook.Fenced || v.Host.State == playbook.Rebooting) {
+			r.Chain[i].Outcome = "running"
 		}
 	}
 	if c.Known && c.Cores > 0 {
