@@ -16,8 +16,8 @@ import (
 func TestPolicyCheckPrintsTheChain(t *testing.T) {
 	dir := t.TempDir()
 	pol := filepath.Join(dir, "p.yaml")
-	body := strings.Replace(string(policies.Default), "after_fence: evacuate\n",
-		"recovery:\n  - {step: live_migrate}\n  - {step: power_cycle, timeout: 10m}\n  - {step: evacuate}\ninstances: {skip_error: true}\n", 1) +
+	body := strings.Replace(strings.Replace(string(policies.Default), "skip_error: false", "skip_error: true", 1), "after_fence: evacuate\n",
+		"recovery:\n  - {step: live_migrate}\n  - {step: power_cycle, timeout: 10m}\n  - {step: evacuate}\n", 1) +
 		"\ngroups:\n  local-disk:\n    recovery: [{step: power_cycle}]\n"
 	if err := os.WriteFile(pol, []byte(body), 0o600); err != nil {
 		t.Fatal(err)

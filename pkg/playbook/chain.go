@@ -74,7 +74,7 @@ func (a *Actor) leaveFenced(h *Host, steps []RecoveryStep, why string) (Event, s
 		h.Recovery.Index = 1
 		return EvPowerCycle, why
 	}
-	return EvGiveUp, exhausted(h)
+	return EvGiveUp, exhausted(h, why)
 }
 
 // enterRebooting starts the next step of the chain; a power_cycle runs at
@@ -83,7 +83,7 @@ func (a *Actor) enterRebooting(ctx context.Context, cfg Config, h *Host) (Event,
 	h.Step = ""
 	steps := cfg.Chain()
 	if h.Recovery.Step == "" {
-		if ev, why, ok := a.beginNext(ctx, h, steps, h.Since); !ok {
+		if ev, why, ok := a.beginNext(ctx, h, steps, h.Since, ""); !ok {
 			return ev, why
 		}
 	}
@@ -107,10 +107,10 @@ func (a *Actor) poll(ctx context.Context, cfg Config, h *Host, now time.Time) (E
 				i = 1
 			}
 			if i >= len(steps) {
-				return EvGiveUp, "recovery chain exhausted: no step after live_migrate"
+				return EvGiveUp, "recovery chain exhausted: no step after live_migrate → needs_human"
 			}
 			h.Recovery = Recovery{Index: i, Step: steps[i].Action, Since: h.Since, ID: obs.NewRequestID()}
-		} else if ev, why, ok := a.beginNext(ctx, h, steps, now); !ok {
+		} else if ev, why, ok := a.beginNext(ctx, h, steps, now, ""); !ok {
 			return ev, why
 		}
 	}
@@ -118,7 +118,7 @@ func (a *Actor) poll(ctx context.Context, cfg Config, h *Host, now time.Time) (E
 	if i >= len(steps) || steps[i].Action != h.Recovery.Step {
 		why := fmt.Sprintf("recovery step %s is not step %d of the chain in force (%s)", h.Recovery.Step, i+1, DescribeChain(steps))
 		a.end(ctx, h, StepFailed, why)
-		return EvGiveUp, exhausted(h)
+		return EvGiveUp, exhausted(h, why)
 	}
 	st := steps[i]
 	if now.Sub(h.Recovery.Since) > st.Timeout {
@@ -183,7 +183,7 @@ func (a *Actor) advance(ctx context.Context, h *Host, steps []RecoveryStep, now 
 	a.end(ctx, h, outcome, why)
 	h.Recovery.Index++
 	h.Step = "" // the next step starts from the beginning: evacuate powers off (verified) first
-	if ev, note, ok := a.beginNext(ctx, h, steps, now); !ok {
+	if ev, note, ok := a.beginNext(ctx, h, steps, now, why); !ok {
 		return ev, note
 	}
 	return "", fmt.Sprintf("%s %s (%s); next: %s", ended, outcome, why, h.Recovery.Step)
@@ -191,21 +191,24 @@ func (a *Actor) advance(ctx context.Context, h *Host, steps []RecoveryStep, now 
 
 // beginNext starts the step at Recovery.Index, or the first after it whose
 // condition holds; ok is false (and the event give_up) when none is left.
-func (a *Actor) beginNext(ctx context.Context, h *Host, steps []RecoveryStep, now time.Time) (Event, string, bool) {
+// last is why the previous step ended (for the give-up's reason).
+func (a *Actor) beginNext(ctx context.Context, h *Host, steps []RecoveryStep, now time.Time, last string) (Event, string, bool) {
 	for ; h.Recovery.Index < len(steps); h.Recovery.Index++ {
 		st := steps[h.Recovery.Index]
 		a.begin(ctx, h, st, h.Recovery.Index, len(steps), now)
 		if st.Action == RecoverLiveMigrate {
-			a.end(ctx, h, StepSkipped, "live migration runs only in fenced, before anything is powered off")
+			last = "live migration runs only in fenced, before anything is powered off"
+			a.end(ctx, h, StepSkipped, last)
 			continue
 		}
 		if ok, why := a.holds(ctx, h, st.When); !ok {
+			last = why
 			a.end(ctx, h, StepSkipped, why)
 			continue
 		}
 		return "", "", true
 	}
-	return EvGiveUp, exhausted(h), false
+	return EvGiveUp, exhausted(h, last), false
 }
 
 // holds checks a step's condition now.
@@ -231,11 +234,8 @@ func (a *Actor) begin(ctx context.Context, h *Host, st RecoveryStep, i, n int, n
 		Detail: fmt.Sprintf("step %d of %d, timeout %s, when %s", i+1, n, st.Timeout, st.When)})
 }
 
-// maxRan bounds one step's detail in Recovery.Ran (the audit has it whole).
-const maxRan = 240
-
-// end ends the step in progress with outcome (why says why) and adds it to
-// the chain as it ran.
+// end ends the step in progress with outcome (why says why: the audit
+// has it) and adds it to the chain as it ran.
 func (a *Actor) end(ctx context.Context, h *Host, outcome, why string) {
 	r := &h.Recovery
 	at := a.Clock.Now()
@@ -243,24 +243,22 @@ func (a *Actor) end(ctx context.Context, h *Host, outcome, why string) {
 		at = r.Since
 	}
 	a.note(ctx, h, Note{ID: r.ID, Action: "recovery " + string(r.Step), Outcome: outcome, Detail: why, At: at})
-	entry := string(r.Step) + " " + outcome
-	if why != "" {
-		if len(why) > maxRan {
-			why = why[:maxRan] + "…"
-		}
-		entry += " (" + why + ")"
-	}
 	if r.Ran != "" {
 		r.Ran += " → "
 	}
-	r.Ran += entry
+	r.Ran += string(r.Step) + " " + outcome
 	r.Step, r.Since, r.ID = "", time.Time{}, ""
 }
 
-// exhausted is the reason of the give_up after the last step: the chain as
-// it ran.
-func exhausted(h *Host) string {
-	return "recovery chain exhausted: " + h.Recovery.Ran + " → needs_human"
+// exhausted is the reason of the give_up after the last step: why it
+// ended, then the chain as it ran (each step's why is in the audit, and
+// the reasons of the transitions on the way).
+func exhausted(h *Host, why string) string {
+	s := "recovery chain exhausted: " + h.Recovery.Ran + " → needs_human"
+	if why != "" {
+		s = why + "; " + s
+	}
+	return s
 }
 
 // filter leaves out the servers the instance filter skips (Nova status

@@ -164,12 +164,17 @@ func TestEachStepTimesOutIntoTheNext(t *testing.T) {
 			t.Fatalf("step %d: actions %v, want %v", i, acted, s.calls)
 		}
 	}
-	r := m.Host().Reason
-	for _, want := range []string{"recovery chain exhausted: live_migrate timeout (live migration timed out: 2 of 3 servers moved within 10m0s)",
-		"→ power_cycle timeout (host did not come back within 5m0s)", "→ evacuate timeout (host did not come back within 7m0s) → needs_human"} {
-		if !strings.Contains(r, want) {
-			t.Fatalf("reason %q does not say %q", r, want)
+	if r, want := m.Host().Reason, "host did not come back within 7m0s; recovery chain exhausted: live_migrate timeout → power_cycle timeout → evacuate timeout → needs_human"; r != want {
+		t.Fatalf("reason %q, want %q", r, want)
+	}
+	var whys []string
+	for _, n := range c.notes {
+		if n.Outcome != StepStarted {
+			whys = append(whys, n.Detail)
 		}
+	}
+	if got, want := strings.Join(whys, "; "), "live migration timed out: 2 of 3 servers moved within 10m0s; host did not come back within 5m0s; host did not come back within 7m0s"; got != want {
+		t.Fatalf("the steps' ends say %q, want %q", got, want)
 	}
 	if h := m.Host(); h.Recovery != (Recovery{}) {
 		t.Fatalf("needs_human keeps a recovery in progress: %+v", h.Recovery)
@@ -209,12 +214,12 @@ func TestChainTable(t *testing.T) {
 			world: fakeWorld{servers: srv}, cycleErr: errors.New("bmc says no"),
 			chain: []RecoveryStep{lm(0), pc(0)}, ticks: []time.Duration{0},
 			want: NeedsHuman, wantNotes: "live_migrate started, live_migrate skipped, power_cycle started, power_cycle failed",
-			wantWhy: "recovery chain exhausted: live_migrate skipped (when gate_open: live migration gate closed: libvirt p95 900 ms over warn 200 ms) → power_cycle failed (power cycle failed: playbook: power_cycle cmp-017: bmc says no) → needs_human"},
+			wantWhy: "power cycle failed: playbook: power_cycle cmp-017: bmc says no; recovery chain exhausted: live_migrate skipped → power_cycle failed → needs_human"},
 		{name: "power_cycle only: no live migration although the gate is open",
 			world: fakeWorld{gateOpen: true, servers: srv}, chain: []RecoveryStep{pc(5 * time.Minute)},
 			ticks: []time.Duration{0, 5*time.Minute + time.Second}, want: NeedsHuman,
 			wantNotes: "power_cycle started, power_cycle timeout", never: "migrate a cmp-002", once: "power_cycle cmp-017",
-			wantWhy: "recovery chain exhausted: power_cycle timeout (host did not come back within 5m0s) → needs_human"},
+			wantWhy: "host did not come back within 5m0s; recovery chain exhausted: power_cycle timeout → needs_human"},
 		{name: "power_cycle only, host back: restored",
 			world: fakeWorld{gateOpen: true, back: true, servers: []Server{{ID: "a", Name: "a", Status: "ACTIVE", Running: true}}},
 			chain: []RecoveryStep{pc(5 * time.Minute)}, ticks: []time.Duration{0, 10 * time.Second}, want: Restored,

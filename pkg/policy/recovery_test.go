@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -45,12 +46,11 @@ func TestRecoveryChain(t *testing.T) {
 	if got := p.PlaybookConfig().Chain(); len(got) != 2 || got[1].Action != playbook.RecoverPowerCycle {
 		t.Fatalf("reboot_in_place chain %v, want live_migrate → power_cycle", got)
 	}
-	p, err = Parse("p.yaml", withRecovery(t, `recovery:
+	p, err = Parse("p.yaml", bytes.Replace(withRecovery(t, `recovery:
   - {step: live_migrate, timeout: 10m}
   - {step: power_cycle, timeout: 8m, when: gate_closed}
   - {step: evacuate}
-instances: {skip_error: true}
-`))
+`), []byte("skip_error: false"), []byte("skip_error: true"), 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,8 +114,8 @@ func TestRecoveryErrors(t *testing.T) {
 		!strings.Contains(err.Error(), fmt.Sprintf("after_fence (line %d) together", lineOf(data, "after_fence:"))) {
 		t.Fatalf("recovery with after_fence: %v", err)
 	}
-	data = mutate(t, "after_fence: evacuate\n", "instances: {skip_errors: true}\n")
-	if _, err := Parse("p.yaml", data); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("p.yaml:%d", lineOf(data, "instances:"))) {
+	data = mutate(t, "skip_error: false", "skip_errors: true")
+	if _, err := Parse("p.yaml", data); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("p.yaml:%d", lineOf(data, "skip_errors:"))) {
 		t.Fatalf("instances.skip_errors: %v", err)
 	}
 }
@@ -125,7 +125,7 @@ func TestRecoveryErrors(t *testing.T) {
 // group's after_fence replaces the file's recovery; a bad chain in a group
 // names the group's field.
 func TestGroupRecovery(t *testing.T) {
-	data := append(mutate(t, "after_fence: evacuate\n", "after_fence: evacuate\ninstances: {skip_error: false}\n"), []byte(`groups:
+	data := append(mutate(t, "after_fence: evacuate\n", "after_fence: evacuate\n"), []byte(`groups:
   local-disk:
     recovery:
       - {step: power_cycle, timeout: 10m}
