@@ -428,15 +428,40 @@ the fleet-wide pause holds every host whatever its group's pause says.`,
 
 func newReportCmd() *cobra.Command {
 	o := &clientOpts{}
+	var htmlFile, pngFile string
 	cmd := &cobra.Command{
-		Use:     "report HOST",
-		Short:   "Postmortem of a host: timeline, actions, signals, r1, r2, r_eff and a recommendation (paper section 6.3)",
-		Example: "  fenced report cmp-017\n  fenced report cmp-017 --json > cmp-017-postmortem.json",
+		Use:   "report HOST [--html FILE] [--png FILE]",
+		Short: "Postmortem of a host: timeline, actions, signals, r1, r2, r_eff and a recommendation (paper section 6.3)",
+		Long: `report asks the fenced API for a host's postmortem. --html writes the
+incident view frozen now as one self-contained page (inline SVG charts of d(t),
+each signal and the contributions to d, the audit timeline with request ids,
+the gate's verdict, r1, r2, r_eff and the recommendation; it opens offline);
+--png writes the d(t) chart. The history is what the API kept (docs/console.md).`,
+		Example: "  fenced report cmp-017\n  fenced report cmp-017 --json > cmp-017-postmortem.json\n  fenced report cmp-017 --html cmp-017.html --png cmp-017-d.png",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var raw json.RawMessage
 			if err := o.call(cmd.Context(), "GET", "/api/v1/hosts/"+url.PathEscape(args[0])+"/report", nil, &raw); err != nil {
 				return err
+			}
+			if htmlFile != "" || pngFile != "" {
+				var rep report.Report
+				if err := json.Unmarshal(raw, &rep); err != nil {
+					return fmt.Errorf("fenced API: unexpected report: %w", err)
+				}
+				for _, f := range []struct {
+					flag, path string
+					write      func(io.Writer) error
+				}{{"--html", htmlFile, func(w io.Writer) error { return rep.HTML(w, false) }}, {"--png", pngFile, rep.PNG}} {
+					if f.path == "" {
+						continue
+					}
+					if err := writeFile(f.path, f.write); err != nil {
+						return fmt.Errorf("%s: %w", f.flag, err)
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "wrote %s\n", f.path)
+				}
+				return nil
 			}
 			if o.asJSON {
 				_, err := cmd.OutOrStdout().Write(raw)
@@ -485,7 +510,18 @@ func newReportCmd() *cobra.Command {
 		},
 	}
 	o.flags(cmd)
+	cmd.Flags().StringVar(&htmlFile, "html", "", "write the incident view as a self-contained HTML page to FILE")
+	cmd.Flags().StringVar(&pngFile, "png", "", "write the d(t) chart as a PNG image to FILE")
 	return cmd
+}
+
+// writeFile writes a file through write, whole or not at all.
+func writeFile(path string, write func(io.Writer) error) error {
+	var b bytes.Buffer
+	if err := write(&b); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b.Bytes(), 0o644)
 }
 
 // writeOpts are the flags every write carries into the audit log.

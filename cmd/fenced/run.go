@@ -246,7 +246,18 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	if world != nil {
 		world.SetViews(d)
 	}
-	return serve(ctx, cmd, d, reg, be.Capacity, o.listen, nil)
+	var ao []apiOpts
+	if world != nil {
+		ao = append(ao, apiOpts{servers: func(ctx context.Context, host string) ([]string, error) {
+			ss, err := world.Servers(ctx, host)
+			out := make([]string, 0, len(ss))
+			for _, s := range ss {
+				out = append(out, fmt.Sprintf("%s (%s) %s", s.Name, s.ID, s.Status))
+			}
+			return out, err
+		}})
+	}
+	return serve(ctx, cmd, d, reg, be.Capacity, o.listen, nil, ao...)
 }
 
 // labGroupNames are the names of n lab groups.
@@ -277,6 +288,7 @@ func labGroups(hosts []string, n int) *groups.Membership {
 type apiOpts struct {
 	cert, key string
 	alerts    api.AlertSink
+	servers   func(ctx context.Context, host string) ([]string, error) // the incident view's servers (Nova)
 }
 
 // reg is the registry /metrics serves.
@@ -288,7 +300,7 @@ func serve(ctx context.Context, cmd *cobra.Command, d *daemon.Daemon, reg *prome
 	}
 	reads := api.Reads{Audit: d.Audit(), Capacity: capacity, Metrics: reg}
 	if len(opts) > 0 {
-		reads.Alerts = opts[0].alerts
+		reads.Alerts, reads.Servers = opts[0].alerts, opts[0].servers
 	}
 	h := api.New(d, reads, tokens)
 	if err := h.Register(reg); err != nil {
@@ -305,6 +317,7 @@ func serve(ctx context.Context, cmd *cobra.Command, d *daemon.Daemon, reg *prome
 	fmt.Fprintf(cmd.ErrOrStderr(), "status page: %s://%s/   API: %s://%s/api/v1/hosts   metrics: %s://%s/metrics\n",
 		scheme, ln.Addr(), scheme, ln.Addr(), scheme, ln.Addr())
 
+	go h.Run(ctx) // the console's history and event stream
 	runErr := d.Run(ctx)
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()

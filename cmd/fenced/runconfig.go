@@ -19,6 +19,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/config"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/lease"
+	"github.com/fencedhq/fenced/pkg/nova"
 	"github.com/fencedhq/fenced/pkg/record"
 )
 
@@ -159,7 +160,7 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "fenced run: %s, mode %s, %s, %d hosts, %s, tick %s, etcd %s, %s, %s, %s\n",
 		cfg.File(), p.PlaybookConfig().Mode, describeRecovery(p.PlaybookConfig()), len(prod.Hosts), grps, cfg.Tick, strings.Join(cli.Endpoints(), ","), signing, traces, alertsNote)
-	return serve(ctx, cmd, d, reg, prod.Backends.Capacity, cfg.API.Listen, tokens, apiOpts{cert: cfg.API.TLSCert, key: cfg.API.TLSKey, alerts: sink})
+	return serve(ctx, cmd, d, reg, prod.Backends.Capacity, cfg.API.Listen, tokens, apiOpts{cert: cfg.API.TLSCert, key: cfg.API.TLSKey, alerts: sink, servers: novaServers(prod.Nova)})
 }
 
 // replicaID is --id, or host/pid.
@@ -169,4 +170,23 @@ func replicaID(id string) string {
 	}
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s/%d", host, os.Getpid())
+}
+
+// novaServers lists the servers Nova places on a host, for the console's
+// incident view (nil without Nova).
+func novaServers(cl *nova.Client) func(ctx context.Context, host string) ([]string, error) {
+	if cl == nil {
+		return nil
+	}
+	return func(ctx context.Context, host string) ([]string, error) {
+		ss, err := cl.ServersOnHost(ctx, host)
+		if err != nil {
+			return nil, fmt.Errorf("nova: servers on %s: %w", host, err)
+		}
+		out := make([]string, 0, len(ss))
+		for _, s := range ss {
+			out = append(out, fmt.Sprintf("%s (%s) %s %s", s.Name, s.ID, s.Status, s.PowerState))
+		}
+		return out, nil
+	}
 }

@@ -3,7 +3,10 @@
 //	GET  /api/v1/hosts                   every host: state, since, d, top signals, incoherence, pending approval, group
 //	GET  /api/v1/hosts?group=G           the hosts of one group (404 for a group fenced does not know)
 //	GET  /api/v1/hosts/{host}            one host with its verdict and recent state changes
-//	GET  /api/v1/hosts/{host}/report     postmortem: timeline, actions, r1, r2, r_eff, recommendation
+//	GET  /api/v1/hosts?sort=severity&state=&group=&signal=&q=&offset=&limit=   one page of the console's table (console.go)
+//	GET  /api/v1/hosts/{host}/report     postmortem: timeline, actions, r1, r2, r_eff, recommendation, history
+//	GET  /api/v1/hosts/{host}/report.html, …/report.png, …/history   the incident view (console.go)
+//	GET  /api/v1/overview, /api/v1/events   the fleet at a glance; the same as Server-Sent Events (console.go)
 //	POST /api/v1/hosts/{host}/approve    body {"operator":"…","reason":"…"}
 //	POST /api/v1/hosts/{host}/abort      (same body)
 //	POST /api/v1/hosts/{host}/unfence    (same body)
@@ -15,12 +18,12 @@
 //	GET  /api/v1/observations?since=RFC3339   what the leader observed at its last ticks (fenced trace record)
 //	POST /api/v1/alerts                  Alertmanager's webhook (v4); token role alerts or operator (alerts.go)
 //	GET  /metrics                        Prometheus exposition (client_golang)
-//	GET  /                               status page
+//	GET  /, /hosts/{host}                the operator console (console.html; docs/console.md)
 //
 // With tokens configured, requests carry "Authorization: Bearer TOKEN"; a
 // scrape token reads /metrics only, a viewer token reads everything, an
 // operator token also writes; an alerts token only posts alerts. The name a write is audited under is the
-// token's name; a name in the body is not trusted. The status page and
+// token's name; a name in the body is not trusted. The console's page and
 // /healthz need no token (the page asks for one and keeps it in the
 // browser's session storage).
 //
@@ -54,6 +57,7 @@ import (
 	"github.com/fencedhq/fenced/internal/escape"
 	"github.com/fencedhq/fenced/internal/hostname"
 	"github.com/fencedhq/fenced/pkg/audit"
+	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/fleet"
 	"github.com/fencedhq/fenced/pkg/groups"
@@ -85,6 +89,13 @@ type Reads struct {
 	Metrics prometheus.Gatherer
 	// Alerts takes POST /api/v1/alerts (alerts.go; nil: inbound alerts off).
 	Alerts AlertSink
+	// Clock is the API's own clock: how often the console's event stream
+	// looks for changes, its keep-alives (nil: the wall clock). Times
+	// shown are the daemon's, from its snapshot.
+	Clock clock.Clock
+	// Servers lists the servers on a host (Nova; nil: unknown), for the
+	// incident view.
+	Servers func(ctx context.Context, host string) ([]string, error)
 }
 
 // Role is what a token may do.
@@ -120,6 +131,9 @@ type Server struct {
 	tokens    map[string]Identity // nil: no authentication (loopback dev mode)
 	mux       *http.ServeMux
 	plaintext atomic.Bool
+	clk       clock.Clock
+	hub       *hub
+	running   atomic.Bool // Run watches the daemon (the event stream works)
 }
 
 type identityKey struct{}
@@ -127,8 +141,14 @@ type identityKey struct{}
 // New returns the API handler. tokens maps bearer tokens to identities;
 // nil disables authentication (only for a listener on loopback).
 func New(b Backend, r Reads, tokens map[string]Identity) *Server {
-	s := &Server{b: b, r: r, tokens: tokens, mux: http.NewServeMux()}
+	s := &Server{b: b, r: r, tokens: tokens, mux: http.NewServeMux(), clk: apiClock(r.Clock)}
+	s.hub = newHub(s)
 	s.mux.HandleFunc("GET /api/v1/hosts", s.auth(Viewer, s.hosts))
+	s.mux.HandleFunc("GET /api/v1/overview", s.auth(Viewer, s.overview))
+	s.mux.HandleFunc("GET /api/v1/events", s.auth(Viewer, s.events))
+	s.mux.HandleFunc("GET /api/v1/hosts/{host}/history", s.auth(Viewer, s.history))
+	s.mux.HandleFunc("GET /api/v1/hosts/{host}/report.html", s.auth(Viewer, s.reportHTML))
+	s.mux.HandleFunc("GET /api/v1/hosts/{host}/report.png", s.auth(Viewer, s.reportPNG))
 	s.mux.HandleFunc("GET /api/v1/hosts/{host}", s.auth(Viewer, s.host))
 	s.mux.HandleFunc("GET /api/v1/hosts/{host}/report", s.auth(Viewer, s.report))
 	s.mux.HandleFunc("POST /api/v1/hosts/{host}/{action}", s.auth(Operator, s.write(s.operate)))
@@ -144,6 +164,7 @@ func New(b Backend, r Reads, tokens map[string]Identity) *Server {
 	s.mux.HandleFunc("GET /metrics", s.auth(Scrape, s.metrics()))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	s.mux.HandleFunc("GET /{$}", s.page)
+	s.mux.HandleFunc("GET /hosts/{host}", s.page) // the console opened on a host
 	return s
 }
 
@@ -242,6 +263,9 @@ type HostsReply struct {
 	Groups          []fleet.GroupView           `json:"groups,omitempty"`
 	PausedGroups    map[string]lease.GroupPause `json:"paused_groups,omitempty"`
 	GroupMembership *groups.Status              `json:"group_membership,omitempty"`
+	// Page says which page of the matching hosts Hosts is, when the query
+	// asked for one (sort, state, signal, q, offset, limit: console.go).
+	Page *HostsPage `json:"page,omitempty"`
 }
 
 func summarize(snap daemon.Snapshot) HostsReply {
@@ -273,6 +297,10 @@ func (s *Server) hosts(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("unknown group %s", escape.Excerpt(g[0], 80)), Field: "group"})
 			return
 		}
+	}
+	rep, ok := paged(w, r.URL.Query(), rep)
+	if !ok {
+		return
 	}
 	writeJSON(w, http.StatusOK, rep)
 }
@@ -332,27 +360,12 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var view *fleet.View
-	snap := s.b.Snapshot()
-	for i := range snap.Hosts {
-		if snap.Hosts[i].Host.Name == host {
-			view = &snap.Hosts[i]
-		}
-	}
-	if view == nil {
-		writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("unknown host %q", host)})
-		return
-	}
-	recs, err := s.records(r.Context(), host, time.Time{})
+	rep, code, err := s.incident(r.Context(), host)
 	if err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, Error{Error: err.Error()})
+		writeJSON(w, code, Error{Error: err.Error()})
 		return
 	}
-	var c report.Capacity
-	if s.r.Capacity != nil {
-		c = s.r.Capacity(host)
-	}
-	writeJSON(w, http.StatusOK, report.Build(*view, recs, c))
+	writeJSON(w, http.StatusOK, rep)
 }
 
 // records reads the audit chain: a host's records (all: "") since a time.
@@ -692,7 +705,7 @@ func (s *Server) Register(reg prometheus.Registerer) error {
 	return nil
 }
 
-//go:embed status.html
+//go:embed console.html
 var statusPage []byte
 
 func (s *Server) page(w http.ResponseWriter, _ *http.Request) {

@@ -409,7 +409,7 @@ func TestPlaintextMetric(t *testing.T) {
 // drives the page without tokens).
 func TestStatusPageSendsTheToken(t *testing.T) {
 	_, page := do(t, New(backend(), reads(t), nil), "GET", "/", "", "")
-	for _, want := range []string{`sessionStorage.setItem(TOKEN_KEY`, `"Authorization"] = "Bearer " + token()`, `fetch("/api/v1/hosts", authed())`,
+	for _, want := range []string{`sessionStorage.setItem(TOKEN_KEY`, `"Authorization"] = "Bearer " + token()`, `fetch("/api/v1/hosts?" + p, authed())`, `fetch("/api/v1/events", authed(`,
 		`authed({`, `r.status === 401`, `id="login"`, `type="password"`, `\u202a-\u202e\u2066-\u2069`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("status page lacks %s", want)
@@ -417,5 +417,10 @@ func TestStatusPageSendsTheToken(t *testing.T) {
 	}
 	if strings.Contains(page, "localStorage") {
 		t.Error("the token must not outlive the tab (sessionStorage, not localStorage)")
+	}
+	for _, never := range []string{"?token=", "&token=", "access_token", "new EventSource"} { // EventSource cannot send a header
+		if strings.Contains(page, never) {
+			t.Errorf("the page may put the token in a URL: it has %s", never)
+		}
 	}
 }

@@ -36,6 +36,14 @@ type Report struct {
 	R2             float64        `json:"r2,omitempty"`
 	REff           float64        `json:"r_eff,omitempty"`
 	Recommendation string         `json:"recommendation"`
+	// The incident view's parts (WithExtras; absent from a report built
+	// without them): the daemon's clock, d and the signals through the
+	// last ticks, d's thresholds, the gate's last answer, the servers.
+	At         time.Time   `json:"t,omitzero"`
+	History    *History    `json:"history,omitempty"`
+	Thresholds *Thresholds `json:"thresholds,omitempty"`
+	Gate       *Gate       `json:"gate,omitempty"`
+	Servers    []string    `json:"servers,omitempty"`
 }
 
 // ChainStep is one step of the recovery chain as it ran, from its audit
