@@ -169,6 +169,10 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 <table class="timeline"><thead><tr><th>time (UTC)</th><th>what</th><th>who</th><th>outcome</th><th>request id</th><th>detail</th></tr></thead><tbody>
 {{range .R.Events}}<tr><td>{{hms .Timestamp}}</td><td>{{.Action}}</td><td>{{if .Operator}}{{.Operator}}{{else if .FenceToken}}token {{.FenceToken}}{{end}}</td><td>{{.Outcome}}</td><td class="rid">{{.RequestID}}</td><td>{{if .Verdict}}{{.Verdict}}{{else}}{{.Detail}}{{end}}</td></tr>{{end}}
 </tbody></table>
+{{with .R.Chain}}<h3>Recovery chain</h3>
+<table class="chain"><thead><tr><th>step</th><th>start</th><th>end</th><th>outcome</th><th>request id</th><th>plan</th><th>why it ended</th></tr></thead><tbody>
+{{range .}}<tr><td>{{.Step}}</td><td>{{hms .Start}}</td><td>{{if not .End.IsZero}}{{hms .End}}{{end}}</td><td>{{.Outcome}}</td><td class="rid">{{.RequestID}}</td><td>{{.Plan}}</td><td>{{.Detail}}</td></tr>{{end}}
+</tbody></table>{{end}}
 <h3>Oversubscription and recommendation</h3>
 {{if gt .R.R1 0.0}}<p class="kv"><b>r1 = V/C</b> {{f2 .R.R1}} · <b>r2 = P/v</b> {{f2 .R.R2}} · <b>r_eff ≈ r1·r2</b> {{f2 .R.REff}}</p>{{else}}<p>capacity unknown: r1, r2 and r_eff not computed</p>{{end}}
 <p class="rec">{{.R.Recommendation}}</p>

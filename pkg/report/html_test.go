@@ -39,13 +39,15 @@ func incident() Report {
 // and escapes what it quotes.
 func TestHTML(t *testing.T) {
 	var b bytes.Buffer
-	if err := incident().HTML(&b, false); err != nil {
+	rep := incident()
+	rep.Chain = []ChainStep{{Step: "power_cycle", RequestID: "req-9a", Start: rep.At, Outcome: "ok", Plan: "step 1 of 2"}}
+	if err := rep.HTML(&b, false); err != nil {
 		t.Fatal(err)
 	}
 	page := b.String()
 	for _, want := range []string{`data-series="d"`, `class="threshold"`, `<title>normal→warn</title>`, `class="area" data-signal="cpu_steal_pct"`,
 		`data-series="cpu_steal_pct"`, "req-1f2e", "gate <b>open</b>", "destination <b>cmp-020</b>", "vm-1 (abc) ACTIVE",
-		"r_eff ≈ r1·r2</b> 6.00", "lower the CPU allocation ratio", "&lt;script&gt;"} {
+		"r_eff ≈ r1·r2</b> 6.00", `<td>power_cycle</td>`, "step 1 of 2", "lower the CPU allocation ratio", "&lt;script&gt;"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page lacks %s", want)
 		}
