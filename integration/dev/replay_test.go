@@ -32,7 +32,9 @@ func TestRecordedDevRunReplays(t *testing.T) {
 	dir := t.TempDir()
 	inside, polled := filepath.Join(dir, "inside.jsonl"), filepath.Join(dir, "polled.jsonl")
 	const tick = 5 * time.Second // run --dev's default
-	p := harness.Start(t, bin, append(harness.DevArgs(port), "--record", inside)...)
+	// in two groups: the recorded trace carries them (the API's
+	// observations, which trace record polls, do not)
+	p := harness.Start(t, bin, append(harness.DevArgs(port), "--record", inside, "--groups", "2")...)
 	harness.WaitHTTP(t, base+"/healthz", 20*time.Second)
 	poller := harness.Start(t, bin, "trace", "record", "--server", base, "--out", polled, "--every", "200ms")
 
@@ -57,6 +59,9 @@ func TestRecordedDevRunReplays(t *testing.T) {
 		}
 		if !bytes.Contains(b, []byte(`"tick":true`)) {
 			t.Fatalf("%s has no tick lines", file)
+		}
+		if file == inside && (!bytes.Contains(b, []byte(`{"group":"rack-1"}`)) || !bytes.Contains(b, []byte(`{"host":"lab-007","group":"rack-1"}`))) {
+			t.Fatalf("%s lacks the group lines of --groups 2", file)
 		}
 		out, err := exec.Command(bin, "simulate", "--trace", file, "--reboot-time", "30s", "--quiet").Output()
 		if err != nil {

@@ -659,6 +659,9 @@ func (d *Daemon) tick(ctx context.Context, now time.Time) error {
 		if d.cfg.Unfenceable != nil {
 			o.Unfenceable = d.cfg.Unfenceable()
 		}
+		if d.cfg.Groups != nil {
+			o.Groups = d.cfg.Groups()
+		}
 		if d.cfg.Recorder != nil {
 			d.cfg.Recorder.Tick(o)
 		}

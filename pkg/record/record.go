@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/fencedhq/fenced/internal/hostname"
+	"github.com/fencedhq/fenced/pkg/groups"
+	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/signals"
 	"github.com/fencedhq/fenced/pkg/trace"
 )
@@ -40,6 +42,11 @@ type Observation struct {
 	// Unfenceable are the hosts whose fence path (BMC) failed its last
 	// check, with why.
 	Unfenceable map[string]string
+	// Groups is the group membership in force (nil: no groups): the
+	// encoder writes the groups and each host's group when they change.
+	// Not in the API's observations (GET /api/v1/observations): a trace
+	// recorded through `fenced trace record` has no group lines.
+	Groups *groups.Membership `json:"-"`
 }
 
 // Sink takes one observation a tick. Tick must not block the engine for
@@ -83,6 +90,14 @@ func ErrorStrings(err error) []string {
 	return []string{err.Error()}
 }
 
+// minHealthy is how a trace writes a guard's min_healthy ("" unset).
+func minHealthy(m playbook.MinHealthy) string {
+	if !m.Set() {
+		return ""
+	}
+	return m.String()
+}
+
 // hostState is what the encoder last wrote of one host.
 type hostState struct {
 	svc        trace.Service
@@ -94,6 +109,7 @@ type hostState struct {
 	faults     map[string]bool
 	lastUp     bool // what the agent said before any forced down
 	upKnown    bool
+	group      string // the group last written for the host ("": none yet)
 }
 
 // Encoder writes observations as trace lines. It is not safe for
@@ -101,6 +117,7 @@ type hostState struct {
 type Encoder struct {
 	w       *trace.Writer
 	hosts   map[string]*hostState
+	memb    *groups.Membership // the membership whose groups were last written
 	last    time.Time
 	Skipped int // samples a trace cannot hold (a bad host name, a negative or non-finite value)
 }
@@ -114,7 +131,7 @@ func NewEncoder(w io.Writer) *Encoder {
 
 // Reset forgets what was written: the next observation is written in full
 // (each rotated file replays on its own).
-func (e *Encoder) Reset() { clear(e.hosts) }
+func (e *Encoder) Reset() { clear(e.hosts); e.memb = nil }
 
 // Flush writes buffered lines.
 func (e *Encoder) Flush() error { return e.w.Flush() }
@@ -162,6 +179,13 @@ func (e *Encoder) Encode(o Observation) {
 		}
 	}
 	sort.Strings(hosts)
+	if o.Groups != nil && o.Groups != e.memb {
+		// the groups and their guards, again whenever the membership changes
+		for _, d := range o.Groups.Defs() {
+			e.w.Group(d.Name, minHealthy(d.Guard.MinHealthy), d.Guard.MaxConcurrent)
+		}
+		e.memb = o.Groups
+	}
 	for _, h := range hosts {
 		if hostname.Check(h) != nil {
 			continue
@@ -177,6 +201,15 @@ func (e *Encoder) host(at time.Time, h string, o Observation) {
 	if st == nil {
 		st = &hostState{faults: map[string]bool{}}
 		e.hosts[h] = st
+	}
+	if o.Groups != nil {
+		// a member line when the host's group changes (the first time only
+		// for a host in a named group: none is the trace's default)
+		g := o.Groups.Of(h)
+		if g != st.group && (st.group != "" || g != playbook.DefaultGroup) {
+			e.w.Member(h, g, false)
+		}
+		st.group = g
 	}
 	c, known := o.Control[h]
 	if known {

@@ -9,12 +9,15 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/fencedhq/fenced/pkg/groups"
+	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/signals"
 	"github.com/fencedhq/fenced/pkg/trace"
 )
@@ -304,5 +307,37 @@ func TestRingAndJSON(t *testing.T) {
 	}
 	if !reflect.DeepEqual(back, got[1]) {
 		t.Fatalf("round trip:\n%+v\n%+v", back, got[1])
+	}
+}
+
+// TestEncoderWritesGroups: the groups with their guards when the membership
+// changes, a member line when a host's group changes (none for a host that
+// was never in a group, "default" for one that left its group), and
+// nothing more while nothing changes.
+func TestEncoderWritesGroups(t *testing.T) {
+	mh, _ := playbook.ParseMinHealthy("50%")
+	m1 := groups.New([]groups.Def{{Name: "rack-1", Hosts: []string{"a", "b"}, Guard: playbook.GroupGuard{MinHealthy: mh, MaxConcurrent: 1}}}, groups.Nova{}, 1)
+	m2 := groups.New([]groups.Def{{Name: "rack-1", Hosts: []string{"a"}, Guard: playbook.GroupGuard{MinHealthy: mh, MaxConcurrent: 1}}}, groups.Nova{}, 2)
+	var buf bytes.Buffer
+	e := NewEncoder(&buf)
+	for i, m := range []*groups.Membership{m1, m1, m2} {
+		o := obs(i, "a", "b", "c")
+		o.Groups = m
+		e.Encode(o)
+	}
+	e.Flush()
+	recs := readTrace(t, &buf, "groups")
+	var lines []string
+	for _, r := range recs {
+		switch r.Kind {
+		case trace.KindGroup:
+			lines = append(lines, "group "+r.Group+" "+r.MinHealthy+" "+strconv.Itoa(r.MaxConcurrent))
+		case trace.KindMember:
+			lines = append(lines, r.Host+" in "+r.Group)
+		}
+	}
+	want := "group rack-1 50% 1|a in rack-1|b in rack-1|group rack-1 50% 1|b in default"
+	if got := strings.Join(lines, "|"); got != want {
+		t.Fatalf("group lines\n got %s\nwant %s", got, want)
 	}
 }

@@ -219,6 +219,11 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 // group takes a group or member line: the membership is rebuilt, and the
 // fleet moves hosts at its next tick, as a replica does after a refresh.
 func (rn *runner) group(rec trace.Record) {
+	if rec.Kind == trace.KindMember && rec.Group == playbook.DefaultGroup {
+		delete(rn.member, rec.Host) // left its group for none
+		rn.rebuild()
+		return
+	}
 	i, ok := rn.gindex[rec.Group]
 	if !ok {
 		i = len(rn.gdefs)
@@ -231,6 +236,11 @@ func (rn *runner) group(rec trace.Record) {
 	} else {
 		rn.member[rec.Host] = rec.Group
 	}
+	rn.rebuild()
+}
+
+// rebuild makes the membership from the definitions and members.
+func (rn *runner) rebuild() {
 	defs := make([]groups.Def, len(rn.gdefs))
 	copy(defs, rn.gdefs)
 	for h, g := range rn.member {

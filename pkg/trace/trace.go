@@ -35,6 +35,9 @@
 //	{"group":"agg-a","min_healthy":"50%","max_concurrent":1}
 //	{"host":"cmp-201","group":"agg-a"}
 //	{"host":"cmp-209","group":"agg-a","reserved":true}
+//	{"host":"cmp-201","group":"default"}
+//
+// (the last: cmp-201 left its group for none).
 //
 // A file whose name ends in .gz is read through gzip. A bad line is an error
 // that names the file and the line number. Host names follow the rule of the
@@ -360,7 +363,8 @@ func (r *Reader) group(l line, rec Record) (Record, error) {
 	if err := hostname.Check(l.Group); err != nil {
 		return rec, r.errf(`"group": a group name is letters, digits, '.', '-' and '_': %v`, err)
 	}
-	if l.Group == playbook.DefaultGroup {
+	if l.Group == playbook.DefaultGroup && (l.Host == "" || l.Reserved != nil) {
+		// a member line may say a host left its group for none
 		return rec, r.errf(`"group": %q is the implicit group of hosts in no group; choose another name`, l.Group)
 	}
 	if l.T != "" || l.Signal != "" || l.Control != "" || l.Fault != "" || l.Cores != nil || l.Value != nil {
