@@ -60,7 +60,7 @@ func TestRecordedDevRunReplays(t *testing.T) {
 		if !bytes.Contains(b, []byte(`"tick":true`)) {
 			t.Fatalf("%s has no tick lines", file)
 		}
-		if file == inside && (!bytes.Contains(b, []byte(`{"group":"rack-1"}`)) || !bytes.Contains(b, []byte(`{"host":"lab-007","group":"rack-1"}`))) {
+		if file == inside && (!bytes.Contains(b, []byte(`{"group":"rack-1"}`)) || !bytes.Contains(b, []byte(`{"host":"lab-007","group":"rack-2"}`))) {
 			t.Fatalf("%s lacks the group lines of --groups 2", file)
 		}
 		out, err := exec.Command(bin, "simulate", "--trace", file, "--reboot-time", "30s", "--quiet").Output()
