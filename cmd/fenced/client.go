@@ -190,6 +190,9 @@ when the API cannot be reached or answers an error (an unknown group too).`,
 				if grp == "" {
 					grp = "-"
 				}
+				if h.Reserved != "" {
+					grp += " (RESERVED " + h.Reserved + ")"
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\n", tx(h.Host), tx(grp), tx(state), ago(rep.At, h.Since), h.D, tx(strings.Join(h.Top, " ")), inc, dl)
 			}
 			tw.Flush()
@@ -293,8 +296,9 @@ func newHostCmd() *cobra.Command {
 					D        float64
 					Reason   string
 				}
-				Group string
-				At    time.Time `json:"t"` // the daemon's clock
+				Group    string
+				Reserved string
+				At       time.Time `json:"t"` // the daemon's clock
 			}
 			if err := json.Unmarshal(raw, &rep); err != nil {
 				return err
@@ -303,6 +307,9 @@ func newHostCmd() *cobra.Command {
 			fmt.Fprintf(out, "%s: %s since %s, d=%.2f\n", tx(rep.Host.Name), tx(rep.Host.State), ago(rep.At, rep.Host.Since), rep.Verdict.D)
 			if rep.Group != "" {
 				fmt.Fprintf(out, "group: %s\n", tx(rep.Group))
+			}
+			if rep.Reserved != "" {
+				fmt.Fprintf(out, "RESERVED host of its group: %s\n", tx(rep.Reserved))
 			}
 			if rep.Host.Reason != "" {
 				fmt.Fprintf(out, "reason: %s\n", tx(rep.Host.Reason))

@@ -103,6 +103,9 @@ func checkConfig(path string) (string, error) {
 		if d.Guard.MaxConcurrent > 0 {
 			g += fmt.Sprintf(", max_concurrent %d", d.Guard.MaxConcurrent)
 		}
+		if len(d.Reserved) > 0 {
+			g += ", reserved_hosts " + strings.Join(d.Reserved, " ")
+		}
 		gs = append(gs, g+")")
 	}
 	summary := fmt.Sprintf("policy %s (mode %s), %s, sections %s, %d BMCs resolved",

@@ -135,3 +135,34 @@ func TestRunConfigGroups(t *testing.T) {
 		t.Fatalf("run with overlapping groups: %v", err)
 	}
 }
+
+// TestHostsReservedMarker: fenced hosts and fenced host H say which hosts
+// are reserved, and whether each is still a spare or in service.
+func TestHostsReservedMarker(t *testing.T) {
+	b := newGroupsBackend()
+	now := time.Now()
+	b.snap.Hosts = append(b.snap.Hosts,
+		fleet.View{Host: playbook.Host{Name: "cmp-009", State: playbook.Normal, Since: now}, Group: "rack1", Reserved: playbook.ReservedSpare},
+		fleet.View{Host: playbook.Host{Name: "cmp-010", State: playbook.Normal, Since: now}, Group: "rack1", Reserved: playbook.ReservedInService})
+	srv := httptest.NewServer(api.New(b, api.Reads{}, nil))
+	defer srv.Close()
+	out, _, err := run(t, "hosts", "--server", srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"cmp-009  rack1 (RESERVED spare)", "cmp-010  rack1 (RESERVED in service)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("fenced hosts lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "cmp-001  rack1 (RESERVED") {
+		t.Errorf("a plain member marked reserved:\n%s", out)
+	}
+	js, _, err := run(t, "hosts", "--json", "--server", srv.URL)
+	if err != nil || !strings.Contains(js, `"reserved": "spare"`) {
+		t.Fatalf("hosts --json: %v\n%s", err, js)
+	}
+	if out, _, err := run(t, "host", "cmp-009", "--server", srv.URL); err != nil || !strings.Contains(out, "RESERVED host of its group: spare") {
+		t.Fatalf("host cmp-009: %v\n%s", err, out)
+	}
+}

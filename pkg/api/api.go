@@ -247,6 +247,9 @@ type HostSummary struct {
 	Unfenceable string `json:"unfenceable,omitempty"`
 	// Group is the host's group ("default": no configured group claims it).
 	Group string `json:"group,omitempty"`
+	// Reserved is a reserved host's status: "spare" or "in service"
+	// (docs/groups.md, Reserved hosts).
+	Reserved string `json:"reserved,omitempty"`
 }
 
 // HostsReply is the body of GET /api/v1/hosts.
@@ -275,7 +278,7 @@ func summarize(snap daemon.Snapshot) HostsReply {
 		hs := HostSummary{Host: v.Host.Name, State: string(v.Host.State), Since: v.Host.Since, D: v.Verdict.D,
 			Blind: v.Verdict.Blind, Incoherent: v.Verdict.Incoherent, Incoherence: v.Verdict.Incoherence, Reason: v.Host.Reason, Top: []string{},
 			HardFailure: v.Verdict.HardFailure, AgentDown: v.Verdict.AgentDown,
-			Unfenceable: snap.Unfenceable[v.Host.Name], Group: v.Group}
+			Unfenceable: snap.Unfenceable[v.Host.Name], Group: v.Group, Reserved: v.Reserved}
 		if v.Host.State == playbook.AwaitingApproval {
 			hs.ApprovalDeadline, hs.ApprovalOnTimeout = v.Host.ApprovalDeadline, string(v.Host.ApprovalOnTimeout)
 		}
@@ -332,6 +335,8 @@ type HostReply struct {
 	Verdict any               `json:"verdict"`
 	Changes []playbook.Change `json:"changes"`
 	Group   string            `json:"group,omitempty"` // the host's group
+	// Reserved is a reserved host's status ("spare", "in service").
+	Reserved string `json:"reserved,omitempty"`
 }
 
 func (s *Server) host(w http.ResponseWriter, r *http.Request) {
@@ -342,7 +347,7 @@ func (s *Server) host(w http.ResponseWriter, r *http.Request) {
 	snap := s.b.Snapshot()
 	for _, v := range snap.Hosts {
 		if v.Host.Name == name {
-			rep := HostReply{At: snap.At, Host: v.Host, Verdict: v.Verdict, Changes: []playbook.Change{}, Group: v.Group}
+			rep := HostReply{At: snap.At, Host: v.Host, Verdict: v.Verdict, Changes: []playbook.Change{}, Group: v.Group, Reserved: v.Reserved}
 			for _, c := range snap.Changes {
 				if c.Host == name {
 					rep.Changes = append(rep.Changes, c)

@@ -69,6 +69,8 @@ type Production struct {
 	Health *health.Checker
 	// Groups keeps the membership of the config's groups (nil: no groups).
 	Groups *groups.Refresher
+	// Reserve holds the groups' reserved hosts (nil: none).
+	Reserve *playbook.Reserve
 
 	cfg   *config.Config
 	clk   clock.Clock
@@ -259,7 +261,50 @@ func Build(ctx context.Context, o Options) (*Production, error) {
 		p.Close()
 		return nil, err
 	}
+	if err := p.buildReserved(); err != nil {
+		p.Close()
+		return nil, err
+	}
 	return p, nil
+}
+
+// buildReserved holds the groups' reserved hosts (each one a host this
+// replica knows) for placement, the actor and the replica, and gives each
+// group its own evacuable filter.
+func (p *Production) buildReserved() error {
+	cfg := p.cfg
+	if err := cfg.CheckReserved(p.Hosts); err != nil {
+		return err
+	}
+	var rgs []playbook.ReservedGroup
+	own := map[string]nova.Evacuable{}
+	for _, g := range cfg.Groups {
+		if len(g.ReservedHosts) > 0 {
+			rgs = append(rgs, playbook.ReservedGroup{Group: g.Name, Hosts: g.ReservedHosts})
+		}
+		if e := g.Evacuable; e != nil {
+			own[g.Name] = nova.Evacuable{FlavorExtraSpec: e.FlavorExtraSpec, ImageProperty: e.ImageProperty, AggregateMetadata: e.AggregateMetadata}
+		}
+	}
+	if p.Groups != nil {
+		p.Gate.Group = func(h string) string { return p.Groups.Current().Of(h) }
+	}
+	if len(own) > 0 && p.CP != nil {
+		fleetWide := p.CP.Evacuable
+		p.CP.EvacuableFor = func(h string) nova.Evacuable {
+			if e, ok := own[p.Groups.Current().Of(h)]; ok {
+				return e
+			}
+			return fleetWide
+		}
+	}
+	if len(rgs) == 0 || p.CP == nil {
+		return nil
+	}
+	r := playbook.NewReserve(rgs)
+	r.Services = p.CP
+	p.Reserve, p.Gate.Reserve, p.Backends.Reserve = r, r, r
+	return nil
 }
 
 // buildGroups reads the membership of the config's groups once (a
@@ -432,7 +477,8 @@ func (p *Production) candidates(ctx context.Context, host string) ([]hypervisor.
 	}
 	usable := map[string]bool{}
 	for _, s := range svcs {
-		usable[s.Host] = s.Up && s.Enabled && !s.ForcedDown
+		// a spare is kept disabled: the gate takes it only for its own group
+		usable[s.Host] = s.Up && (s.Enabled || p.Reserve.Spare(s.Host)) && !s.ForcedDown
 	}
 	var out []hypervisor.Destination
 	for _, v := range views() {
@@ -525,7 +571,7 @@ func (p *Production) reconcile(ctx context.Context, in lease.Intent) (bool, erro
 		}
 		_, found, err := p.CP.MigrationSince(ctx, in.Target, typ, in.At)
 		return found, err
-	case "force_down", "force_down_off", "disable", "enable":
+	case "force_down", "force_down_off", "disable", "enable", "disable_reserved", "enable_reserved":
 		if p.Nova == nil {
 			return false, nil
 		}
@@ -538,7 +584,7 @@ func (p *Production) reconcile(ctx context.Context, in lease.Intent) (bool, erro
 			return s.ForcedDown, nil
 		case "force_down_off":
 			return !s.ForcedDown, nil
-		case "disable":
+		case "disable", "disable_reserved":
 			return !s.Enabled, nil
 		}
 		return s.Enabled, nil

@@ -108,6 +108,19 @@ type Evacuable struct {
 	AggregateMetadata string `yaml:"aggregate_metadata"`
 }
 
+// check validates each set field (key=value); nil is valid.
+func (e *Evacuable) check(doc *yamlfile.Doc, field string) error {
+	if e == nil {
+		return nil
+	}
+	for _, f := range []struct{ name, v string }{{"flavor_extra_spec", e.FlavorExtraSpec}, {"image_property", e.ImageProperty}, {"aggregate_metadata", e.AggregateMetadata}} {
+		if k, _, ok := strings.Cut(f.v, "="); f.v != "" && (!ok || k == "") {
+			return doc.Errorf(field+"."+f.name, "%s: want key=value, e.g. evacuable=true", yamlfile.Quote(f.v))
+		}
+	}
+	return nil
+}
+
 // BMC is the Redfish inventory: a template for every host and per-host
 // entries that replace it.
 type BMC struct {
@@ -194,6 +207,14 @@ type Group struct {
 	// that must stay healthy (verdict normal) for an automatic fence in it.
 	MinHealthy    string `yaml:"min_healthy"`
 	MaxConcurrent int    `yaml:"max_concurrent"` // hosts of the group fenced or rebooting at once (unset: the fleet's limit only)
+	// ReservedHosts are spares (host names, no globs) kept disabled in Nova
+	// until a fenced host of the group finds no normal host with headroom
+	// (docs/groups.md, Reserved hosts). A reserved host is in this group
+	// whatever aggregate, zone or hosts define it.
+	ReservedHosts []string `yaml:"reserved_hosts"`
+	// Evacuable replaces nova.evacuable for the group's hosts (absent: the
+	// fleet's; present and empty: every server).
+	Evacuable *Evacuable `yaml:"evacuable"`
 }
 
 // Webhook is one on-call endpoint.
@@ -248,12 +269,8 @@ func Parse(name string, data []byte) (*Config, error) {
 		if n.EvacuateParallel < 0 {
 			return nil, doc.Errorf("nova.evacuate_parallel", "must not be negative")
 		}
-		if e := n.Evacuable; e != nil {
-			for f, v := range map[string]string{"flavor_extra_spec": e.FlavorExtraSpec, "image_property": e.ImageProperty, "aggregate_metadata": e.AggregateMetadata} {
-				if k, _, ok := strings.Cut(v, "="); v != "" && (!ok || k == "") {
-					return nil, doc.Errorf("nova.evacuable."+f, "%s: want key=value, e.g. evacuable=true", yamlfile.Quote(v))
-				}
-			}
+		if err := n.Evacuable.check(doc, "nova.evacuable"); err != nil {
+			return nil, err
 		}
 	}
 	if err := c.checkBMC(doc); err != nil {
@@ -458,10 +475,67 @@ func (c *Config) checkGroups(doc *yamlfile.Doc) error {
 		if g.MaxConcurrent < 0 {
 			return doc.Errorf(f+".max_concurrent", "must not be negative (unset: the fleet-wide storm_guard.max_concurrent only)")
 		}
+		if g.Evacuable != nil && c.Nova == nil {
+			return doc.Errorf(f+".evacuable", "group %s: the evacuable filter is Nova's: it needs the nova: section", g.Name)
+		}
+		if err := g.Evacuable.check(doc, f+".evacuable"); err != nil {
+			return err
+		}
+		if len(g.ReservedHosts) > 0 && c.Nova == nil {
+			return doc.Errorf(f+".reserved_hosts", "group %s: reserved hosts are kept disabled in Nova: they need the nova: section", g.Name)
+		}
 	}
 	if a, b, entry, ok := groups.ExplicitOverlap(c.GroupDefs()); ok {
 		return doc.Errorf(fmt.Sprintf("groups[%d].hosts", b), "%s overlaps groups[%d] (%s): a host is in at most one group",
 			yamlfile.Quote(entry), a, c.Groups[a].Name)
+	}
+	return c.checkReserved(doc)
+}
+
+// checkReserved checks the reserved hosts: host names (no globs), each
+// reserved by one group only, and no plain member of another group (named
+// in its hosts: or matched by one of its globs). Whether each is a host
+// fenced knows (in hosts:, or a Nova compute) is checked when a replica
+// starts (Config.CheckReserved).
+func (c *Config) checkReserved(doc *yamlfile.Doc) error {
+	by := map[string]int{}
+	defs := c.GroupDefs()
+	for i, g := range c.Groups {
+		for j, h := range g.ReservedHosts {
+			f := fmt.Sprintf("groups[%d].reserved_hosts[%d]", i, j)
+			if err := validHost(h); err != nil {
+				return doc.Errorf(f, "a reserved host is a host name (no globs): %v", err)
+			}
+			if k, dup := by[h]; dup {
+				if k == i {
+					return doc.Errorf(f, "%s is listed twice", h)
+				}
+				return doc.Errorf(f, "%s is also a reserved host of groups[%d] (%s): a host is reserved by one group", h, k, c.Groups[k].Name)
+			}
+			by[h] = i
+			for k, d := range defs {
+				if k != i && d.MatchesExplicit(h) {
+					return doc.Errorf(f, "%s is also a member of groups[%d] (%s) by its hosts: a reserved host is only in the group that reserves it", h, k, c.Groups[k].Name)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// CheckReserved checks, when a replica starts, that every reserved host is
+// a host it knows (hosts: or a Nova compute).
+func (c *Config) CheckReserved(known []string) error {
+	have := map[string]bool{}
+	for _, h := range known {
+		have[h] = true
+	}
+	for i, g := range c.Groups {
+		for j, h := range g.ReservedHosts {
+			if !have[h] {
+				return c.Errorf(fmt.Sprintf("groups[%d].reserved_hosts[%d]", i, j), "%s is not a known host (neither in hosts: nor a compute service in Nova)", h)
+			}
+		}
 	}
 	return nil
 }
@@ -482,7 +556,7 @@ func (c *Config) GroupDefs() []groups.Def {
 	for _, g := range c.Groups {
 		m, _ := playbook.ParseMinHealthy(g.MinHealthy)
 		out = append(out, groups.Def{Name: g.Name, Aggregate: g.Aggregate, AvailabilityZone: g.AvailabilityZone, Hosts: g.Hosts,
-			Guard: playbook.GroupGuard{MinHealthy: m, MaxConcurrent: g.MaxConcurrent}})
+			Guard: playbook.GroupGuard{MinHealthy: m, MaxConcurrent: g.MaxConcurrent}, Reserved: g.ReservedHosts})
 	}
 	return out
 }

@@ -57,3 +57,61 @@ func TestGroupErrorsNameFileLineField(t *testing.T) {
 		}
 	}
 }
+
+func TestGroupReservedHostsAndEvacuable(t *testing.T) {
+	c, err := Parse("f.yaml", []byte(groupsBase+`groups:
+  - name: gpu
+    aggregate: agg-gpu
+    reserved_hosts: [gpu-spare-1, gpu-spare-2]
+    evacuable: {flavor_extra_spec: "ha:evacuable=true"}
+  - name: rack1
+    hosts: [cmp-0*]
+    reserved_hosts: [cmp-09]
+    evacuable: {}
+  - name: web
+    hosts: [web-1]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.GroupDefs()
+	if strings.Join(d[0].Reserved, ",") != "gpu-spare-1,gpu-spare-2" || strings.Join(d[1].Reserved, ",") != "cmp-09" || d[2].Reserved != nil {
+		t.Fatalf("%+v", d)
+	}
+	if e := c.Groups[0].Evacuable; e == nil || e.FlavorExtraSpec != "ha:evacuable=true" {
+		t.Fatalf("gpu evacuable %+v", e)
+	}
+	if e := c.Groups[1].Evacuable; e == nil || *e != (Evacuable{}) || c.Groups[2].Evacuable != nil {
+		t.Fatalf("rack1 evacuable %+v, web %+v", e, c.Groups[2].Evacuable)
+	}
+	if err := c.CheckReserved([]string{"gpu-spare-1", "gpu-spare-2", "cmp-09"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckReserved([]string{"gpu-spare-1", "cmp-09"}); err == nil ||
+		!strings.Contains(err.Error(), "f.yaml:6: groups[0].reserved_hosts[1]: gpu-spare-2 is not a known host") {
+		t.Fatalf("unknown reserved host: %v", err)
+	}
+}
+
+func TestGroupReservedErrorsNameFileLineField(t *testing.T) {
+	noNova := "etcd: {embedded: {data_dir: /tmp/x}}\n"
+	for _, c := range []struct{ yaml, want string }{
+		{groupsBase + "groups:\n  - name: g\n    hosts: [a]\n    reserved_hosts: [\"s*\"]\n", `f.yaml:6: groups[0].reserved_hosts[0]: a reserved host is a host name (no globs)`},
+		{groupsBase + "groups:\n  - name: g\n    hosts: [a]\n    reserved_hosts: [s1, s1]\n", "f.yaml:6: groups[0].reserved_hosts[1]: s1 is listed twice"},
+		{groupsBase + "groups:\n  - name: g\n    hosts: [a]\n    reserved_hosts: [s1]\n  - name: h\n    hosts: [b]\n    reserved_hosts: [s2, s1]\n",
+			"f.yaml:9: groups[1].reserved_hosts[1]: s1 is also a reserved host of groups[0] (g): a host is reserved by one group"},
+		{groupsBase + "groups:\n  - name: g\n    hosts: [a]\n    reserved_hosts: [cmp-07]\n  - name: h\n    hosts: [cmp-0*]\n",
+			"f.yaml:6: groups[0].reserved_hosts[0]: cmp-07 is also a member of groups[1] (h) by its hosts"},
+		{groupsBase + "groups:\n  - name: g\n    hosts: [a]\n  - name: h\n    hosts: [b]\n    reserved_hosts: [a]\n",
+			"f.yaml:8: groups[1].reserved_hosts[0]: a is also a member of groups[0] (g) by its hosts"},
+		{noNova + "groups:\n  - name: g\n    hosts: [a]\n    reserved_hosts: [s1]\n", "f.yaml:5: groups[0].reserved_hosts: group g: reserved hosts are kept disabled in Nova: they need the nova: section"},
+		{noNova + "groups:\n  - name: g\n    hosts: [a]\n    evacuable: {}\n", "f.yaml:5: groups[0].evacuable: group g: the evacuable filter is Nova's"},
+		{groupsBase + "groups:\n  - name: g\n    hosts: [a]\n    evacuable: {image_property: nokey}\n", `f.yaml:6: groups[0].evacuable.image_property: "nokey": want key=value`},
+		{groupsBase + "groups:\n  - name: g\n    hosts: [a]\n    evacuable: {tag: x}\n", "f.yaml:6: field tag not found"},
+	} {
+		_, err := Parse("f.yaml", []byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q:\n got  %v\n want %s", c.yaml, err, c.want)
+		}
+	}
+}

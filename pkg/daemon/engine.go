@@ -179,6 +179,11 @@ type Daemon struct {
 
 	tr        trace.Tracer
 	incidents incidents // one trace per host episode (tracing.go)
+
+	// reserved hosts (reserved.go): the last keeping pass (loop goroutine
+	// only) and whether one runs
+	keptAt  time.Time
+	keeping atomic.Bool
 }
 
 // jobDone is the outcome of one host's actions, for the loop.
@@ -653,6 +658,7 @@ func (d *Daemon) tick(ctx context.Context, now time.Time) error {
 		d.seen = make(map[string]signals.Control, d.fleet.Len())
 	}
 	ch, err := d.fleet.Tick(ctx, now)
+	d.keepReservedDue(ctx, now)
 	o := record.Observation{At: now}
 	if observe {
 		o.Samples, o.Control, o.Errors = samples, d.seen, record.ErrorStrings(cerr)

@@ -46,6 +46,10 @@ type Backends struct {
 	// refresh from Nova (nil: every host in the default group).
 	Groups       func() *groups.Membership
 	GroupsStatus func() groups.Status
+	// Reserve holds the groups' reserved hosts (nil: none); the replica
+	// stores their records in etcd and, while it leads, keeps the spares
+	// disabled in Nova.
+	Reserve *playbook.Reserve
 }
 
 // ReplicaConfig is one HA replica on etcd.
@@ -109,7 +113,8 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 	wh := notify.New(ctx, notify.Config{Endpoints: cfg.Webhooks, Log: cfg.Log, Recorder: notify.AuditRecorder{Log: auditLog}, Metrics: cfg.Metrics, Tracer: cfg.Tracer})
 	notifier, whStats := notify.Fanout{notifier, wh}, wh.Counters
 	actor := &playbook.Actor{Nova: be.Nova, Gate: be.Gate, Placer: be.Placer, Power: be.Power, Checker: be.Checker,
-		Notify: notifier, Clock: cfg.Clock, Log: cfg.Log, ActionTimeout: time.Minute, EvacuateParallel: be.EvacuateParallel, Tracer: cfg.Tracer}
+		Notify: notifier, Clock: cfg.Clock, Log: cfg.Log, ActionTimeout: time.Minute, EvacuateParallel: be.EvacuateParallel, Tracer: cfg.Tracer,
+		Reserve: be.Reserve}
 	ha := &HA{Elector: &lease.Elector{Client: cfg.Etcd, Prefix: cfg.Prefix, TTL: cfg.TTL, ID: cfg.ID}, Store: store,
 		Settle: cfg.Settle, Reconcile: be.Reconcile}
 	d, err := newDaemon(Config{Policy: cfg.Policy, Tick: cfg.Tick, Clock: cfg.Clock, Log: cfg.Log.With().Str("replica", cfg.ID).Logger(),
@@ -124,6 +129,10 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 		return nil, err
 	}
 	actor.Paused, actor.Observe = d.Fleet().PausedFor, am.Observe
+	if r := be.Reserve; r != nil {
+		r.Store = reservedStore{d}
+		d.Fleet().SetReserved(r.Status)
+	}
 	d.webhooks = wh // a reload swaps the policy (every machine's config) and the endpoints
 	actor.Journal = d.Journal(&audit.Journal{Log: auditLog, PolicyVersion: cfg.Policy.Version(), Version: func() string { return d.Policy().Version() }})
 	return d, nil

@@ -167,6 +167,9 @@ func (d *Daemon) lead(l lease.Leadership) error {
 	if err := d.reconcile(ctx, l); err != nil {
 		return err
 	}
+	if err := d.resumeReserved(ctx); err != nil {
+		return err
+	}
 	for _, f := range d.onLead {
 		f(ctx)
 	}
@@ -407,9 +410,10 @@ func (d *Daemon) follow(ctx context.Context) {
 		rctx, cancel := context.WithTimeout(ctx, d.cfg.Tick)
 		recs, err := lease.Hosts[playbook.Host](rctx, d.cfg.HA.Store)
 		fl, ferr := d.cfg.HA.Store.GetFleet(rctx)
+		rsv, rerr := d.followerReserved(rctx)
 		id, tok, _ := d.cfg.HA.Elector.Leader(rctx)
 		cancel()
-		if err = errors.Join(err, ferr); err != nil {
+		if err = errors.Join(err, ferr, rerr); err != nil {
 			d.cfg.Log.Warn().Err(err).Msg("follower cannot read host records")
 			continue
 		}
@@ -420,7 +424,7 @@ func (d *Daemon) follow(ctx context.Context) {
 		views := make([]fleet.View, 0, len(recs))
 		for name, h := range recs {
 			h.Name = name
-			views = append(views, fleet.View{Host: h, Verdict: signals.Verdict{Host: name, D: h.LastD}, Group: memb.Of(name)})
+			views = append(views, fleet.View{Host: h, Verdict: signals.Verdict{Host: name, D: h.LastD}, Group: memb.Of(name), Reserved: rsv[name]})
 		}
 		sortViews(views)
 		d.mu.Lock()

@@ -22,6 +22,9 @@ type View struct {
 	Host    playbook.Host   `json:"host"`
 	Verdict signals.Verdict `json:"verdict"`
 	Group   string          `json:"group,omitempty"` // the host's group (playbook.DefaultGroup: none configured claims it)
+	// Reserved is a reserved host's status (playbook.ReservedSpare or
+	// ReservedInService; empty: not a reserved host).
+	Reserved string `json:"reserved,omitempty"`
 }
 
 // Hooks are called from Tick and Operate, on the caller's goroutine.
@@ -35,9 +38,10 @@ type Hooks struct {
 }
 
 type entry struct {
-	m       *playbook.Machine
-	verdict signals.Verdict
-	group   string
+	m        *playbook.Machine
+	verdict  signals.Verdict
+	group    string
+	reserved string // playbook.Reserve's status, as of the last tick
 }
 
 // Fleet is not safe for concurrent use: one goroutine owns it (Paused
@@ -63,6 +67,9 @@ type Fleet struct {
 	gmu     sync.RWMutex // guards groupOf and gpaused: actions read them off the owner's goroutine
 	groupOf map[string]string
 	gpaused map[string]bool
+	// reserved is a host's reserved status (nil: no reserved hosts): a
+	// spare is left out of its group's counts (group.go)
+	reserved func(host string) string
 }
 
 // SetPaused pauses (or resumes) fencing fleet-wide: hosts are still
@@ -171,7 +178,7 @@ func (f *Fleet) Resume(h playbook.Host) error {
 	if err != nil {
 		return err
 	}
-	e := &entry{m: m, verdict: signals.Verdict{Host: h.Name, Blind: true}, group: group}
+	e := &entry{m: m, verdict: signals.Verdict{Host: h.Name, Blind: true}, group: group, reserved: f.reservedOf(h.Name)}
 	f.hosts[h.Name] = e
 	f.setGroupOf(h.Name, e.group)
 	f.tally(e, +1)
@@ -241,6 +248,7 @@ func (f *Fleet) Tick(ctx context.Context, now time.Time) ([]playbook.Change, err
 			}
 		}
 		f.tally(e, -1) // a verdict decides whether the host counts as healthy in its group
+		e.reserved = f.reservedOf(name)
 		e.verdict = f.eval.EvaluateWith(name, now, f.scoringFor(e.group))
 		if f.hooks.Verdict != nil {
 			f.hooks.Verdict(name, &e.verdict)
@@ -317,7 +325,7 @@ func (f *Fleet) Get(host string) (View, bool) {
 	if !ok {
 		return View{}, false
 	}
-	return View{Host: e.m.Host(), Verdict: e.verdict, Group: e.group}, true
+	return View{Host: e.m.Host(), Verdict: e.verdict, Group: e.group, Reserved: e.reserved}, true
 }
 
 // Views returns every host's view, in name order.
@@ -325,7 +333,7 @@ func (f *Fleet) Views() []View {
 	out := make([]View, 0, len(f.order))
 	for _, name := range f.order {
 		e := f.hosts[name]
-		out = append(out, View{Host: e.m.Host(), Verdict: e.verdict, Group: e.group})
+		out = append(out, View{Host: e.m.Host(), Verdict: e.verdict, Group: e.group, Reserved: e.reserved})
 	}
 	return out
 }

@@ -67,8 +67,36 @@ func healthy(e *entry) bool {
 	return e.m.Host().State == playbook.Normal && !e.verdict.Blind && e.verdict.Level == signals.LevelNormal
 }
 
+// SetReserved gives the fleet the reserved hosts' status (a
+// playbook.Reserve's Status), re-read for each host at every Tick. A spare
+// is not counted in its group (neither among its hosts, its healthy hosts
+// nor its hosts at warn or worse): it takes no load until it is taken into
+// service, and then counts like any host of the group. The owner's
+// goroutine only; nil: no reserved hosts.
+func (f *Fleet) SetReserved(status func(host string) string) {
+	for _, name := range f.order {
+		f.tally(f.hosts[name], -1)
+	}
+	f.reserved = status
+	for _, name := range f.order {
+		e := f.hosts[name]
+		e.reserved = f.reservedOf(name)
+		f.tally(e, +1)
+	}
+}
+
+func (f *Fleet) reservedOf(host string) string {
+	if f.reserved == nil {
+		return ""
+	}
+	return f.reserved(host)
+}
+
 // tally adds (sign +1) or removes (-1) a host's share of its group's counts.
 func (f *Fleet) tally(e *entry, sign int) {
+	if e.reserved == playbook.ReservedSpare {
+		return // a spare takes no load: not in its group's counts
+	}
 	g := f.gcounts[e.group]
 	if g == nil {
 		g = &playbook.Group{Name: e.group}

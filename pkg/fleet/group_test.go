@@ -234,3 +234,53 @@ func checkGroupCounts(t *testing.T, f *fleet.Fleet) {
 		}
 	}
 }
+
+// TestSparesOutOfTheGroupCounts: a spare (reserved host not in service) is
+// not one of its group's hosts for the guard: it does not make min_healthy,
+// nor dilute saturation. Taken into service, it counts like any host.
+func TestSparesOutOfTheGroupCounts(t *testing.T) {
+	// group a: a1…a4 with min_healthy 3, a5 and a6 reserved
+	f, _, clk, hosts := groupFleet(t, 6, 1, playbook.GroupGuard{MinHealthy: playbook.MinHealthy{Count: 3}}, 1)
+	r := playbook.NewReserve([]playbook.ReservedGroup{{Group: "a", Hosts: []string{"a5", "a6"}}})
+	f.SetReserved(r.Status)
+	tickGroups(t, f, clk, hosts, nil, 0, 2)
+	ga := groupView(t, f, "a")
+	if ga.Total != 4 || ga.Healthy != 4 {
+		t.Fatalf("group a %+v, want 4 hosts, 4 healthy (the spares left out)", ga.Group)
+	}
+	if v, _ := f.Get("a5"); v.Reserved != playbook.ReservedSpare || v.Group != "a" {
+		t.Fatalf("a5 view %+v", v)
+	}
+	// a1 and a2 starve: with the spares counted, 4 of 6 would stay healthy;
+	// without, 2 of 4: below min_healthy 3
+	starved := map[string]bool{"a1": true, "a2": true}
+	f.SetPaused(true)
+	tickGroups(t, f, clk, hosts, starved, 2, 2)
+	f.SetPaused(false)
+	tickGroups(t, f, clk, hosts, starved, 4, 3)
+	for _, h := range []string{"a1", "a2"} {
+		if st := stateOf(t, f, h); fencedOrLater(st.State) || !strings.Contains(st.Reason, "min_healthy 3 needs 3") {
+			t.Fatalf("%s is %s (%s): the spares must not count as healthy", h, st.State, st.Reason)
+		}
+	}
+	// a5 taken into service: it counts from the next tick
+	r.Load(map[string]playbook.ReservedHost{"a5": {InService: true, Enabled: true}})
+	tickGroups(t, f, clk, hosts, starved, 7, 1)
+	if ga := groupView(t, f, "a"); ga.Total != 5 || ga.Healthy != 3 {
+		t.Fatalf("group a %+v, want 5 hosts, 3 healthy", ga.Group)
+	}
+	if v, _ := f.Get("a5"); v.Reserved != playbook.ReservedInService {
+		t.Fatalf("a5 view %+v", v)
+	}
+}
+
+func groupView(t *testing.T, f *fleet.Fleet, name string) fleet.GroupView {
+	t.Helper()
+	for _, g := range f.Groups() {
+		if g.Name == name {
+			return g
+		}
+	}
+	t.Fatalf("no group %s", name)
+	return fleet.GroupView{}
+}

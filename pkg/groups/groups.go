@@ -28,6 +28,11 @@ type Def struct {
 	AvailabilityZone string   // a Nova availability zone
 	Hosts            []string // host names and globs (path.Match syntax)
 	Guard            playbook.GroupGuard
+	// Reserved are the group's reserved hosts (docs/groups.md, Reserved
+	// hosts), by name, in file order: spares kept disabled in Nova until a
+	// fenced host of the group needs one. A reserved host is in the group
+	// that reserves it, whatever the definition says.
+	Reserved []string
 }
 
 // Source says where the definition's members come from, for people.
@@ -44,7 +49,9 @@ func (d Def) Source() string {
 // FromNova reports whether the members come from Nova.
 func (d Def) FromNova() bool { return d.Aggregate != "" || d.AvailabilityZone != "" }
 
-// matchesExplicit reports whether host is one of the explicit names or globs.
+// MatchesExplicit reports whether host is one of the explicit names or globs.
+func (d Def) MatchesExplicit(host string) bool { return d.matchesExplicit(host) }
+
 func (d Def) matchesExplicit(host string) bool {
 	for _, p := range d.Hosts {
 		if ok, _ := path.Match(p, host); ok {
@@ -166,15 +173,35 @@ func (m *Membership) contains(d Def, host string) bool {
 	return d.matchesExplicit(host)
 }
 
-// Of is the group of host: the first group in file order that claims it,
-// else the default group.
+// Of is the group of host: the group that reserves it, else the first
+// group in file order that claims it, else the default group.
 func (m *Membership) Of(host string) string {
+	if g, ok := m.ReservedBy(host); ok {
+		return g
+	}
 	for _, d := range m.Defs() {
 		if m.contains(d, host) {
 			return d.Name
 		}
 	}
 	return playbook.DefaultGroup
+}
+
+// ReservedBy is the group that reserves host, if one does.
+func (m *Membership) ReservedBy(host string) (string, bool) {
+	return ReservedBy(m.Defs(), host)
+}
+
+// ReservedBy is the group of defs that reserves host, if one does.
+func ReservedBy(defs []Def, host string) (string, bool) {
+	for _, d := range defs {
+		for _, r := range d.Reserved {
+			if r == host {
+				return d.Name, true
+			}
+		}
+	}
+	return "", false
 }
 
 // Conflict is a host more than one group claims.

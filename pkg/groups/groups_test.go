@@ -117,3 +117,22 @@ func TestRefreshFailureKeepsTheLastMembership(t *testing.T) {
 		t.Fatalf("after recovery: gpu-1 %s, gpu-2 %s, status %+v", m.Of("gpu-1"), m.Of("gpu-2"), r.Status())
 	}
 }
+
+// TestReservedHostIsInTheGroupThatReservesIt: a reserved host is in its
+// group whatever the definitions say (here another group's aggregate).
+func TestReservedHostIsInTheGroupThatReservesIt(t *testing.T) {
+	d := append([]groups.Def(nil), defs...)
+	d[1].Reserved = []string{"spare-1", "gpu-9"}
+	m := groups.New(d, groups.Nova{Aggregates: map[string][]string{"agg-gpu": {"gpu-9"}}}, 1)
+	for host, want := range map[string]string{"spare-1": "rack1", "gpu-9": "rack1", "cn1": "rack1", "nobody": playbook.DefaultGroup} {
+		if got := m.Of(host); got != want {
+			t.Errorf("Of(%s) = %s, want %s", host, got, want)
+		}
+	}
+	if g, ok := m.ReservedBy("spare-1"); !ok || g != "rack1" {
+		t.Fatalf("ReservedBy(spare-1) = %s %v", g, ok)
+	}
+	if _, ok := m.ReservedBy("cn1"); ok {
+		t.Fatal("cn1 is a plain member")
+	}
+}

@@ -44,6 +44,9 @@ type Destination struct {
 	D         float64 // its divergence: the lowest goes first
 	FreeVCPUs int
 	FreeRAMMB int
+	// Reserved: a spare of the source's group (docs/groups.md, Reserved
+	// hosts), taken into service if a server goes there.
+	Reserved bool
 }
 
 // Need is what the servers to move require.
@@ -118,8 +121,11 @@ type pool struct {
 	have []Destination // read, with the headroom still free
 }
 
-// pool lists the candidates for servers off host: state normal, not host.
-func (g *Gate) pool(ctx context.Context, host string) (*pool, error) {
+// pool lists the candidates for servers off host: state normal, not host,
+// never a spare (a reserved host not in service). With spares true (an
+// evacuation) and spares of host's group among the candidates, the order is
+// the group's own hosts, then its spares in file order, then the rest.
+func (g *Gate) pool(ctx context.Context, host string, spares bool) (*pool, error) {
 	if g.Candidates == nil || g.Headroom == nil {
 		return nil, fmt.Errorf("no destination source")
 	}
@@ -128,13 +134,50 @@ func (g *Gate) pool(ctx context.Context, host string) (*pool, error) {
 		return nil, err
 	}
 	p := &pool{ctx: ctx, g: g}
+	fit := map[string]Destination{}
 	for _, d := range cands {
-		if d.State == string(playbook.Normal) && d.Host != host {
-			p.todo = append(p.todo, d)
+		if d.State != string(playbook.Normal) || d.Host == host {
+			continue
 		}
+		if g.Reserve.Spare(d.Host) {
+			fit[d.Host] = d
+			continue
+		}
+		p.todo = append(p.todo, d)
 	}
 	sortDestinations(p.todo)
+	if !spares || len(fit) == 0 {
+		return p, nil
+	}
+	grp := g.group(host)
+	var mine []Destination
+	for _, h := range g.Reserve.Spares(grp) {
+		if d, ok := fit[h]; ok {
+			d.Reserved = true
+			mine = append(mine, d)
+		}
+	}
+	if len(mine) == 0 {
+		return p, nil
+	}
+	var own, rest []Destination
+	for _, d := range p.todo {
+		if g.group(d.Host) == grp {
+			own = append(own, d)
+		} else {
+			rest = append(rest, d)
+		}
+	}
+	p.todo = append(append(own, mine...), rest...)
 	return p, nil
+}
+
+// group is host's group (one group for all without Group).
+func (g *Gate) group(host string) string {
+	if g.Group == nil {
+		return playbook.DefaultGroup
+	}
+	return g.Group(host)
 }
 
 // fit returns the index in p.have of the first destination with room for
@@ -167,9 +210,14 @@ func (p *pool) fit(vcpus, ramMB int) int {
 // flavor once the servers placed before it are counted. The biggest
 // servers are placed first. The source host's libvirt does not matter here:
 // the host is powered off.
+//
+// A spare of the host's group (Reserve) comes after the group's own normal
+// hosts and before the rest of the fleet: it is used only for the servers
+// the group has no room for, and its placements say Reserved. Spares of
+// other groups are never destinations.
 func (g *Gate) Place(ctx context.Context, host string, servers []playbook.Server) ([]playbook.Placement, map[string]string) {
 	unplaced := map[string]string{}
-	p, err := g.pool(ctx, host)
+	p, err := g.pool(ctx, host, true)
 	if err != nil {
 		for _, s := range servers {
 			unplaced[s.Name+" ("+s.ID+")"] = "cannot list destinations: " + err.Error()
@@ -187,9 +235,13 @@ func (g *Gate) Place(ctx context.Context, host string, servers []playbook.Server
 		}
 		p.have[i].FreeVCPUs -= s.VCPUs
 		p.have[i].FreeRAMMB -= s.RAMMB
-		out = append(out, playbook.Placement{Server: s, Dest: p.have[i].Host})
+		out = append(out, playbook.Placement{Server: s, Dest: p.have[i].Host, Reserved: p.have[i].Reserved})
 	}
-	g.Log.Info().Str("host_id", host).Str("component", "placer").Int("placed", len(out)).Int("unplaced", len(unplaced)).Msg("evacuation placement")
+	ev := g.Log.Info().Str("host_id", host).Str("component", "placer").Int("placed", len(out)).Int("unplaced", len(unplaced))
+	if taken := reservedDests(out); len(taken) > 0 {
+		ev = ev.Strs("reserved_hosts", taken)
+	}
+	ev.Msg("evacuation placement")
 	return out, unplaced
 }
 
@@ -202,7 +254,7 @@ func (g *Gate) decide(ctx context.Context, host string, st Stats, now time.Time)
 	if err != nil {
 		return playbook.GateAnswer{Reasons: []string{"cannot list the servers: " + err.Error()}}
 	}
-	p, err := g.pool(ctx, host)
+	p, err := g.pool(ctx, host, false) // a live migration never goes to a spare
 	if err != nil {
 		return playbook.GateAnswer{Reasons: []string{"cannot list destinations: " + err.Error()}}
 	}
@@ -227,7 +279,13 @@ type Gate struct {
 	Headroom func(ctx context.Context, host string) (vcpus, ramMB int, err error)
 	// Need is what host's servers require together (live migration moves
 	// them all to one destination).
-	Need  func(ctx context.Context, host string) (Need, error)
+	Need func(ctx context.Context, host string) (Need, error)
+	// Reserve holds the groups' reserved hosts (nil: none). A spare is
+	// never a live-migration destination, and an evacuation destination
+	// only for a host of its group with no room left (Place).
+	Reserve *playbook.Reserve
+	// Group is a host's group (nil: one group).
+	Group func(host string) string
 	Audit AuditSink
 	Clock clock.Clock
 	Log   zerolog.Logger
@@ -260,4 +318,17 @@ func (g *Gate) Check(ctx context.Context, host string) playbook.GateAnswer {
 		g.Audit.GateAnswered(ctx, host, a)
 	}
 	return a
+}
+
+// reservedDests are the reserved hosts placements go to, in order.
+func reservedDests(ps []playbook.Placement) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, p := range ps {
+		if p.Reserved && !seen[p.Dest] {
+			seen[p.Dest] = true
+			out = append(out, p.Dest)
+		}
+	}
+	return out
 }

@@ -131,6 +131,14 @@ func (w *World) Enable(_ context.Context, host string) error {
 	return nil
 }
 
+// SchedulingEnabled reports whether the host takes new servers
+// (playbook.ServiceReader: the keeper of reserved hosts reads it).
+func (w *World) SchedulingEnabled(_ context.Context, host string) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.host(host).disabled, nil
+}
+
 func (w *World) ForceDown(_ context.Context, host string, down bool) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -128,11 +128,31 @@ func (s *Store) PutHost(ctx context.Context, l Leadership, host string, rec any)
 
 // Hosts reads every host record into fresh values made by newRec.
 func Hosts[T any](ctx context.Context, s *Store) (map[string]T, error) {
+	return records[T](ctx, s, "hosts")
+}
+
+// PutReserved stores a reserved host's record (docs/groups.md, Reserved
+// hosts: a spare, or taken into service) under the leader guard.
+func (s *Store) PutReserved(ctx context.Context, l Leadership, host string, rec any) error {
+	v, err := wrap(l.Token, rec)
+	if err != nil {
+		return err
+	}
+	return s.guarded(obs.With(ctx, obs.Fields{HostID: host}), l, "put_reserved", clientv3.OpPut(s.key("reserved", host), v))
+}
+
+// Reserved reads every reserved host's record, by host.
+func Reserved[T any](ctx context.Context, s *Store) (map[string]T, error) {
+	return records[T](ctx, s, "reserved")
+}
+
+// records reads every record under dir, by the rest of its key.
+func records[T any](ctx context.Context, s *Store, dir string) (map[string]T, error) {
 	cctx, cancel := s.ctx(ctx)
 	defer cancel()
-	resp, err := s.Client.Get(cctx, s.key("hosts")+"/", clientv3.WithPrefix())
+	resp, err := s.Client.Get(cctx, s.key(dir)+"/", clientv3.WithPrefix())
 	if err != nil {
-		return nil, fmt.Errorf("lease: read hosts: %w", err)
+		return nil, fmt.Errorf("lease: read %s: %w", dir, err)
 	}
 	out := map[string]T{}
 	for _, kv := range resp.Kvs {
@@ -140,7 +160,7 @@ func Hosts[T any](ctx context.Context, s *Store) (map[string]T, error) {
 		if err := unwrap(string(kv.Key), kv.Value, &v); err != nil {
 			return nil, err
 		}
-		out[strings.TrimPrefix(string(kv.Key), s.key("hosts")+"/")] = v
+		out[strings.TrimPrefix(string(kv.Key), s.key(dir)+"/")] = v
 	}
 	return out, nil
 }

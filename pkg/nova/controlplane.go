@@ -38,6 +38,9 @@ type ControlPlane struct {
 	DisableTimeout time.Duration
 	// Evacuable is the evacuable filter of Servers (none: every server).
 	Evacuable Evacuable
+	// EvacuableFor, when set, is the filter for one host's servers (a
+	// group's own filter, else Evacuable); Evacuable is then unused.
+	EvacuableFor func(host string) Evacuable
 	// Image is glance v2 for Evacuable.ImageProperty; nil: the image endpoint
 	// New found in the catalog.
 	Image *gophercloud.ServiceClient
@@ -156,6 +159,16 @@ func (p *ControlPlane) setStatus(ctx context.Context, host, action string, opts 
 	return nil
 }
 
+// SchedulingEnabled reads whether Nova schedules onto host: its compute
+// service is enabled (playbook.ServiceReader).
+func (p *ControlPlane) SchedulingEnabled(ctx context.Context, host string) (bool, error) {
+	s, err := p.C.ServiceStatus(ctx, host)
+	if err != nil {
+		return false, err
+	}
+	return s.Enabled, nil
+}
+
 // Servers lists the servers on host for the playbook: flavor size, power
 // state and whether the evacuable filter selects them.
 func (p *ControlPlane) Servers(ctx context.Context, host string) ([]playbook.Server, error) {
@@ -167,7 +180,11 @@ func (p *ControlPlane) Servers(ctx context.Context, host string) ([]playbook.Ser
 	if sc == nil {
 		sc = p.C.image
 	}
-	ev, err := p.C.evacuableSet(ctx, host, p.Evacuable, sc, ss)
+	filter := p.Evacuable
+	if p.EvacuableFor != nil {
+		filter = p.EvacuableFor(host)
+	}
+	ev, err := p.C.evacuableSet(ctx, host, filter, sc, ss)
 	if err != nil {
 		return nil, err
 	}

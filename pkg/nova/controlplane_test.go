@@ -502,6 +502,23 @@ func TestControlPlaneServersAndEvacuable(t *testing.T) {
 	check("aggregate of another host", evac(Evacuable{AggregateMetadata: "ha=on"}))
 	check("aggregate of cn1", evac(Evacuable{AggregateMetadata: "rack=1"}), "vm-1", "vm-2", "vm-3")
 
+	// a group's own filter replaces the fleet's for its hosts
+	var asked []string
+	perGroup := &ControlPlane{C: c, Image: image, Evacuable: Evacuable{FlavorExtraSpec: "evacuable=true"},
+		EvacuableFor: func(h string) Evacuable { asked = append(asked, h); return Evacuable{ImageProperty: "evacuable=true"} }}
+	ss, err := perGroup.Servers(ctx, "cn1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, s := range ss {
+		got[s.ID] = s.Evacuable
+	}
+	check("the group's filter", got, "vm-2")
+	if strings.Join(asked, ",") != "cn1" {
+		t.Errorf("EvacuableFor asked for %v, want cn1", asked)
+	}
+
 	if _, err := (&ControlPlane{C: c, Evacuable: Evacuable{FlavorExtraSpec: "evacuable"}}).Servers(ctx, "cn1"); err == nil {
 		t.Error("a filter that is not key=value was accepted")
 	}

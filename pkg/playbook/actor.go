@@ -79,6 +79,9 @@ type PowerFencer interface {
 type Placement struct {
 	Server Server
 	Dest   string
+	// Reserved: Dest is a spare of the source's group (Reserve), taken
+	// into service before the evacuation.
+	Reserved bool
 }
 
 // Placer chooses evacuation destinations from execution truth: hosts whose
@@ -156,7 +159,11 @@ type Actor struct {
 	Nova ControlPlane
 	Gate Gate
 	// Placer chooses evacuation destinations (after_fence evacuate).
-	Placer  Placer
+	Placer Placer
+	// Reserve holds the groups' reserved hosts (nil: none): a spare the
+	// placer picks is enabled before the evacuations (reserved.go), and a
+	// spare is never enabled by an unfence.
+	Reserve *Reserve
 	Power   PowerFencer
 	Checker HostChecker
 	Notify  Notifier
@@ -277,6 +284,9 @@ func (a *Actor) unfence(ctx context.Context, h *Host) error {
 			return err
 		}
 		h.ControlFenced = false
+	}
+	if a.Reserve.Spare(h.Name) {
+		return nil // a spare stays disabled (reserved.go)
 	}
 	return a.do(ctx, h, "enable", "", "", func(c context.Context) error { return a.Nova.Enable(c, h.Name) })
 }
@@ -491,6 +501,8 @@ func (a *Actor) evacuate(ctx context.Context, h *Host, servers []Server) []strin
 	for id, why := range unplaced {
 		failed = append(failed, id+": "+why)
 	}
+	placed, notTaken := a.takeReserved(ctx, h, placed)
+	failed = append(failed, notTaken...)
 	par := a.EvacuateParallel
 	if par <= 0 {
 		par = 4
