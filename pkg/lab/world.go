@@ -69,6 +69,9 @@ type World struct {
 	warn       [9]float64
 	calmD      float64 // a host under this d is healthy enough to learn its baseline
 	views      Views
+	// groups with reserved hosts (SetGroups): a host's group, and the spares
+	group   func(host string) string
+	reserve *playbook.Reserve
 	Counters
 }
 
@@ -319,11 +322,120 @@ func (w *World) Evacuate(_ context.Context, serverID, dest string) error {
 }
 
 // Place puts each server on the normal, calm host with the lowest d (the
-// lab's hosts have room for everything).
+// lab's hosts have room for everything) — except for a host of a group with
+// reserved hosts (SetGroups), placed as fenced's placer does: first on the
+// group's own normal hosts with room (a lab host has room for
+// cores × 1.5 vCPUs, Capacity's ratio, less its servers'), then on the
+// group's spares, taken into service (Placement.Reserved), then anywhere
+// else in the fleet.
 func (w *World) Place(ctx context.Context, host string, servers []playbook.Server) ([]playbook.Placement, map[string]string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.reserve != nil {
+		if g := w.group(host); w.hasReserved(g) {
+			return w.placeInGroup(host, g, servers)
+		}
+	}
 	return placeAll(servers, w.destination(host))
+}
+
+// SetGroups gives the world the hosts' groups and the groups' reserved
+// hosts (playbook.Reserve; nil: none).
+func (w *World) SetGroups(group func(host string) string, r *playbook.Reserve) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.group, w.reserve = group, r
+}
+
+func (w *World) hasReserved(group string) bool {
+	for _, r := range w.reserve.List() {
+		if r.Group == group {
+			return true
+		}
+	}
+	return false
+}
+
+// usable says whether h can take servers now: on, back, not fenced, no
+// fault, and (with views) normal with a normal verdict; its d.
+func (w *World) usable(h *simHost) (float64, bool) {
+	if h.off || h.forcedDown || len(h.faults) > 0 || !h.backAt.IsZero() && w.now().Before(h.backAt) {
+		return 0, false
+	}
+	if w.views == nil {
+		return 0, true
+	}
+	v, ok := w.views.Get(h.name)
+	if !ok || v.Host.State != playbook.Normal || v.Verdict.Blind || v.Verdict.Level != signals.LevelNormal {
+		return 0, false
+	}
+	return v.Verdict.D, true
+}
+
+// placeInGroup places the servers of host, in group, on the group's own
+// hosts with room, then its spares, then the rest of the fleet.
+func (w *World) placeInGroup(host, group string, servers []playbook.Server) ([]playbook.Placement, map[string]string) {
+	type dest struct {
+		name     string
+		d        float64
+		free     int // vCPUs; -1: room for everything
+		reserved bool
+	}
+	var own, rest []dest
+	for _, h := range w.hosts {
+		if h.name == host || h.disabled || w.reserve.Status(h.name) == playbook.ReservedSpare {
+			continue
+		}
+		d, ok := w.usable(h)
+		if !ok {
+			continue
+		}
+		if w.group(h.name) == group {
+			own = append(own, dest{h.name, d, h.cores*3/2 - h.servers*VCPUsPerServer, false})
+		} else {
+			rest = append(rest, dest{h.name, d, -1, false})
+		}
+	}
+	byD := func(ds []dest) {
+		sort.Slice(ds, func(i, j int) bool {
+			if ds[i].d != ds[j].d {
+				return ds[i].d < ds[j].d
+			}
+			return ds[i].name < ds[j].name
+		})
+	}
+	byD(own)
+	byD(rest)
+	cands := own
+	for _, s := range w.reserve.Spares(group) {
+		if h := w.hosts[s]; h != nil {
+			if d, ok := w.usable(h); ok {
+				cands = append(cands, dest{h.name, d, h.cores*3/2 - h.servers*VCPUsPerServer, true})
+			}
+		}
+	}
+	cands = append(cands, rest...)
+	var out []playbook.Placement
+	un := map[string]string{}
+	for _, s := range servers {
+		placed := false
+		for i := range cands {
+			c := &cands[i]
+			if c.free >= 0 && c.free < s.VCPUs {
+				continue
+			}
+			if c.free >= 0 {
+				c.free -= s.VCPUs
+			}
+			out = append(out, playbook.Placement{Server: s, Dest: c.name, Reserved: c.reserved})
+			placed = true
+			break
+		}
+		if !placed {
+			un[s.ID] = "no destination in state normal with room"
+		}
+	}
+	return out, un
 }
 
 // placeAll puts every server on dest ("": nowhere).

@@ -112,12 +112,69 @@ func TestGroupPolicyInSimulate(t *testing.T) {
 
 func withoutGroupLines(t *testing.T, file string) []byte {
 	t.Helper()
-	f, err := os.Open(traces + file)
+	return rewriteTrace(t, file, func(l []byte) []byte {
+		if bytes.Contains(l, []byte(`"group"`)) {
+			return nil
+		}
+		return l
+	})
+}
+
+// TestReservedHostTakesTheEvacuatedServers: a fenced host's servers go to
+// its group's own hosts while they have room, and the rest to the group's
+// reserved host, taken into service; nothing to the other aggregate. With
+// room enough in the group, the spare stays a spare, empty.
+func TestReservedHostTakesTheEvacuatedServers(t *testing.T) {
+	res, _ := runTrace(t, "reserved.jsonl.gz", "auto")
+	if h := res.Hosts["cmp-301"]; h.Final != playbook.Normal || h.First[playbook.Restored].IsZero() {
+		t.Fatalf("cmp-301 ends %s; want evacuated, restored, normal", h.Final)
+	}
+	spare := res.Hosts["cmp-309"]
+	if spare.Reserved != playbook.ReservedInService || spare.Servers != 4 || spare.Group != "agg-r" {
+		t.Errorf("cmp-309: %s with %d servers in %s; want in service with the 4 servers agg-r had no room for", spare.Reserved, spare.Servers, spare.Group)
+	}
+	for _, h := range []string{"cmp-300", "cmp-302", "cmp-303"} {
+		if n := res.Hosts[h].Servers; n != 12 {
+			t.Errorf("%s holds %d servers, want 12 (room for 2 more each, filled first)", h, n)
+		}
+	}
+	for _, h := range []string{"cmp-310", "cmp-311", "cmp-315"} {
+		if n := res.Hosts[h].Servers; n != 4 {
+			t.Errorf("%s (agg-s) holds %d servers, want its own 4", h, n)
+		}
+	}
+	if res.Evacuations != 10 {
+		t.Errorf("%d evacuations, want 10", res.Evacuations)
+	}
+
+	// the group's hosts with room for all ten: the spare is not needed
+	roomy := rewriteTrace(t, "reserved.jsonl.gz", func(l []byte) []byte {
+		for _, h := range []string{"cmp-300", "cmp-302", "cmp-303"} {
+			if bytes.Contains(l, []byte(`"host":"`+h+`","control":"servers_active","value":10`)) {
+				return bytes.Replace(l, []byte(`"value":10`), []byte(`"value":4`), 1)
+			}
+		}
+		return l
+	})
+	p, _ := policy.Default().WithMode("auto")
+	res2, err := Run(context.Background(), trace.NewReader(bytes.NewReader(roomy), "roomy"), Options{Policy: p})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
+	if s := res2.Hosts["cmp-309"]; s.Reserved != playbook.ReservedSpare || s.Servers != 0 || res2.Evacuations != 10 {
+		t.Errorf("with room in the group the spare is %s with %d servers (%d evacuations); want an empty spare", s.Reserved, s.Servers, res2.Evacuations)
+	}
+}
+
+// rewriteTrace is a trace file's lines, each passed through f.
+func rewriteTrace(t *testing.T, file string, f func([]byte) []byte) []byte {
+	t.Helper()
+	fh, err := os.Open(traces + file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	gz, err := gzip.NewReader(fh)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,9 +184,17 @@ func withoutGroupLines(t *testing.T, file string) []byte {
 	}
 	var out []byte
 	for _, l := range bytes.SplitAfter(all, []byte("\n")) {
-		if !bytes.Contains(l, []byte(`"group"`)) {
-			out = append(out, l...)
-		}
+		out = append(out, f(l)...)
 	}
 	return out
+}
+
+func TestReservedHostNamedLateIsAnError(t *testing.T) {
+	tr := `{"t":"2026-01-15T01:00:00Z","host":"a","signal":"cpu_steal_pct","value":1}
+{"host":"b","group":"g","reserved":true}
+`
+	_, err := Run(context.Background(), trace.NewReader(strings.NewReader(tr), "late"), Options{})
+	if err == nil || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "before it") {
+		t.Fatalf("a spare named after the first timed line: %v", err)
+	}
 }

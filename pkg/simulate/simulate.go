@@ -53,6 +53,10 @@ type HostResult struct {
 	Changes int                          // number of state changes
 	Reasons map[playbook.State]string    // reason of the first entry into each state
 	Group   string                       // its group at the end (playbook.DefaultGroup: none)
+	// Reserved is a reserved host's status at the end (spare, in service;
+	// "": not reserved), and Servers how many servers it holds then.
+	Reserved string
+	Servers  int
 }
 
 // Result summarises a run.
@@ -81,6 +85,10 @@ type Result struct {
 }
 
 type runner struct {
+	// reserved hosts by group, from member lines with "reserved"
+	reserved    map[string][]string
+	reservedOrd []string
+
 	opt    Options
 	clk    *clock.Fake
 	w      *lab.World
@@ -126,7 +134,7 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 	}
 	rn.fleet = f
 	rn.w.SetViews(f)
-	rn.gindex, rn.member = map[string]int{}, map[string]string{}
+	rn.gindex, rn.member, rn.reserved = map[string]int{}, map[string]string{}, map[string][]string{}
 	f.SetMembership(func() *groups.Membership { return rn.memb })
 	if opt.Out != nil {
 		rn.enc = json.NewEncoder(opt.Out)
@@ -149,8 +157,8 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 				continue
 			}
 			if rec.Kind == trace.KindGroup || rec.Kind == trace.KindMember {
-				if rec.Reserved {
-					return nil, fmt.Errorf("simulate: %s:%d: reserved hosts are not simulated by this fenced", "trace", rec.Line)
+				if rec.Reserved && started {
+					return nil, fmt.Errorf("simulate: line %d: a reserved host named after the trace's first timed line; name the spares before it (they are set when the replay starts)", rec.Line)
 				}
 				rn.group(rec)
 				continue
@@ -158,6 +166,7 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 			if !started {
 				started, next = true, rec.T
 				rn.res.Start = rec.T
+				rn.spares(ctx, actor)
 			}
 			if rec.Kind == trace.KindTick {
 				// the trace says when the replica evaluated: from now on
@@ -208,7 +217,9 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 	rn.res.Notifications, rn.res.Intents = c.Notifications, c.Intents
 	for _, v := range f.Views() {
 		hr := rn.res.Hosts[v.Host.Name]
-		hr.Final, hr.Note, hr.Group = v.Host.State, v.Host.Reason, v.Group
+		hr.Final, hr.Note, hr.Group, hr.Reserved = v.Host.State, v.Host.Reason, v.Group, v.Reserved
+		_, vcpus, _ := rn.w.Capacity(v.Host.Name)
+		hr.Servers = vcpus / lab.VCPUsPerServer
 	}
 	if len(rn.gdefs) > 0 {
 		rn.res.Groups = f.Groups()
@@ -233,10 +244,36 @@ func (rn *runner) group(rec trace.Record) {
 	if rec.Kind == trace.KindGroup {
 		mh, _ := playbook.ParseMinHealthy(rec.MinHealthy) // checked by the reader
 		rn.gdefs[i].Guard = playbook.GroupGuard{MinHealthy: mh, MaxConcurrent: rec.MaxConcurrent}
+	} else if rec.Reserved {
+		if _, ok := rn.reserved[rec.Group]; !ok {
+			rn.reservedOrd = append(rn.reservedOrd, rec.Group)
+		}
+		delete(rn.member, rec.Host)
+		rn.reserved[rec.Group] = append(rn.reserved[rec.Group], rec.Host)
 	} else {
 		rn.member[rec.Host] = rec.Group
 	}
 	rn.rebuild()
+}
+
+// spares sets up the trace's reserved hosts when the replay starts, as a
+// leader does: each kept disabled, the actor and the world told, the fleet
+// leaving spares out of their groups' counts.
+func (rn *runner) spares(ctx context.Context, actor *playbook.Actor) {
+	if len(rn.reservedOrd) == 0 {
+		return
+	}
+	var gs []playbook.ReservedGroup
+	for _, g := range rn.reservedOrd {
+		gs = append(gs, playbook.ReservedGroup{Group: g, Hosts: rn.reserved[g]})
+		for _, h := range rn.reserved[g] {
+			_ = rn.w.Disable(ctx, h, "fenced: reserved host")
+		}
+	}
+	r := playbook.NewReserve(gs)
+	actor.Reserve = r
+	rn.w.SetGroups(func(h string) string { return rn.memb.Of(h) }, r)
+	rn.fleet.SetReserved(r.Status)
 }
 
 // rebuild makes the membership from the definitions and members.
@@ -245,6 +282,9 @@ func (rn *runner) rebuild() {
 	copy(defs, rn.gdefs)
 	for h, g := range rn.member {
 		defs[rn.gindex[g]].Hosts = append(defs[rn.gindex[g]].Hosts, h)
+	}
+	for g, hs := range rn.reserved {
+		defs[rn.gindex[g]].Reserved = hs
 	}
 	for i := range defs {
 		sort.Strings(defs[i].Hosts)

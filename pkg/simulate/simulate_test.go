@@ -223,6 +223,7 @@ func TestTracesMatchGenerator(t *testing.T) {
 		"healthy.jsonl.gz":    {Kind: "healthy", Hosts: 12, Start: trace.IncidentDate, Duration: 6 * time.Hour, Step: 30 * time.Second, Seed: 1},
 		"saturation.jsonl.gz": {Kind: "saturation", Step: 10 * time.Second, Seed: 1},
 		"groups.jsonl.gz":     {Kind: "groups", Step: 10 * time.Second, Seed: 1},
+		"reserved.jsonl.gz":   {Kind: "reserved", Step: 10 * time.Second, Seed: 1},
 	} {
 		f, err := os.Open(traces + file)
 		if err != nil {

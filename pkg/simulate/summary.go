@@ -33,14 +33,14 @@ func since(from, to time.Time) string {
 func WriteSummary(out io.Writer, res *Result, maxHosts int) {
 	fmt.Fprintf(out, "fenced simulate: %d hosts, %s → %s, %d ticks, mode %s, policy %s\n",
 		len(res.Hosts), res.Start.Format(time.RFC3339), res.End.Format(time.RFC3339), res.Ticks, res.Mode, res.PolicyVersion)
-	fmt.Fprintf(out, "  %d samples, %d state changes, %d intents journalled, %d live migrations (%d failed), %d power cycles, %d notifications\n",
-		res.Samples, len(res.Changes), res.Intents, res.Migrations, res.MigrationFails, res.PowerCycles, res.Notifications)
+	fmt.Fprintf(out, "  %d samples, %d state changes, %d intents journalled, %d live migrations (%d failed), %d power cycles, %d evacuations, %d notifications\n",
+		res.Samples, len(res.Changes), res.Intents, res.Migrations, res.MigrationFails, res.PowerCycles, res.Evacuations, res.Notifications)
 
 	var moved []*HostResult
 	finals := map[playbook.State]int{}
 	for _, h := range res.Hosts {
 		finals[h.Final]++
-		if h.Changes > 0 || h.Final != playbook.Normal {
+		if h.Changes > 0 || h.Final != playbook.Normal || h.Reserved != "" {
 			moved = append(moved, h)
 		}
 	}
@@ -77,6 +77,13 @@ func WriteSummary(out io.Writer, res *Result, maxHosts int) {
 		name := h.Host
 		if len(res.Groups) > 0 {
 			name += " (group " + h.Group + ")"
+		}
+		if h.Reserved != "" {
+			name += fmt.Sprintf(", reserved host %s, %d servers at the end", h.Reserved, h.Servers)
+		}
+		if h.Changes == 0 {
+			fmt.Fprintf(out, "\n%s: now %s, no state change\n", name, h.Final)
+			continue
 		}
 		fmt.Fprintf(out, "\n%s: onset %s (first fresh signal over warn), now %s\n", name, h.Onset.Format("15:04:05"), h.Final)
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)

@@ -13,7 +13,7 @@ import (
 // Scenario describes a synthetic trace. The generator is deterministic for a
 // given scenario (same seed, same bytes).
 type Scenario struct {
-	Kind     string // healthy, incident, saturation, fleet, groups
+	Kind     string // healthy, incident, saturation, fleet, groups, reserved
 	Hosts    int    // healthy and fleet only
 	Start    time.Time
 	Duration time.Duration
@@ -22,7 +22,7 @@ type Scenario struct {
 }
 
 // Scenarios lists the scenario kinds.
-var Scenarios = []string{"healthy", "incident", "saturation", "fleet", "groups"}
+var Scenarios = []string{"healthy", "incident", "saturation", "fleet", "groups", "reserved"}
 
 // IncidentDate is the day the incident scenario replays (section 3 of the paper).
 var IncidentDate = time.Date(2026, 1, 15, 0, 0, 0, 0, time.UTC)
@@ -281,6 +281,54 @@ func Generate(out io.Writer, sc Scenario) error {
 				}
 				if h.name == "cmp-202" || h.name == "cmp-217" {
 					L = math.Max(L, ramp(t, starveFrom, starveFrom.Add(10*time.Minute)))
+					if t.Equal(starveFrom.Add(5 * time.Minute)) {
+						h.stalled = t
+						w.Fault(t, h.name, FaultLibvirtUnresponsive)
+					}
+				}
+				h.emit(w, t, L)
+			}
+		}
+	case "reserved":
+		// agg-r: four hosts of 32 cores, 10 servers each (room for 2 more
+		// each at 1.5 vCPUs a core), and a reserved host cmp-309, empty and
+		// disabled; agg-s: six roomy hosts. cmp-301 starves from 01:30 like
+		// the incident: its 10 servers are evacuated, 6 onto its group's
+		// own hosts and the 4 they have no room for onto the spare, taken
+		// into service; none onto agg-s.
+		start, end := IncidentDate.Add(time.Hour), IncidentDate.Add(2*time.Hour)
+		w.Group("agg-r", "", 0)
+		w.Group("agg-s", "", 0)
+		var hs []*hostModel
+		add := func(name, group string, reserved bool) {
+			hs = append(hs, &hostModel{name: name, rng: rng, noise: 0.5})
+			w.Member(name, group, reserved)
+		}
+		for i := 300; i < 304; i++ {
+			add(fmt.Sprintf("cmp-%03d", i), "agg-r", false)
+		}
+		add("cmp-309", "agg-r", true)
+		for i := 310; i < 316; i++ {
+			add(fmt.Sprintf("cmp-%03d", i), "agg-s", false)
+		}
+		starveFrom := start.Add(30 * time.Minute)
+		for t := start; t.Before(end); t = t.Add(sc.Step) {
+			for _, h := range hs {
+				if t.Equal(start) {
+					w.Cores(h.name, 32)
+					w.Service(t, h.name, true)
+					n := 10
+					switch {
+					case h.name == "cmp-309":
+						n = 0
+					case h.name >= "cmp-310":
+						n = 4
+					}
+					w.ServersActive(t, h.name, n)
+				}
+				L := 0.0
+				if h.name == "cmp-301" {
+					L = ramp(t, starveFrom, starveFrom.Add(10*time.Minute))
 					if t.Equal(starveFrom.Add(5 * time.Minute)) {
 						h.stalled = t
 						w.Fault(t, h.name, FaultLibvirtUnresponsive)
