@@ -43,7 +43,8 @@ and its signatures; 'fenced audit export' writes a copy that verifies offline.`,
 					if derr != nil {
 						return fmt.Errorf("--since: want RFC 3339 (2026-01-15T01:00:00Z) or a duration (2h)")
 					}
-					t = time.Now().Add(-d)
+					// before the daemon's now: a lab at --speed runs its own time
+					t = o.daemonNow(cmd.Context()).Add(-d)
 				}
 				q.Set("since", t.UTC().Format(time.RFC3339))
 			}

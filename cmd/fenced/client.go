@@ -118,6 +118,16 @@ func (o *clientOpts) call(ctx context.Context, method, path string, body, out an
 // output is the API's JSON, unchanged.
 func tx(s string) string { return escape.Terminal(s) }
 
+// daemonNow is the daemon's clock as the API last saw it (an empty page of
+// the hosts carries it); this machine's clock when the API does not say.
+func (o *clientOpts) daemonNow(ctx context.Context) time.Time {
+	var rep api.HostsReply
+	if err := o.call(ctx, "GET", "/api/v1/hosts?limit=0", nil, &rep); err != nil || rep.At.IsZero() {
+		return time.Now()
+	}
+	return rep.At
+}
+
 // ago is how long before now t was. now is the daemon's clock (the API's
 // "t"), never this machine's: a lab at --speed 10 runs its own time, and a
 // CLI on a machine whose clock is off must not print "-3m5s ago". An API

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/fencedhq/fenced/pkg/api"
+	"github.com/fencedhq/fenced/pkg/audit"
+	"github.com/fencedhq/fenced/pkg/clock"
 	"github.com/fencedhq/fenced/pkg/daemon"
 	"github.com/fencedhq/fenced/pkg/fleet"
 	"github.com/fencedhq/fenced/pkg/playbook"
@@ -52,5 +54,30 @@ func TestSinceFromTheDaemonsClock(t *testing.T) {
 	}
 	if !strings.Contains(out, "warn since 3m5s ago") {
 		t.Errorf("fenced host does not say 3m5s ago by the daemon's clock:\n%s", out)
+	}
+}
+
+// TestAuditSinceFromTheDaemonsClock: fenced audit --since 2m means two
+// minutes before the daemon's now, not this machine's.
+func TestAuditSinceFromTheDaemonsClock(t *testing.T) {
+	now := time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC)
+	log := audit.New(audit.NewMemStore(), clock.Real{})
+	for _, r := range []audit.Record{
+		{Timestamp: now.Add(-5 * time.Minute), HostID: "cmp-001", Action: "old-one", Outcome: "ok"},
+		{Timestamp: now.Add(-1 * time.Minute), HostID: "cmp-001", Action: "recent-one", Outcome: "ok"},
+	} {
+		if _, err := log.Append(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := fixedBackend{daemon.Snapshot{At: now, Hosts: []fleet.View{{Host: playbook.Host{Name: "cmp-001", State: playbook.Normal}}}}}
+	srv := httptest.NewServer(api.New(b, api.Reads{Audit: log}, nil))
+	defer srv.Close()
+	out, _, err := run(t, "audit", "--since", "2m", "--server", srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "recent-one") || strings.Contains(out, "old-one") {
+		t.Errorf("audit --since 2m by the daemon's clock:\n%s", out)
 	}
 }

@@ -123,6 +123,10 @@ func TestHostsPagedAndFiltered(t *testing.T) {
 	if rep := pageOf(t, s, "sort=severity&offset=500"); len(rep.Hosts) != 0 || rep.Page.Matched != 120 {
 		t.Errorf("past the end: %d rows, %+v", len(rep.Hosts), rep.Page)
 	}
+	// limit=0: no rows, the count and the daemon's time (fenced audit --since reads it)
+	if rep := pageOf(t, s, "limit=0"); len(rep.Hosts) != 0 || rep.Page.Matched != 120 || !rep.At.Equal(t0) {
+		t.Errorf("limit=0: %d rows, %+v, t %v", len(rep.Hosts), rep.Page, rep.At)
+	}
 	if got := names(pageOf(t, s, "sort=severity&state=not_normal")); got != "cmp-080 cmp-070 cmp-090 cmp-060 cmp-050" {
 		t.Errorf("not normal: %s", got)
 	}
