@@ -78,7 +78,7 @@ func TestGroupPolicyOverrides(t *testing.T) {
 // of nearly equal size, every host in exactly one.
 func TestLabGroups(t *testing.T) {
 	hosts := []string{"lab-001", "lab-002", "lab-003", "lab-004", "lab-005", "lab-006", "lab-007"}
-	m := labGroups(hosts, 3)
+	m := labGroups(hosts, 3, 0)
 	got := map[string][]string{}
 	for _, h := range hosts {
 		g := m.Of(h)
@@ -87,5 +87,28 @@ func TestLabGroups(t *testing.T) {
 	if strings.Join(got["rack-1"], ",") != "lab-001,lab-002" || strings.Join(got["rack-2"], ",") != "lab-003,lab-004" ||
 		strings.Join(got["rack-3"], ",") != "lab-005,lab-006,lab-007" {
 		t.Fatalf("%v", got)
+	}
+}
+
+// TestLabReserved: --reserved N makes the last N hosts of each lab group
+// its reserved hosts; it needs --groups and room in every group.
+func TestLabReserved(t *testing.T) {
+	hosts := []string{"lab-001", "lab-002", "lab-003", "lab-004", "lab-005", "lab-006", "lab-007"}
+	m := labGroups(hosts, 3, 1)
+	var got []string
+	for _, d := range m.Defs() {
+		got = append(got, d.Name+"="+strings.Join(d.Reserved, ","))
+	}
+	if strings.Join(got, " ") != "rack-1=lab-002 rack-2=lab-004 rack-3=lab-007" || m.Of("lab-004") != "rack-2" {
+		t.Fatalf("%v", got)
+	}
+	for _, args := range [][]string{
+		{"run", "--dev", "--reserved", "1"},
+		{"run", "--dev", "--hosts", "4", "--groups", "2", "--reserved", "2"},
+		{"run", "--dev", "--groups", "2", "--reserved", "-1"},
+	} {
+		if _, _, err := run(t, args...); err == nil || !strings.Contains(err.Error(), "--reserved") {
+			t.Errorf("%v: %v", args, err)
+		}
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/fencedhq/fenced/pkg/lab"
 	"github.com/fencedhq/fenced/pkg/lease"
 	"github.com/fencedhq/fenced/pkg/notify"
+	"github.com/fencedhq/fenced/pkg/playbook"
 	"github.com/fencedhq/fenced/pkg/record"
 	"github.com/fencedhq/fenced/pkg/report"
 )
@@ -39,6 +40,7 @@ type runOpts struct {
 	tick        time.Duration
 	hosts       int
 	groups      int
+	reserved    int
 	starveAfter time.Duration
 	rebootTime  time.Duration
 	webhooks    []string
@@ -106,6 +108,7 @@ auto: --mode overrides the policy's mode.`,
 	f.DurationVar(&o.tick, "tick", 5*time.Second, "evaluation interval")
 	f.IntVar(&o.hosts, "hosts", 20, "lab fleet size (--dev)")
 	f.IntVar(&o.groups, "groups", 0, "split the lab fleet into this many groups, rack-1 … rack-N, in host order (--dev; docs/groups.md)")
+	f.IntVar(&o.reserved, "reserved", 0, "with --groups: the last N hosts of each group are its reserved hosts, kept disabled until the group has no room (--dev; docs/groups.md)")
 	f.DurationVar(&o.starveAfter, "starve-after", time.Minute, "when the lab's victim host starts starving (--dev)")
 	f.DurationVar(&o.rebootTime, "reboot-time", 30*time.Second, "how long a power-cycled lab host takes to come back (--dev)")
 	f.DurationVar(&o.bmcDelay, "bmc-delay", 2*time.Second, "how long a lab BMC takes for each power change (--dev)")
@@ -130,7 +133,7 @@ auto: --mode overrides the policy's mode.`,
 
 // Flags of run that only some modes of runDev use.
 var (
-	inProcessLabFlags = map[string]bool{"hosts": true, "groups": true, "starve-after": true, "reboot-time": true, "bmc-delay": true, "ramp": true, "speed": true}
+	inProcessLabFlags = map[string]bool{"hosts": true, "groups": true, "reserved": true, "starve-after": true, "reboot-time": true, "bmc-delay": true, "ramp": true, "speed": true}
 	embeddedEtcdFlags = map[string]bool{"etcd": true, "data-dir": true}
 	etcdClusterFlags  = map[string]bool{"etcd-user": true, "etcd-cert": true, "etcd-key": true, "etcd-ca": true}
 )
@@ -142,6 +145,9 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 	}
 	if o.groups < 0 || (o.groups > 0 && o.groups > o.hosts) {
 		return fmt.Errorf("--groups %d: want 0 (no groups) to --hosts (%d)", o.groups, o.hosts)
+	}
+	if o.reserved < 0 || (o.reserved > 0 && (o.groups == 0 || o.reserved >= o.hosts/o.groups)) {
+		return fmt.Errorf("--reserved %d: want 0 to one less than the smallest group (--groups %d of --hosts %d)", o.reserved, o.groups, o.hosts)
 	}
 	if err := p.CheckGroups(labGroupNames(o.groups)); err != nil {
 		return fmt.Errorf("%w (the lab fleet of --dev has the groups of --groups N: rack-1 … rack-N)", err)
@@ -209,8 +215,18 @@ func runDev(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		be = world.Backends(gen)
 		be.Power = power // fence through Redfish
 		if o.groups > 0 {
-			memb := labGroups(gen.Hosts, o.groups)
+			memb := labGroups(gen.Hosts, o.groups, o.reserved)
 			be.Groups = func() *groups.Membership { return memb }
+			if o.reserved > 0 {
+				var rgs []playbook.ReservedGroup
+				for _, d := range memb.Defs() {
+					rgs = append(rgs, playbook.ReservedGroup{Group: d.Name, Hosts: d.Reserved})
+				}
+				r := playbook.NewReserve(rgs)
+				r.Services = world
+				be.Reserve = r
+				world.SetGroups(memb.Of, r)
+			}
 		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "fenced run --dev: %d lab hosts, mode %s, tick %s; %s starts starving in %s\n",
 			o.hosts, p.PlaybookConfig().Mode, o.tick, gen.Victim, o.starveAfter)
@@ -271,13 +287,17 @@ func labGroupNames(n int) []string {
 
 // labGroups splits the lab's hosts, in order, into n groups of (nearly)
 // equal size, with no guard of their own: saturation within each group
-// applies, and a policy may override fields per group.
-func labGroups(hosts []string, n int) *groups.Membership {
+// applies, and a policy may override fields per group. The last reserved
+// hosts of each group are its reserved hosts.
+func labGroups(hosts []string, n, reserved int) *groups.Membership {
 	names := labGroupNames(n)
 	defs := make([]groups.Def, n)
 	for i := range defs {
 		lo, hi := i*len(hosts)/n, (i+1)*len(hosts)/n
 		defs[i] = groups.Def{Name: names[i], Hosts: append([]string(nil), hosts[lo:hi]...)}
+		if reserved > 0 {
+			defs[i].Reserved = append([]string(nil), hosts[hi-reserved:hi]...)
+		}
 	}
 	return groups.New(defs, groups.Nova{}, 1)
 }
