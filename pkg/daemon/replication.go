@@ -443,7 +443,9 @@ func (d *Daemon) follow(ctx context.Context) {
 func followerGroups(m *groups.Membership, views []fleet.View, fl lease.Fleet) []fleet.GroupView {
 	total := map[string]int{}
 	for _, v := range views {
-		total[v.Group]++
+		if v.Reserved != playbook.ReservedSpare { // a spare is not one of its group's hosts
+			total[v.Group]++
+		}
 	}
 	var out []fleet.GroupView
 	add := func(name, source string) {

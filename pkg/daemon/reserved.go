@@ -58,18 +58,22 @@ func (d *Daemon) keepReservedDue(ctx context.Context, now time.Time) {
 	}()
 }
 
-// observing is, for each reserved host, whether it is decided in observe
-// mode (its group's policy). On the loop's goroutine.
+// observing says which reserved hosts a keeping pass leaves alone: those
+// decided in observe mode (their group's policy), and a host taken into
+// service but not yet enabled that is not normal (the playbook holds it:
+// it is not enabled behind the playbook's back). On the loop's goroutine.
 func (d *Daemon) observing() func(string) bool {
-	obs := map[string]bool{}
+	skip := map[string]bool{}
 	for _, rec := range d.cfg.Actor.Reserve.List() {
-		obs[rec.Host] = d.fleet.ConfigOf(rec.Host).Mode == playbook.ModeObserve
+		v, _ := d.fleet.Get(rec.Host)
+		skip[rec.Host] = d.fleet.ConfigOf(rec.Host).Mode == playbook.ModeObserve ||
+			(rec.InService && !rec.Enabled && v.Host.State != playbook.Normal)
 	}
-	return func(h string) bool { return obs[h] }
+	return func(h string) bool { return skip[h] }
 }
 
-func (d *Daemon) keepReserved(ctx context.Context, observe func(string) bool) {
-	if err := d.cfg.Actor.KeepReserved(ctx, observe); err != nil {
+func (d *Daemon) keepReserved(ctx context.Context, skip func(string) bool) {
+	if err := d.cfg.Actor.KeepReserved(ctx, skip); err != nil {
 		d.cfg.Log.Warn().Err(err).Str("component", "playbook").Msg("reserved hosts not kept as their records say; retrying")
 	}
 }

@@ -266,17 +266,18 @@ func (a *Actor) takeReserved(ctx context.Context, h *Host, placed []Placement) (
 // each host's service first: a spare that schedules is disabled (reason
 // "fenced: reserved host", journalled as disable_reserved), a host taken
 // into service whose enable a previous leader did not finish is enabled
-// (enable_reserved). Nothing is done for a host decided in observe mode
-// (observe(host), its group's policy; nil: none) or whose fencing is
-// paused. It returns the first error; the other hosts are still kept.
-func (a *Actor) KeepReserved(ctx context.Context, observe func(host string) bool) error {
+// (enable_reserved). Nothing is done for a host skip names (nil: none; the
+// daemon skips a host decided in observe mode, and a host in service that
+// is not normal: the playbook holds it) or whose fencing is paused. It
+// returns the first error; the other hosts are still kept.
+func (a *Actor) KeepReserved(ctx context.Context, skip func(host string) bool) error {
 	r := a.Reserve
 	if r == nil || r.Services == nil {
 		return nil
 	}
 	var first error
 	for _, rec := range r.List() {
-		if (observe != nil && observe(rec.Host)) || (a.Paused != nil && a.Paused(rec.Host)) {
+		if (skip != nil && skip(rec.Host)) || (a.Paused != nil && a.Paused(rec.Host)) {
 			continue
 		}
 		if rec.InService && rec.Enabled {
