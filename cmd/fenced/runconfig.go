@@ -139,7 +139,7 @@ func runConfig(ctx context.Context, cmd *cobra.Command, o *runOpts) error {
 		rec = files
 	}
 	d, err := daemon.NewReplica(ctx, daemon.ReplicaConfig{Policy: p, Clock: clk, Log: logger, Tick: cfg.Tick, Etcd: cli,
-		Prefix: e.Prefix, ID: id, TTL: e.TTL, Settle: e.Settle, Backends: prod.Backends, Webhooks: eps,
+		Prefix: e.Prefix, ID: id, TTL: e.TTL, Settle: e.Settle, Backends: prod.Backends, Webhooks: eps, ConsoleURL: cfg.API.PublicURL,
 		Signer: signer, Keys: keys, Witness: witness, Metrics: reg, Recorder: rec, Tracer: tp})
 	if err != nil {
 		return err

@@ -117,7 +117,7 @@ func (f *fleet) config(r *replica, tokens string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# fenced replica %s of %s\n", r.id, f.t.Name())
 	fmt.Fprintf(&b, "tick: 2s\npolicy: %s\nhosts: [%s]\n", f.policy, strings.Join(computes, ", "))
-	fmt.Fprintf(&b, "api:\n  listen: 127.0.0.1:%d\n  tokens_file: %s\n", r.port, tokens)
+	fmt.Fprintf(&b, "api:\n  listen: 127.0.0.1:%d\n  tokens_file: %s\n  public_url: %s\n", r.port, tokens, consoleURL)
 	fmt.Fprintf(&b, "etcd:\n  endpoints: [%s]\n  prefix: %s\n  ttl: 5s\n  settle: 10s\n", strings.Join(etcd.Endpoints(), ", "), f.prefix)
 	fmt.Fprintf(&b, "nova:\n  report_interval: %s\n", reportInterval) // the cloud: the OS_* variables of the stack's openrc
 	fmt.Fprintf(&b, "bmc:\n  check_interval: 10s\n  template:\n    endpoint: %s\n    system_id: \"{host}\"\n    username: %s\n    password_env: FENCED_BMC_PASSWORD\n",
@@ -401,6 +401,9 @@ func dumpAudit(t *testing.T, recs []auditRecord) string {
 	return b.String()
 }
 
+// consoleURL is the replicas' api.public_url: webhooks link under it.
+const consoleURL = "https://fenced.example.test/ops"
+
 // webhookSink receives the replicas' webhooks.
 type webhookSink struct {
 	srv    *httptest.Server
@@ -422,11 +425,16 @@ func newWebhookSink(t *testing.T) *webhookSink {
 }
 
 func (s *webhookSink) about(host string) int {
+	return s.count(`"` + host + `"`)
+}
+
+// count is how many webhooks carry text.
+func (s *webhookSink) count(text string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
 	for _, b := range s.bodies {
-		if strings.Contains(b, `"`+host+`"`) {
+		if strings.Contains(b, text) {
 			n++
 		}
 	}

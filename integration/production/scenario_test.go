@@ -230,6 +230,8 @@ func runIncident(t *testing.T, in incident) {
 	}
 	if n := f.hooks.about(victim); n == 0 {
 		t.Errorf("no webhook about %s", victim)
+	} else if link := `"url":"` + consoleURL + `/hosts/` + victim + `"`; f.hooks.count(link) != n {
+		t.Errorf("%d of %d webhooks about %s link its incident view (%s)", f.hooks.count(link), n, victim, link)
 	}
 	if col != nil {
 		checkTrace(t, col, f, recs, victims)

@@ -58,6 +58,9 @@ type API struct {
 	TLSCert    string `yaml:"tls_cert"`    // serve over HTTPS with this certificate
 	TLSKey     string `yaml:"tls_key"`     //
 	TokensFile string `yaml:"tokens_file"` // lines "ROLE NAME TOKEN"; required unless listen is loopback
+	// PublicURL is where people reach the console (behind a proxy, the
+	// proxy's URL): webhooks link each host's incident view under it.
+	PublicURL string `yaml:"public_url"`
 }
 
 // Etcd is where leadership, host records, intents and the audit chain live.
@@ -571,6 +574,12 @@ func (c *Config) checkAPI(doc *yamlfile.Doc) error {
 	}
 	if a.TokensFile == "" && !c.Loopback() {
 		return doc.Errorf("api.tokens_file", "required when listen is not a loopback address")
+	}
+	if a.PublicURL != "" {
+		u, err := url.Parse(a.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return doc.Errorf("api.public_url", "%s: want the console's base URL, http(s)://host[:port][/path], without query, fragment or credentials", yamlfile.Quote(a.PublicURL))
+		}
 	}
 	return nil
 }

@@ -110,6 +110,8 @@ func TestErrorsNameFileLineField(t *testing.T) {
 		{etcd + "api:\n  listen: 127.0.0.1:9000\nticks: 5s\n", "f.yaml:4: field ticks not found"},
 		{etcd + "listen: 127.0.0.1:9000\n", "f.yaml:2: field listen not found"},
 		{etcd + "api:\n  listen: nowhere\n", "f.yaml:3: api.listen"},
+		{etcd + "api:\n  public_url: fenced.example/console\n", "f.yaml:3: api.public_url"},
+		{etcd + "api:\n  public_url: \"https://u:p@fenced.example/\"\n", "f.yaml:3: api.public_url"},
 		{etcd + "api:\n  listen: 0.0.0.0:8480\n", "f.yaml:2: api.tokens_file: required"},
 		{etcd + "tick: 10ms\n", "f.yaml:2: tick"},
 		{"tick: 5s\n", "etcd: required"},

@@ -65,6 +65,9 @@ type ReplicaConfig struct {
 	Settle   time.Duration
 	Backends Backends
 	Webhooks []notify.Endpoint // on-call, recorded in the audit log
+	// ConsoleURL is the console's public base URL: webhooks link each
+	// host's incident view under it ("": no link).
+	ConsoleURL string
 	// Audit signing (nil: an unsigned, hash-linked chain): this replica's
 	// signer, the keys the chain is verified against, and its witness.
 	Signer  *audit.Signer
@@ -110,7 +113,7 @@ func NewReplica(ctx context.Context, cfg ReplicaConfig) (*Daemon, error) {
 	be := cfg.Backends
 	notifier := be.Notify
 	// the webhook notifier exists without endpoints too: a reload may add them
-	wh := notify.New(ctx, notify.Config{Endpoints: cfg.Webhooks, Log: cfg.Log, Recorder: notify.AuditRecorder{Log: auditLog}, Metrics: cfg.Metrics, Tracer: cfg.Tracer})
+	wh := notify.New(ctx, notify.Config{Endpoints: cfg.Webhooks, Log: cfg.Log, Recorder: notify.AuditRecorder{Log: auditLog}, Metrics: cfg.Metrics, Tracer: cfg.Tracer, ConsoleURL: cfg.ConsoleURL})
 	notifier, whStats := notify.Fanout{notifier, wh}, wh.Counters
 	actor := &playbook.Actor{Nova: be.Nova, Gate: be.Gate, Placer: be.Placer, Power: be.Power, Checker: be.Checker,
 		Notify: notifier, Clock: cfg.Clock, Log: cfg.Log, ActionTimeout: time.Minute, EvacuateParallel: be.EvacuateParallel, Tracer: cfg.Tracer,

@@ -16,7 +16,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -88,6 +90,9 @@ type Config struct {
 	// Tracer receives a span per delivery, a child of the span that
 	// notified (nil: tracing off).
 	Tracer trace.TracerProvider
+	// ConsoleURL is the console's public base URL (api.public_url; ""
+	// none): each webhook links the host's incident view under it.
+	ConsoleURL string
 }
 
 // Stats counts outcomes.
@@ -287,8 +292,17 @@ func (n *Notifier) run(ctx context.Context) {
 	}
 }
 
-// Payload builds the body for an endpoint's format.
-func Payload(ep Endpoint, note playbook.Notification, at time.Time) ([]byte, error) {
+// IncidentURL is the console's incident view of host under base ("": none).
+func IncidentURL(base, host string) string {
+	if base == "" {
+		return ""
+	}
+	return strings.TrimSuffix(base, "/") + "/hosts/" + url.PathEscape(host)
+}
+
+// Payload builds the body for an endpoint's format; link is the host's
+// incident view in the console ("": none), in every format.
+func Payload(ep Endpoint, note playbook.Notification, at time.Time, link string) ([]byte, error) {
 	summary := fmt.Sprintf("fenced: %s is %s (d=%.2f): %s", note.Host, note.State, note.D, note.Reason)
 	if !note.Deadline.IsZero() {
 		summary += fmt.Sprintf(" — approve before %s: fenced approve %s --reason …", note.Deadline.UTC().Format(time.RFC3339), note.Host)
@@ -299,7 +313,11 @@ func Payload(ep Endpoint, note playbook.Notification, at time.Time) ([]byte, err
 	var v any
 	switch ep.Format {
 	case Slack:
-		v = map[string]any{"text": summary}
+		text := summary
+		if link != "" {
+			text += " <" + link + "|incident view>"
+		}
+		v = map[string]any{"text": text}
 	case PagerDuty:
 		action, severity := "trigger", "warning"
 		switch note.State {
@@ -312,15 +330,23 @@ func Payload(ep Endpoint, note playbook.Notification, at time.Time) ([]byte, err
 		if !note.Deadline.IsZero() {
 			details["approval_deadline"], details["approval_on_timeout"] = note.Deadline.UTC(), note.OnTimeout
 		}
-		v = map[string]any{
+		ev := map[string]any{
 			"routing_key": ep.RoutingKey, "event_action": action, "dedup_key": "fenced-" + Incident(note),
 			"payload": map[string]any{"summary": summary, "source": note.Host, "severity": severity,
 				"component": "nova-compute", "group": "fenced", "class": string(note.State), "timestamp": at.UTC().Format(time.RFC3339),
 				"custom_details": details},
 		}
+		if link != "" {
+			ev["links"] = []map[string]string{{"href": link, "text": "fenced incident view of " + note.Host}}
+		}
+		v = ev
 	default:
-		v = map[string]any{"host": note.Host, "state": note.State, "d": note.D, "reason": note.Reason,
+		g := map[string]any{"host": note.Host, "state": note.State, "d": note.D, "reason": note.Reason,
 			"incident": Incident(note), "approval_deadline": note.Deadline, "approval_on_timeout": note.OnTimeout, "t": at.UTC()}
+		if link != "" {
+			g["url"] = link
+		}
+		v = g
 	}
 	return json.Marshal(v)
 }
@@ -347,7 +373,7 @@ func (n *Notifier) deliver(ctx context.Context, j job) {
 		obs.Fields{Component: "notify", HostID: j.n.Host, Action: "webhook"}, trace.SpanKindClient)
 	call.Set(attribute.String("webhook.endpoint", j.ep.Name), attribute.String("state", string(j.n.State)))
 	d := Delivery{At: start, Endpoint: j.ep.Name, Host: j.n.Host, State: string(j.n.State), Incident: Incident(j.n)}
-	body, err := Payload(j.ep, j.n, start)
+	body, err := Payload(j.ep, j.n, start, IncidentURL(n.cfg.ConsoleURL, j.n.Host))
 	if err != nil {
 		d.Outcome, d.Error = "failed", err.Error()
 		n.finish(ctx, d, call)

@@ -213,11 +213,11 @@ func TestPermanentErrorIsNotRetried(t *testing.T) {
 func TestPayloadFormats(t *testing.T) {
 	nt := note(playbook.AwaitingApproval)
 	nt.Deadline = onset.Add(20 * time.Minute)
-	b, _ := Payload(Endpoint{Format: Slack}, nt, onset)
+	b, _ := Payload(Endpoint{Format: Slack}, nt, onset, "")
 	if !strings.Contains(string(b), `"text":"fenced: cmp-017 is awaiting_approval`) || !strings.Contains(string(b), "fenced approve cmp-017") {
 		t.Fatalf("slack: %s", b)
 	}
-	b, _ = Payload(Endpoint{Format: PagerDuty, RoutingKey: "R"}, nt, onset)
+	b, _ = Payload(Endpoint{Format: PagerDuty, RoutingKey: "R"}, nt, onset, "")
 	var pd map[string]any
 	_ = json.Unmarshal(b, &pd)
 	if pd["routing_key"] != "R" || pd["event_action"] != "trigger" || pd["dedup_key"] != "fenced-cmp-017@20260115T011400Z" {
@@ -227,7 +227,7 @@ func TestPayloadFormats(t *testing.T) {
 	if p["severity"] != "critical" || p["source"] != "cmp-017" || p["summary"] == "" {
 		t.Fatalf("pagerduty payload: %v", p)
 	}
-	b, _ = Payload(Endpoint{Format: PagerDuty}, note(playbook.Normal), onset)
+	b, _ = Payload(Endpoint{Format: PagerDuty}, note(playbook.Normal), onset, "")
 	if !strings.Contains(string(b), `"event_action":"resolve"`) {
 		t.Fatalf("back to normal must resolve the PagerDuty incident: %s", b)
 	}
@@ -239,7 +239,7 @@ func TestPayloadsSayWhatHappensAtTheDeadline(t *testing.T) {
 	nt := note(playbook.AwaitingApproval)
 	nt.Deadline, nt.OnTimeout = onset.Add(20*time.Minute), playbook.OnTimeoutProceed
 	for _, f := range []Format{Generic, Slack, PagerDuty} {
-		b, err := Payload(Endpoint{Format: f}, nt, onset)
+		b, err := Payload(Endpoint{Format: f}, nt, onset, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -271,18 +271,18 @@ func TestPayloadsSayWhatHappensAtTheDeadline(t *testing.T) {
 	// abort and needs_human say so too
 	for _, o := range []playbook.OnTimeout{playbook.OnTimeoutAbort, playbook.OnTimeoutNeedsHuman} {
 		nt.OnTimeout = o
-		b, _ := Payload(Endpoint{Format: Slack}, nt, onset)
+		b, _ := Payload(Endpoint{Format: Slack}, nt, onset, "")
 		if !strings.Contains(string(b), "on_timeout "+string(o)+": ") {
 			t.Errorf("slack for %s: %s", o, b)
 		}
 	}
 	// no approval pending: nothing about a deadline
-	b, _ := Payload(Endpoint{Format: PagerDuty}, note(playbook.Critical), onset)
+	b, _ := Payload(Endpoint{Format: PagerDuty}, note(playbook.Critical), onset, "")
 	if strings.Contains(string(b), "approval_") || strings.Contains(string(b), "on_timeout") {
 		t.Errorf("pagerduty without a pending approval: %s", b)
 	}
 	var g map[string]any
-	b, _ = Payload(Endpoint{Format: Generic}, note(playbook.Critical), onset)
+	b, _ = Payload(Endpoint{Format: Generic}, note(playbook.Critical), onset, "")
 	_ = json.Unmarshal(b, &g)
 	if g["approval_on_timeout"] != "" {
 		t.Errorf("generic without a pending approval: %s", b)
@@ -308,5 +308,44 @@ func TestSignKnownAnswer(t *testing.T) {
 		if !verifyDocumented([]byte(c.secret), ts, []byte(c.body), c.want) {
 			t.Errorf("the test's own verifier rejects the known answer for secret %q body %q", c.secret, c.body)
 		}
+	}
+}
+
+// TestWebhooksLinkTheIncidentView: with the console's public URL, every
+// format links the host's incident view (the name escaped); without it,
+// none does; the delivered body carries it.
+func TestWebhooksLinkTheIncidentView(t *testing.T) {
+	if got := IncidentURL("https://fenced.example/ops/", "cmp 017"); got != "https://fenced.example/ops/hosts/cmp%20017" {
+		t.Fatalf("IncidentURL: %s", got)
+	}
+	link := IncidentURL("https://fenced.example", "cmp-017")
+	nt := note(playbook.AwaitingApproval)
+	for f, want := range map[Format]string{
+		Generic:   `"url":"https://fenced.example/hosts/cmp-017"`,
+		Slack:     `<https://fenced.example/hosts/cmp-017|incident view>`,
+		PagerDuty: `"links":[{"href":"https://fenced.example/hosts/cmp-017","text":"fenced incident view of cmp-017"}]`,
+	} {
+		b, err := Payload(Endpoint{Format: f}, nt, onset, link)
+		// JSON escapes < and > (\u003c): a JSON reader sees the characters
+		text := strings.NewReplacer(`\u003c`, "<", `\u003e`, ">").Replace(string(b))
+		if err != nil || !strings.Contains(text, want) {
+			t.Errorf("%s: %v %s", f, err, b)
+		}
+		if b, _ := Payload(Endpoint{Format: f}, nt, onset, ""); strings.Contains(string(b), "/hosts/") {
+			t.Errorf("%s without a console URL links: %s", f, b)
+		}
+	}
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- string(b)
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := New(ctx, Config{Endpoints: []Endpoint{{Name: "x", URL: srv.URL}}, ConsoleURL: "https://fenced.example", Log: zerolog.Nop()})
+	n.Notify(ctx, nt)
+	if b := <-got; !strings.Contains(b, `"url":"https://fenced.example/hosts/cmp-017"`) {
+		t.Fatalf("delivered: %s", b)
 	}
 }
