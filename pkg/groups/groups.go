@@ -113,6 +113,12 @@ type Membership struct {
 	defs  []Def
 	aggs  map[string]map[string]bool
 	zones map[string]string
+	// the explicit lists, indexed: each def's plain names and its globs
+	// (a list of thousands of names costs a map lookup, not a scan), and
+	// the group that reserves each reserved host
+	names      []map[string]bool
+	globs      [][]string
+	reservedBy map[string]string
 	// Serial grows with every refresh that changed something: the fleet
 	// re-reads every host's group when it changes.
 	Serial uint64
@@ -121,7 +127,23 @@ type Membership struct {
 // New builds a membership. nova may be empty (no Nova-derived group, or
 // not read yet).
 func New(defs []Def, nova Nova, serial uint64) *Membership {
-	m := &Membership{defs: defs, aggs: map[string]map[string]bool{}, zones: nova.Zones, Serial: serial}
+	m := &Membership{defs: defs, aggs: map[string]map[string]bool{}, zones: nova.Zones, Serial: serial,
+		names: make([]map[string]bool, len(defs)), globs: make([][]string, len(defs)), reservedBy: map[string]string{}}
+	for i, d := range defs {
+		m.names[i] = map[string]bool{}
+		for _, p := range d.Hosts {
+			if literal(p) {
+				m.names[i][p] = true
+			} else {
+				m.globs[i] = append(m.globs[i], p)
+			}
+		}
+		for _, r := range d.Reserved {
+			if _, dup := m.reservedBy[r]; !dup {
+				m.reservedBy[r] = d.Name // the first group in file order, as ReservedBy
+			}
+		}
+	}
 	for name, hosts := range nova.Aggregates {
 		set := map[string]bool{}
 		for _, h := range hosts {
@@ -163,14 +185,24 @@ func (m *Membership) Known(group string) bool {
 	return false
 }
 
-func (m *Membership) contains(d Def, host string) bool {
+// contains reports whether defs[i] claims host.
+func (m *Membership) contains(i int, host string) bool {
+	d := m.defs[i]
 	switch {
 	case d.Aggregate != "":
 		return m.aggs[d.Aggregate][host]
 	case d.AvailabilityZone != "":
 		return m.zones[host] == d.AvailabilityZone
 	}
-	return d.matchesExplicit(host)
+	if m.names[i][host] {
+		return true
+	}
+	for _, p := range m.globs[i] {
+		if ok, _ := path.Match(p, host); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Of is the group of host: the group that reserves it, else the first
@@ -179,8 +211,8 @@ func (m *Membership) Of(host string) string {
 	if g, ok := m.ReservedBy(host); ok {
 		return g
 	}
-	for _, d := range m.Defs() {
-		if m.contains(d, host) {
+	for i, d := range m.Defs() {
+		if m.contains(i, host) {
 			return d.Name
 		}
 	}
@@ -189,19 +221,11 @@ func (m *Membership) Of(host string) string {
 
 // ReservedBy is the group that reserves host, if one does.
 func (m *Membership) ReservedBy(host string) (string, bool) {
-	return ReservedBy(m.Defs(), host)
-}
-
-// ReservedBy is the group of defs that reserves host, if one does.
-func ReservedBy(defs []Def, host string) (string, bool) {
-	for _, d := range defs {
-		for _, r := range d.Reserved {
-			if r == host {
-				return d.Name, true
-			}
-		}
+	if m == nil {
+		return "", false
 	}
-	return "", false
+	g, ok := m.reservedBy[host]
+	return g, ok
 }
 
 // Conflict is a host more than one group claims.
@@ -237,8 +261,8 @@ func (m *Membership) Conflicts(hosts []string) []Conflict {
 	var out []Conflict
 	for _, h := range names {
 		var in []string
-		for _, d := range m.Defs() {
-			if m.contains(d, h) {
+		for i, d := range m.Defs() {
+			if m.contains(i, h) {
 				in = append(in, d.Name)
 			}
 		}

@@ -3,6 +3,7 @@ package groups_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -134,5 +135,28 @@ func TestReservedHostIsInTheGroupThatReservesIt(t *testing.T) {
 	}
 	if _, ok := m.ReservedBy("cn1"); ok {
 		t.Fatal("cn1 is a plain member")
+	}
+}
+
+// BenchmarkOfLargeExplicitList: a host's group in a fleet whose groups are
+// lists of thousands of names (run --dev --groups, a host list per rack)
+// is a map lookup, not a scan of the list.
+func BenchmarkOfLargeExplicitList(b *testing.B) {
+	var defs []groups.Def
+	for g := range 4 {
+		d := groups.Def{Name: fmt.Sprintf("rack-%d", g+1)}
+		for i := range 2500 {
+			d.Hosts = append(d.Hosts, fmt.Sprintf("cmp-%05d", g*2500+i))
+		}
+		defs = append(defs, d)
+	}
+	defs = append(defs, groups.Def{Name: "spare", Hosts: []string{"spare-*"}})
+	m := groups.New(defs, groups.Nova{}, 1)
+	if m.Of("cmp-09999") != "rack-4" || m.Of("spare-7") != "spare" || m.Of("cn1") != "default" {
+		b.Fatal("wrong groups")
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		m.Of(fmt.Sprintf("cmp-%05d", i%10000))
 	}
 }
