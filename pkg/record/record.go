@@ -179,7 +179,8 @@ func (e *Encoder) Encode(o Observation) {
 		}
 	}
 	sort.Strings(hosts)
-	if o.Groups != nil && o.Groups != e.memb {
+	regroup := o.Groups != nil && o.Groups != e.memb
+	if regroup {
 		// the groups and their guards, again whenever the membership changes
 		for _, d := range o.Groups.Defs() {
 			e.w.Group(d.Name, minHealthy(d.Guard.MinHealthy), d.Guard.MaxConcurrent)
@@ -190,19 +191,22 @@ func (e *Encoder) Encode(o Observation) {
 		if hostname.Check(h) != nil {
 			continue
 		}
-		e.host(o.At, h, o)
+		e.host(o.At, h, o, regroup)
 	}
 	e.w.Tick(o.At, o.Errors)
 	e.last = o.At
 }
 
-func (e *Encoder) host(at time.Time, h string, o Observation) {
+// host writes what changed of h; regroup says the membership changed since
+// the last observation (a host's group can change only then, or when the
+// host is new).
+func (e *Encoder) host(at time.Time, h string, o Observation, regroup bool) {
 	st := e.hosts[h]
 	if st == nil {
 		st = &hostState{faults: map[string]bool{}}
 		e.hosts[h] = st
 	}
-	if o.Groups != nil {
+	if o.Groups != nil && (regroup || st.group == "") {
 		// a member line when the host's group changes (the first time only
 		// for a host in a named group: none is the trace's default)
 		g := o.Groups.Of(h)

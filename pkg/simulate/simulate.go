@@ -135,7 +135,7 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 	rn.fleet = f
 	rn.w.SetViews(f)
 	rn.gindex, rn.member, rn.reserved = map[string]int{}, map[string]string{}, map[string][]string{}
-	f.SetMembership(func() *groups.Membership { return rn.memb })
+	f.SetMembership(rn.membership)
 	if opt.Out != nil {
 		rn.enc = json.NewEncoder(opt.Out)
 		rn.enc.SetEscapeHTML(false)
@@ -232,7 +232,7 @@ func Run(ctx context.Context, r *trace.Reader, opt Options) (*Result, error) {
 func (rn *runner) group(rec trace.Record) {
 	if rec.Kind == trace.KindMember && rec.Group == playbook.DefaultGroup {
 		delete(rn.member, rec.Host) // left its group for none
-		rn.rebuild()
+		rn.memb = nil
 		return
 	}
 	i, ok := rn.gindex[rec.Group]
@@ -253,7 +253,7 @@ func (rn *runner) group(rec trace.Record) {
 	} else {
 		rn.member[rec.Host] = rec.Group
 	}
-	rn.rebuild()
+	rn.memb = nil // rebuilt when next read: a trace names thousands of members in a row
 }
 
 // spares sets up the trace's reserved hosts when the replay starts, as a
@@ -272,12 +272,16 @@ func (rn *runner) spares(ctx context.Context, actor *playbook.Actor) {
 	}
 	r := playbook.NewReserve(gs)
 	actor.Reserve = r
-	rn.w.SetGroups(func(h string) string { return rn.memb.Of(h) }, r)
+	rn.w.SetGroups(func(h string) string { return rn.membership().Of(h) }, r)
 	rn.fleet.SetReserved(r.Status)
 }
 
-// rebuild makes the membership from the definitions and members.
-func (rn *runner) rebuild() {
+// membership is the membership the trace's lines make, rebuilt after a
+// group or member line (nil: the trace has none).
+func (rn *runner) membership() *groups.Membership {
+	if rn.memb != nil || len(rn.gdefs) == 0 {
+		return rn.memb
+	}
 	defs := make([]groups.Def, len(rn.gdefs))
 	copy(defs, rn.gdefs)
 	for h, g := range rn.member {
@@ -291,6 +295,7 @@ func (rn *runner) rebuild() {
 	}
 	rn.gserial++
 	rn.memb = groups.New(defs, groups.Nova{}, rn.gserial)
+	return rn.memb
 }
 
 func (rn *runner) hostSeen(name string) {
