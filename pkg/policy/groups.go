@@ -43,6 +43,7 @@ func (p *Policy) buildGroups(doc *yamlfile.Doc) error {
 	}
 	root := doc.Root()
 	groupsNode := lookup(root, "groups")
+	file := withoutKey(root, "groups") // the file's fields, each group's overrides laid over them
 	names := make([]string, 0, len(p.Groups))
 	for name := range p.Groups {
 		names = append(names, name)
@@ -72,7 +73,7 @@ func (p *Policy) buildGroups(doc *yamlfile.Doc) error {
 		if err := checkKeys(doc, over, reflect.TypeOf(Policy{}), field, true); err != nil {
 			return err
 		}
-		base := withoutKey(root, "groups")
+		base := file
 		// after_fence and recovery are one choice (the chain): a group
 		// setting either replaces the file's
 		if lookup(over, "recovery") != nil {
