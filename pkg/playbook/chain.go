@@ -110,6 +110,13 @@ func (a *Actor) poll(ctx context.Context, cfg Config, h *Host, now time.Time) (E
 				return EvGiveUp, "recovery chain exhausted: no step after live_migrate → needs_human"
 			}
 			h.Recovery = Recovery{Index: i, Step: steps[i].Action, Since: h.Since, ID: obs.NewRequestID()}
+			if steps[i].Action == RecoverPowerCycle {
+				// that leader's rebooting entry ran the power cycle (one
+				// still in flight was settled by the daemon's resume, or
+				// runs again as an entry): wait for the host, never cycle
+				// it twice
+				h.Step = StepOn
+			}
 		} else if ev, why, ok := a.beginNext(ctx, h, steps, now, ""); !ok {
 			return ev, why
 		}

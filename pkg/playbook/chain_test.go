@@ -403,3 +403,28 @@ func TestSkipError(t *testing.T) {
 		}
 	}
 }
+
+// TestPreChainRebootRecordIsNotCycledAgain: a rebooting record written
+// before chains existed (no Recovery) under after_fence reboot_in_place
+// means the rebooting entry already power-cycled the host; the new leader
+// takes up the power_cycle step from the host's entry and waits for it,
+// never cycling it a second time.
+func TestPreChainRebootRecordIsNotCycledAgain(t *testing.T) {
+	c := newChainWorld(&fakeWorld{})
+	m := chainMachine(t, c, nil, Host{State: Rebooting, Since: t0, ControlFenced: true, LastPowerCycle: t0})
+	m.cfg.AfterFence = AfterFenceRebootInPlace
+	tick(t, m, c, time.Minute, blind())
+	if n := count(c.calls, "power_cycle cmp-017"); n != 0 {
+		t.Fatalf("power cycled again: %v", c.calls)
+	}
+	if h := m.Host(); h.State != Rebooting || h.Recovery.Step != RecoverPowerCycle || !h.Recovery.Since.Equal(t0) || h.Step != StepOn {
+		t.Fatalf("not waiting in the power_cycle step: %s %+v step %q", h.State, h.Recovery, h.Step)
+	}
+	c.back = true
+	if ch := tick(t, m, c, 2*time.Minute, blind()); states(ch) == "" || m.Host().State != Restored {
+		t.Fatalf("host back: %v, state %s", ch, m.Host().State)
+	}
+	if n := count(c.calls, "power_cycle cmp-017"); n != 0 {
+		t.Fatalf("power cycled again: %v", c.calls)
+	}
+}
