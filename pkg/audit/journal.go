@@ -33,19 +33,28 @@ func (j *Journal) version() string {
 	return j.PolicyVersion
 }
 
+// token is the leader's fencing token (0 without Token); an error means
+// this replica must not write.
+func (j *Journal) token(ctx context.Context) (int64, error) {
+	if j.Token == nil {
+		return 0, nil
+	}
+	t, err := j.Token(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("audit: no fencing token: %w", err)
+	}
+	return t, nil
+}
+
 // NewRequestID returns a fresh request id (obs.NewRequestID).
 func NewRequestID() string { return obs.NewRequestID() }
 
 // Intent writes an intent record before an action runs and returns its
 // request id. An error means the action must not run.
 func (j *Journal) Intent(ctx context.Context, in playbook.Intent) (string, error) {
-	var tok int64
-	if j.Token != nil {
-		t, err := j.Token(ctx)
-		if err != nil {
-			return "", fmt.Errorf("audit: no fencing token: %w", err)
-		}
-		tok = t
+	tok, err := j.token(ctx)
+	if err != nil {
+		return "", err
 	}
 	id := in.ID
 	if id == "" {
@@ -90,15 +99,11 @@ func (j *Journal) Outcome(ctx context.Context, id string, actionErr error) error
 // timeout, skipped) or a server the instance filter skipped. It is never
 // an intent: nothing is reconciled from it.
 func (j *Journal) Note(ctx context.Context, n playbook.Note) error {
-	var tok int64
-	if j.Token != nil {
-		t, err := j.Token(ctx)
-		if err != nil {
-			return fmt.Errorf("audit: no fencing token: %w", err)
-		}
-		tok = t
+	tok, err := j.token(ctx)
+	if err != nil {
+		return err
 	}
-	_, err := j.Log.Append(ctx, Record{Timestamp: n.At, Component: "playbook", RequestID: n.ID, HostID: n.Host, VMID: n.Target,
+	_, err = j.Log.Append(ctx, Record{Timestamp: n.At, Component: "playbook", RequestID: n.ID, HostID: n.Host, VMID: n.Target,
 		Action: n.Action, Outcome: n.Outcome, Detail: n.Detail, PolicyVersion: j.version(), FenceToken: tok})
 	return err
 }
