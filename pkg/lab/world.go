@@ -217,16 +217,11 @@ func (w *World) destination(host string) string {
 	}
 	var dests []dest
 	for _, d := range w.hosts {
-		if d == h || d.off || d.disabled || d.forcedDown || len(d.faults) > 0 || !d.backAt.IsZero() && w.now().Before(d.backAt) {
+		if d == h || d.disabled {
 			continue
 		}
-		if w.views == nil { // served to remote replicas: the world's own view of health
-			dests = append(dests, dest{d.name, 0})
-			continue
-		}
-		v, ok := w.views.Get(d.name)
-		if ok && v.Host.State == playbook.Normal && !v.Verdict.Blind && v.Verdict.Level == signals.LevelNormal {
-			dests = append(dests, dest{d.name, v.Verdict.D})
+		if dd, ok := w.usable(d); ok {
+			dests = append(dests, dest{d.name, dd})
 		}
 	}
 	if len(dests) == 0 {
@@ -357,7 +352,8 @@ func (w *World) hasReserved(group string) bool {
 }
 
 // usable says whether h can take servers now: on, back, not fenced, no
-// fault, and (with views) normal with a normal verdict; its d.
+// fault, and (with views) normal with a normal verdict; its d. Without
+// views (served to remote replicas) it is the world's own view of health.
 func (w *World) usable(h *simHost) (float64, bool) {
 	if h.off || h.forcedDown || len(h.faults) > 0 || !h.backAt.IsZero() && w.now().Before(h.backAt) {
 		return 0, false
