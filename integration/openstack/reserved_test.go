@@ -159,7 +159,7 @@ func TestReservedHostOnRealNova(t *testing.T) {
 	rsv := playbook.NewReserve([]playbook.ReservedGroup{{Group: "grp", Hosts: []string{"cn2"}}})
 	rsv.Services = cp
 	// the fleet's verdicts: every host normal and calm; Nova says which
-	// may take servers, as pkg/backends does
+	// may take servers, by pkg/backends' rule
 	gate := &hypervisor.Gate{Headroom: cp.Headroom, Reserve: rsv, Group: memb.Of, Log: zerolog.Nop(),
 		Candidates: func(ctx context.Context, host string) ([]hypervisor.Destination, error) {
 			svcs, err := c.Services(ctx)
@@ -168,7 +168,7 @@ func TestReservedHostOnRealNova(t *testing.T) {
 			}
 			var out []hypervisor.Destination
 			for _, s := range svcs {
-				if s.Host != host && s.Up && (s.Enabled || rsv.Spare(s.Host)) && !s.ForcedDown {
+				if s.Host != host && backends.TakesServers(s, rsv) {
 					out = append(out, hypervisor.Destination{Host: s.Host, State: string(playbook.Normal)})
 				}
 			}

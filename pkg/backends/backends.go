@@ -477,8 +477,7 @@ func (p *Production) candidates(ctx context.Context, host string) ([]hypervisor.
 	}
 	usable := map[string]bool{}
 	for _, s := range svcs {
-		// a spare is kept disabled: the gate takes it only for its own group
-		usable[s.Host] = s.Up && (s.Enabled || p.Reserve.Spare(s.Host)) && !s.ForcedDown
+		usable[s.Host] = TakesServers(s, p.Reserve)
 	}
 	var out []hypervisor.Destination
 	for _, v := range views() {
@@ -489,6 +488,14 @@ func (p *Production) candidates(ctx context.Context, host string) ([]hypervisor.
 		out = append(out, hypervisor.Destination{Host: h, State: string(v.Host.State), D: v.Verdict.D})
 	}
 	return out, nil
+}
+
+// TakesServers is Nova's side of whether a host may take servers off a
+// fenced one: its compute service up, enabled and not forced down. A spare
+// of r is kept disabled and still counts: the gate takes it only for its
+// own group.
+func TakesServers(s nova.Service, r *playbook.Reserve) bool {
+	return s.Up && (s.Enabled || r.Spare(s.Host)) && !s.ForcedDown
 }
 
 // need is what host's servers require together.
