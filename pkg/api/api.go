@@ -361,16 +361,9 @@ func (s *Server) host(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) report(w http.ResponseWriter, r *http.Request) {
-	host, ok := hostParam(w, r)
-	if !ok {
-		return
+	if rep, ok := s.incident(w, r, true); ok {
+		writeJSON(w, http.StatusOK, rep)
 	}
-	rep, code, err := s.incident(r.Context(), host)
-	if err != nil {
-		writeJSON(w, code, Error{Error: err.Error()})
-		return
-	}
-	writeJSON(w, http.StatusOK, rep)
 }
 
 // records reads the audit chain: a host's records (all: "") since a time.

@@ -545,16 +545,24 @@ func (h *hub) history(host string) report.History {
 	return h.hist.of(host)
 }
 
-// incident is the postmortem with the incident view's parts.
-func (s *Server) incident(ctx context.Context, host string) (report.Report, int, error) {
+// incident answers the {host} of the path with its postmortem and the
+// incident view's parts, or answers the error itself. withServers asks
+// Nova for the servers on the host (the d(t) chart does not show them).
+func (s *Server) incident(w http.ResponseWriter, r *http.Request, withServers bool) (report.Report, bool) {
+	host, ok := hostParam(w, r)
+	if !ok {
+		return report.Report{}, false
+	}
 	snap := s.b.Snapshot()
 	v, ok := view(snap, host)
 	if !ok {
-		return report.Report{}, http.StatusNotFound, fmt.Errorf("unknown host %q", host)
+		writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("unknown host %q", host)})
+		return report.Report{}, false
 	}
-	recs, err := s.records(ctx, host, time.Time{})
+	recs, err := s.records(r.Context(), host, time.Time{})
 	if err != nil {
-		return report.Report{}, http.StatusServiceUnavailable, err
+		writeJSON(w, http.StatusServiceUnavailable, Error{Error: err.Error()})
+		return report.Report{}, false
 	}
 	var c report.Capacity
 	if s.r.Capacity != nil {
@@ -562,8 +570,8 @@ func (s *Server) incident(ctx context.Context, host string) (report.Report, int,
 	}
 	hist := s.hub.history(host)
 	e := report.Extras{At: snap.At, History: &hist, Thresholds: s.thresholds()}
-	if s.r.Servers != nil {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if withServers && s.r.Servers != nil {
+		sctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
 		if names, err := s.r.Servers(sctx, host); err == nil {
 			e.Servers = names
@@ -571,17 +579,12 @@ func (s *Server) incident(ctx context.Context, host string) (report.Report, int,
 			e.Servers = []string{"(Nova did not answer: " + err.Error() + ")"}
 		}
 	}
-	return report.Build(v, recs, c).WithExtras(recs, e), http.StatusOK, nil
+	return report.Build(v, recs, c).WithExtras(recs, e), true
 }
 
 func (s *Server) reportHTML(w http.ResponseWriter, r *http.Request) {
-	host, ok := hostParam(w, r)
+	rep, ok := s.incident(w, r, true)
 	if !ok {
-		return
-	}
-	rep, code, err := s.incident(r.Context(), host)
-	if err != nil {
-		writeJSON(w, code, Error{Error: err.Error()})
 		return
 	}
 	var b bytes.Buffer
@@ -594,13 +597,8 @@ func (s *Server) reportHTML(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) reportPNG(w http.ResponseWriter, r *http.Request) {
-	host, ok := hostParam(w, r)
+	rep, ok := s.incident(w, r, false)
 	if !ok {
-		return
-	}
-	rep, code, err := s.incident(r.Context(), host)
-	if err != nil {
-		writeJSON(w, code, Error{Error: err.Error()})
 		return
 	}
 	var b bytes.Buffer

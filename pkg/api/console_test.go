@@ -355,6 +355,11 @@ func TestEventStreamAuthAndSlowSubscribers(t *testing.T) {
 func TestHistoryAndIncident(t *testing.T) {
 	b := fleetOf(4)
 	r := reads(t)
+	novaAsked := 0 // the incident view asks Nova for the servers; the d(t) chart does not
+	r.Servers = func(context.Context, string) ([]string, error) {
+		novaAsked++
+		return []string{"vm-1 (abc) ACTIVE"}, nil
+	}
 	s := New(b, r, nil)
 	for i := 0; i < 5; i++ {
 		st := playbook.Normal
@@ -397,6 +402,9 @@ func TestHistoryAndIncident(t *testing.T) {
 	if code != 200 || !strings.HasPrefix(page, "<!doctype html>") || strings.Count(page, "<svg") < 2+len(signals.All) || !strings.Contains(page, `class="series" data-series="d"`) {
 		t.Fatalf("report.html: %d, %d charts", code, strings.Count(page, "<svg"))
 	}
+	if !strings.Contains(page, "vm-1 (abc) ACTIVE") || novaAsked != 1 {
+		t.Errorf("report.html: servers shown %v, Nova asked %d times", strings.Contains(page, "vm-1 (abc) ACTIVE"), novaAsked)
+	}
 	for _, never := range []string{"<script", "src=", "href=\"http", "@import", "url("} {
 		if strings.Contains(page, never) {
 			t.Errorf("the incident page is not self-contained: %s", never)
@@ -414,6 +422,14 @@ func TestHistoryAndIncident(t *testing.T) {
 	img, err := png.Decode(bytes.NewReader(rec.Body.Bytes()))
 	if err != nil || rec.Header().Get("Content-Type") != "image/png" || img.Bounds().Dx() != 900 {
 		t.Fatalf("report.png: %v %s", err, rec.Header().Get("Content-Type"))
+	}
+	if novaAsked != 2 { // the fragment asked once more; the PNG never
+		t.Errorf("Nova asked %d times after the page, its fragment and the PNG, want 2", novaAsked)
+	}
+	for _, path := range []string{"/api/v1/hosts/nope/report.png", "/api/v1/hosts/nope/report.html", "/api/v1/hosts/nope/report"} {
+		if code, body := do(t, s, "GET", path, "", ""); code != 404 || !strings.Contains(body, `unknown host \"nope\"`) {
+			t.Errorf("%s: %d %s", path, code, body)
+		}
 	}
 	// the JSON report gains the history, additively
 	_, body = do(t, s, "GET", "/api/v1/hosts/cmp-002/report", "", "")
