@@ -471,3 +471,72 @@ func TestHistoryRing(t *testing.T) {
 }
 
 var t0Thresholds = report.Thresholds{Warn: 0.4, Crit: 0.7}
+
+// TestHistoryStorm: with more hosts interesting than keep signal detail,
+// the hosts that have it keep it while they stay interesting (it is not
+// passed around among them each tick); a host that cools gives its detail
+// to one that is interesting now.
+func TestHistoryStorm(t *testing.T) {
+	h := newHistory(8, 2)
+	b := fleetOf(5)
+	for tick, hot := range [][]int{{0, 1}, {0, 1, 2, 3, 4}, {1, 2, 3, 4}} {
+		for i := range b.snap.Hosts {
+			b.snap.Hosts[i].Host.State = playbook.Normal
+		}
+		for _, i := range hot {
+			b.snap.Hosts[i].Host.State = playbook.Warn
+		}
+		b.snap.At = t0.Add(time.Duration(tick) * 5 * time.Second)
+		h.record(b.Snapshot(), t0Thresholds, nil)
+	}
+	if got := h.of("cmp-001"); got.Signals == nil || got.Detail != 0 || len(got.Signals[0].Value) != 3 {
+		t.Errorf("cmp-001, interesting throughout, lost its detail: from %d, signals %v", got.Detail, got.Signals != nil)
+	}
+	if got := h.of("cmp-002"); got.Signals == nil || got.Detail != 2 || len(got.Signals[0].Value) != 1 {
+		t.Errorf("cmp-002 did not take the detail cmp-000 gave up when it cooled: from %d, signals %v", got.Detail, got.Signals != nil)
+	}
+	for _, host := range []string{"cmp-000", "cmp-003", "cmp-004"} {
+		if h.of(host).Signals != nil {
+			t.Errorf("%s keeps detail: more than 2 hosts do", host)
+		}
+	}
+}
+
+// TestHistoryForgetsGoneHosts: a host that left the snapshot is forgotten
+// with its detail; if it comes back, its history starts anew.
+func TestHistoryForgetsGoneHosts(t *testing.T) {
+	h := newHistory(8, 1)
+	b := fleetOf(3)
+	b.put(2, playbook.Warn, 0.5, signals.CPUSteal, "default")
+	h.record(b.Snapshot(), t0Thresholds, nil)
+	all := b.snap.Hosts
+	b.snap.Hosts, b.snap.At = all[:2], t0.Add(5*time.Second)
+	h.record(b.Snapshot(), t0Thresholds, nil)
+	if _, kept := h.hosts["cmp-002"]; kept || len(h.detailed) != 0 {
+		t.Errorf("a gone host is kept: %v, %d hosts with detail", kept, len(h.detailed))
+	}
+	b.snap.Hosts, b.snap.At = all, t0.Add(10*time.Second)
+	h.record(b.Snapshot(), t0Thresholds, nil)
+	if got := h.of("cmp-002"); len(got.T) != 1 || !got.T[0].Equal(b.snap.At) || got.Signals == nil {
+		t.Errorf("the host back: %v, signals %v", got.T, got.Signals != nil)
+	}
+}
+
+// BenchmarkPoll10000: what the console's sampler costs once a second at
+// 10,000 hosts, in a quiet fleet and in a storm (1,000 hosts not normal,
+// more than DetailHosts).
+func BenchmarkPoll10000(b *testing.B) {
+	for _, hot := range []int{10, 1000} {
+		b.Run(fmt.Sprintf("not_normal=%d", hot), func(b *testing.B) {
+			be := fleetOf(10000)
+			for i := range hot {
+				be.put(i*(10000/hot), playbook.Warn, 0.5, signals.CPUSteal, "default")
+			}
+			s := New(be, Reads{}, nil)
+			for b.Loop() {
+				be.snap.At = be.snap.At.Add(time.Second)
+				s.hub.poll()
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"slices"
 	"time"
 
 	"github.com/fencedhq/fenced/pkg/daemon"
@@ -12,17 +13,21 @@ import (
 // history keeps the last n snapshots' d and state of every host (a few
 // bytes a host a tick) and, for at most maxDetail hosts, every signal's
 // value and contribution: the hosts that left normal or came within half
-// of d_warn, the least recently interesting dropped first.
+// of d_warn. A host keeps its detail while it stays interesting; when
+// maxDetail hosts have it, a host that becomes interesting takes the
+// detail of the one least recently interesting, never of one interesting
+// at this tick. A host gone from the snapshot is forgotten.
 type history struct {
 	n, maxDetail int
 	count        int // snapshots recorded
 	times        []time.Time
 	hosts        map[string]*hostHist
-	detailed     int
+	detailed     []*hostHist // the hosts with signal detail
 }
 
 type hostHist struct {
 	first  int // the snapshot count when the host appeared
+	seen   int // the last snapshot count that had the host
 	d      []float32
 	state  []uint8
 	detail *detail
@@ -57,38 +62,73 @@ func newHistory(n, maxDetail int) *history {
 func (h *history) record(snap daemon.Snapshot, th report.Thresholds, sig map[signals.Name]signals.SignalConfig) {
 	i := h.count % h.n
 	h.times[i] = snap.At
-	for _, v := range snap.Hosts {
+	var wants []int // the hosts interesting now without detail (index in snap.Hosts)
+	for k, v := range snap.Hosts {
 		hh := h.hosts[v.Host.Name]
 		if hh == nil {
 			hh = &hostHist{first: h.count, d: make([]float32, h.n), state: make([]uint8, h.n), hot: -1}
 			h.hosts[v.Host.Name] = hh
 		}
+		hh.seen = h.count
 		hh.d[i], hh.state[i] = float32(v.Verdict.D), stateCode(v.Host.State)
 		if v.Host.State != playbook.Normal || (th.Warn > 0 && v.Verdict.D >= th.Warn/2) {
 			hh.hot = h.count
 			if hh.detail == nil {
-				h.makeRoom()
-				hh.detail = newDetail(h.n, h.count)
-				h.detailed++
+				wants = append(wants, k)
 			}
 		}
-		if dt := hh.detail; dt != nil {
-			for k := range signals.All {
-				dt.value[k][i], dt.contrib[k][i] = float32(nan32), 0
-			}
-			for _, c := range v.Verdict.Contributions {
-				for k, name := range signals.All {
-					if name == c.Signal {
-						dt.value[k][i], dt.contrib[k][i] = float32(c.Value), float32(c.Contribution)
-						if sc, ok := sig[name]; ok {
-							dt.warn[k], dt.crit[k] = sc.Warn, sc.Crit
-						}
-					}
+		if hh.detail != nil {
+			hh.detail.put(i, v.Verdict, sig)
+		}
+	}
+	for _, k := range wants {
+		dt := h.room()
+		if dt == nil {
+			break // every host with detail is interesting now: they keep it
+		}
+		v := snap.Hosts[k]
+		hh := h.hosts[v.Host.Name]
+		hh.detail = dt
+		h.detailed = append(h.detailed, hh)
+		dt.put(i, v.Verdict, sig)
+	}
+	if len(h.hosts) > len(snap.Hosts) { // some host left the snapshot
+		for name, hh := range h.hosts {
+			if hh.seen != h.count {
+				delete(h.hosts, name)
+				if hh.detail != nil {
+					h.detailed = slices.DeleteFunc(h.detailed, func(x *hostHist) bool { return x == hh })
 				}
 			}
 		}
 	}
 	h.count++
+}
+
+// room is signal detail for a host that became interesting at this
+// snapshot: new while fewer than maxDetail hosts have it, else taken from
+// the host least recently interesting; nil when every host with detail is
+// interesting now.
+func (h *history) room() *detail {
+	if len(h.detailed) < h.maxDetail {
+		return newDetail(h.n, h.count)
+	}
+	coldest := -1
+	for j, hh := range h.detailed {
+		if hh.hot < h.count && (coldest < 0 || hh.hot < h.detailed[coldest].hot) {
+			coldest = j
+		}
+	}
+	if coldest < 0 {
+		return nil
+	}
+	dt := h.detailed[coldest].detail
+	h.detailed[coldest].detail = nil
+	h.detailed = slices.Delete(h.detailed, coldest, coldest+1)
+	dt.from = h.count
+	clear(dt.warn)
+	clear(dt.crit)
+	return dt
 }
 
 const nan32 = -1 // a signal absent at a tick
@@ -102,21 +142,20 @@ func newDetail(n, from int) *detail {
 	return d
 }
 
-// makeRoom drops the detail of the host least recently interesting when
-// maxDetail hosts have it.
-func (h *history) makeRoom() {
-	if h.detailed < h.maxDetail {
-		return
+// put keeps a verdict's signals at slot i.
+func (dt *detail) put(i int, v signals.Verdict, sig map[signals.Name]signals.SignalConfig) {
+	for k := range signals.All {
+		dt.value[k][i], dt.contrib[k][i] = nan32, 0
 	}
-	var coldest *hostHist
-	for _, hh := range h.hosts {
-		if hh.detail != nil && (coldest == nil || hh.hot < coldest.hot) {
-			coldest = hh
+	for _, c := range v.Contributions {
+		k := slices.Index(signals.All, c.Signal)
+		if k < 0 {
+			continue
 		}
-	}
-	if coldest != nil {
-		coldest.detail = nil
-		h.detailed--
+		dt.value[k][i], dt.contrib[k][i] = float32(c.Value), float32(c.Contribution)
+		if sc, ok := sig[c.Signal]; ok {
+			dt.warn[k], dt.crit[k] = sc.Warn, sc.Crit
+		}
 	}
 }
 
