@@ -133,7 +133,6 @@ type Server struct {
 	plaintext atomic.Bool
 	clk       clock.Clock
 	hub       *hub
-	running   atomic.Bool // Run watches the daemon (the event stream works)
 }
 
 type identityKey struct{}

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -133,7 +134,7 @@ func cellOf(v fleet.View, unfenceable map[string]string) Cell {
 func (c Cell) same(o Cell) bool {
 	return c.State == o.State && c.D == o.D && c.Group == o.Group && c.Blind == o.Blind && c.Incoherent == o.Incoherent &&
 		c.Unfenceable == o.Unfenceable && c.Deadline.Equal(o.Deadline) && c.OnTimeout == o.OnTimeout &&
-		strings.Join(c.Signals, ",") == strings.Join(o.Signals, ",")
+		slices.Equal(c.Signals, o.Signals)
 }
 
 // overviewOf is the overview of a snapshot, with the given cells.
@@ -244,16 +245,20 @@ func writeCompact(w http.ResponseWriter, v any) {
 type hub struct {
 	s      *Server
 	mu     sync.Mutex
+	live   bool // Run watches the daemon: the event stream works
 	seq    uint64
 	at     time.Time
 	polled bool
 	cells  map[string]Cell
+	last   Overview // the last poll's overview of every host: a stream's first event
+	first  []byte   // last as an event, made for the first subscriber after the poll
 	subs   map[chan []byte]struct{}
 	hist   *history
 }
 
 func newHub(s *Server) *hub {
-	return &hub{s: s, cells: map[string]Cell{}, subs: map[chan []byte]struct{}{}, hist: newHistory(HistoryPoints, DetailHosts)}
+	return &hub{s: s, cells: map[string]Cell{}, subs: map[chan []byte]struct{}{}, hist: newHistory(HistoryPoints, DetailHosts),
+		last: Overview{Full: true, States: map[string]int{}, Groups: []GroupCount{}, Banners: []Banner{}, Cells: []Cell{}}}
 }
 
 // Run watches the daemon for the console until ctx ends: every EventEvery
@@ -261,16 +266,16 @@ func newHub(s *Server) *hub {
 // to the event streams. Without Run, GET /api/v1/events answers 503 and the
 // history is empty.
 func (s *Server) Run(ctx context.Context) {
-	s.running.Store(true)
-	defer s.running.Store(false)
+	s.hub.poll()
+	s.hub.open()
+	defer s.hub.closeAll()
 	for {
-		s.hub.poll()
 		select {
 		case <-ctx.Done():
-			s.hub.closeAll()
 			return
 		case <-s.clk.After(EventEvery):
 		}
+		s.hub.poll()
 	}
 }
 
@@ -286,31 +291,35 @@ func (h *hub) poll() {
 		h.hist.record(snap, h.s.thresholds(), h.s.signalThresholds())
 	}
 	all := cellsOf(snap)
-	var changed []Cell
-	seen := make(map[string]bool, len(all))
+	changed := []Cell{}
 	for _, c := range all {
-		seen[c.Host] = true
 		if old, ok := h.cells[c.Host]; !ok || !old.same(c) {
 			changed = append(changed, c)
 			h.cells[c.Host] = c
 		}
 	}
 	var removed []string
-	for n := range h.cells {
-		if !seen[n] {
-			removed = append(removed, n)
-			delete(h.cells, n)
+	if len(h.cells) > len(all) { // hosts gone since the poll before
+		seen := make(map[string]bool, len(all))
+		for _, c := range all {
+			seen[c.Host] = true
 		}
+		for n := range h.cells {
+			if !seen[n] {
+				removed = append(removed, n)
+				delete(h.cells, n)
+			}
+		}
+		sort.Strings(removed)
 	}
-	sort.Strings(removed)
 	h.at, h.polled = snap.At, true
 	h.seq++
-	o := h.s.overviewOf(snap, all)
-	o.Seq, o.Cells, o.Removed = h.seq, changed, removed
-	if o.Cells == nil {
-		o.Cells = []Cell{}
-	}
-	msg := sse("delta", o)
+	h.last = h.s.overviewOf(snap, all)
+	h.last.Seq, h.last.Full = h.seq, true
+	h.first = nil
+	delta := h.last
+	delta.Full, delta.Cells, delta.Removed = false, changed, removed
+	msg := sse("delta", delta)
 	for ch := range h.subs {
 		select {
 		case ch <- msg:
@@ -321,18 +330,28 @@ func (h *hub) poll() {
 	}
 }
 
-// subscribe returns a stream of events and the first one: the overview of
-// every host as the hub last saw it.
-func (h *hub) subscribe() (chan []byte, []byte) {
+// open lets event streams subscribe (Run watches the daemon).
+func (h *hub) open() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	snap := h.s.b.Snapshot()
-	all := cellsOf(snap)
-	o := h.s.overviewOf(snap, all)
-	o.Seq, o.Full = h.seq, true
-	ch := make(chan []byte, subBuffer)
+	h.live = true
+}
+
+// subscribe returns a stream of events and the first one: the overview of
+// every host as of the last poll, which the deltas that follow build on
+// (ok false when Run does not watch the daemon).
+func (h *hub) subscribe() (ch chan []byte, first []byte, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.live {
+		return nil, nil, false
+	}
+	if h.first == nil { // once per poll, however many pages connect
+		h.first = sse("overview", h.last)
+	}
+	ch = make(chan []byte, subBuffer)
 	h.subs[ch] = struct{}{}
-	return ch, sse("overview", o)
+	return ch, h.first, true
 }
 
 func (h *hub) unsubscribe(ch chan []byte) {
@@ -344,9 +363,11 @@ func (h *hub) unsubscribe(ch chan []byte) {
 	}
 }
 
+// closeAll ends every stream, and lets no new one start.
 func (h *hub) closeAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.live = false
 	for ch := range h.subs {
 		delete(h.subs, ch)
 		close(ch)
@@ -366,11 +387,15 @@ func sse(event string, v any) []byte {
 // so proxies keep an idle stream open.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	fl, ok := w.(http.Flusher)
-	if !ok || !s.running.Load() {
+	var ch chan []byte
+	var first []byte
+	if ok {
+		ch, first, ok = s.hub.subscribe()
+	}
+	if !ok {
 		writeJSON(w, http.StatusServiceUnavailable, Error{Error: "no event stream on this server"})
 		return
 	}
-	ch, first := s.hub.subscribe()
 	defer s.hub.unsubscribe(ch)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")

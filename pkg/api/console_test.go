@@ -267,8 +267,8 @@ func TestEventStream(t *testing.T) {
 	b := fleetOf(50)
 	fake := clock.NewFake(t0)
 	s := New(b, Reads{Clock: fake}, nil)
-	s.running.Store(true) // as Run does; the test polls itself
-	s.hub.poll()
+	s.hub.poll() // as Run does; the test polls itself
+	s.hub.open()
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 	r, stop := openEvents(t, srv.URL)
@@ -320,10 +320,55 @@ func TestEventStream(t *testing.T) {
 	}
 }
 
+// TestEventStreamStartsAtTheLastPoll: the first event is the overview as
+// of the hub's last poll (its seq and time), not a newer snapshot: a host
+// that changed and changed back between two polls is shown as it is.
+func TestEventStreamStartsAtTheLastPoll(t *testing.T) {
+	b := fleetOf(5)
+	s := New(b, Reads{Clock: clock.NewFake(t0)}, nil)
+	s.hub.poll()
+	s.hub.open()
+	b.set("cmp-002", playbook.Critical, 0.8) // between polls
+	ch, first, ok := s.hub.subscribe()
+	if !ok {
+		t.Fatal("no stream while the hub runs")
+	}
+	b.set("cmp-002", playbook.Normal, 0.02) // back as at the last poll
+	s.hub.poll()
+	// the page's view: the overview, then the delta
+	seen := map[string]Cell{}
+	var seqs []uint64
+	for _, msg := range [][]byte{first, <-ch} {
+		_, data, _ := strings.Cut(strings.TrimSpace(string(msg)), "data: ")
+		var o Overview
+		if err := json.Unmarshal([]byte(data), &o); err != nil {
+			t.Fatalf("%v: %s", err, msg)
+		}
+		for _, c := range o.Cells {
+			seen[c.Host] = c
+		}
+		seqs = append(seqs, o.Seq)
+		if len(seqs) == 1 && !o.At.Equal(t0) {
+			t.Errorf("the first event is at %v, want the last poll's %v", o.At, t0)
+		}
+	}
+	if c := seen["cmp-002"]; c.State != "normal" || c.D != 0.02 {
+		t.Errorf("the page shows cmp-002 %s d=%v; the daemon says normal d=0.02", c.State, c.D)
+	}
+	if seqs[1] != seqs[0]+1 {
+		t.Errorf("seq %v: the delta does not follow the overview", seqs)
+	}
+	// once Run ends, no one subscribes to a stream that never closes
+	s.hub.closeAll()
+	if _, _, ok := s.hub.subscribe(); ok {
+		t.Error("subscribed after the hub closed")
+	}
+}
+
 func TestEventStreamAuthAndSlowSubscribers(t *testing.T) {
 	b := fleetOf(3)
 	s := New(b, Reads{Clock: clock.NewFake(t0)}, map[string]Identity{"v": {Name: "viewer", Role: Viewer}, "m": {Name: "prom", Role: Scrape}})
-	s.running.Store(true)
+	s.hub.open()
 	if code, _ := do(t, s, "GET", "/api/v1/events", "", ""); code != 401 {
 		t.Errorf("events without a token: %d", code)
 	}
@@ -335,7 +380,7 @@ func TestEventStreamAuthAndSlowSubscribers(t *testing.T) {
 		t.Errorf("events without Run: %d", code)
 	}
 	// a subscriber that does not read is dropped once subBuffer events wait
-	ch, _ := s.hub.subscribe()
+	ch, _, _ := s.hub.subscribe()
 	for i := 0; i <= subBuffer; i++ {
 		b.set("cmp-001", playbook.Normal, float64(i)/100)
 		s.hub.poll()
