@@ -19,9 +19,9 @@ import (
 	"github.com/fencedhq/fenced/pkg/signals"
 )
 
-// auditingBackend audits an operator's command as the daemon does (the
-// reason as the record's detail) and shows one host whose reason and
-// verdict carry control characters.
+// auditingBackend is a daemon for the CLI's tests: it shows snap and
+// audits an operator's command as the daemon does (the reason as the
+// record's detail).
 type auditingBackend struct {
 	log  *audit.Log
 	snap daemon.Snapshot

@@ -21,8 +21,8 @@ import (
 // the incident page (self-contained) and the d(t) chart.
 func TestReportHTMLAndPNG(t *testing.T) {
 	now := time.Date(2026, 1, 15, 1, 20, 0, 0, time.UTC)
-	b := fixedBackend{daemon.Snapshot{At: now, Hosts: []fleet.View{{Host: playbook.Host{Name: "cmp-017", State: playbook.Restored}}}}}
-	srv := httptest.NewServer(api.New(b, api.Reads{Audit: audit.New(audit.NewMemStore(), clock.Real{})}, nil))
+	b := &auditingBackend{log: audit.New(audit.NewMemStore(), clock.Real{}), snap: daemon.Snapshot{At: now, Hosts: []fleet.View{{Host: playbook.Host{Name: "cmp-017", State: playbook.Restored}}}}}
+	srv := httptest.NewServer(api.New(b, api.Reads{Audit: b.log}, nil))
 	defer srv.Close()
 	dir := t.TempDir()
 	h, p := filepath.Join(dir, "r.html"), filepath.Join(dir, "d.png")

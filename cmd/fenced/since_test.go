@@ -15,21 +15,13 @@ import (
 	"github.com/fencedhq/fenced/pkg/playbook"
 )
 
-type fixedBackend struct{ snap daemon.Snapshot }
-
-func (b fixedBackend) Snapshot() daemon.Snapshot { return b.snap }
-func (fixedBackend) Operate(context.Context, string, playbook.Event, string, string) ([]playbook.Change, error) {
-	return nil, nil
-}
-func (fixedBackend) SetPaused(context.Context, bool, string, string) error { return nil }
-
 // TestSinceFromTheDaemonsClock: a daemon whose clock runs apart from this
 // machine's (a lab at --speed 10 is minutes ahead within minutes; here it
 // is years behind) — fenced hosts and fenced host measure "since" against
 // the daemon's time the API reports, never the wall clock.
 func TestSinceFromTheDaemonsClock(t *testing.T) {
 	now := time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC)
-	b := fixedBackend{daemon.Snapshot{At: now, Mode: "approve", Hosts: []fleet.View{
+	b := &auditingBackend{snap: daemon.Snapshot{At: now, Mode: "approve", Hosts: []fleet.View{
 		{Host: playbook.Host{Name: "cmp-001", State: playbook.Warn, Since: now.Add(-3*time.Minute - 5*time.Second)}},
 		// ahead of the daemon's now (a clock step): never a negative duration
 		{Host: playbook.Host{Name: "cmp-002", State: playbook.Normal, Since: now.Add(time.Minute)}},
@@ -70,7 +62,7 @@ func TestAuditSinceFromTheDaemonsClock(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	b := fixedBackend{daemon.Snapshot{At: now, Hosts: []fleet.View{{Host: playbook.Host{Name: "cmp-001", State: playbook.Normal}}}}}
+	b := &auditingBackend{log: log, snap: daemon.Snapshot{At: now, Hosts: []fleet.View{{Host: playbook.Host{Name: "cmp-001", State: playbook.Normal}}}}}
 	srv := httptest.NewServer(api.New(b, api.Reads{Audit: log}, nil))
 	defer srv.Close()
 	out, _, err := run(t, "audit", "--since", "2m", "--server", srv.URL)
