@@ -461,11 +461,15 @@ the gate's verdict, r1, r2, r_eff and the recommendation; it opens offline);
 			if err := o.call(cmd.Context(), "GET", "/api/v1/hosts/"+url.PathEscape(args[0])+"/report", nil, &raw); err != nil {
 				return err
 			}
+			if o.asJSON && htmlFile == "" && pngFile == "" {
+				_, err := cmd.OutOrStdout().Write(raw)
+				return err
+			}
+			var rep report.Report
+			if err := json.Unmarshal(raw, &rep); err != nil {
+				return fmt.Errorf("fenced API: unexpected report: %w", err)
+			}
 			if htmlFile != "" || pngFile != "" {
-				var rep report.Report
-				if err := json.Unmarshal(raw, &rep); err != nil {
-					return fmt.Errorf("fenced API: unexpected report: %w", err)
-				}
 				for _, f := range []struct {
 					flag, path string
 					write      func(io.Writer) error
@@ -479,14 +483,6 @@ the gate's verdict, r1, r2, r_eff and the recommendation; it opens offline);
 					fmt.Fprintf(cmd.OutOrStdout(), "wrote %s\n", f.path)
 				}
 				return nil
-			}
-			if o.asJSON {
-				_, err := cmd.OutOrStdout().Write(raw)
-				return err
-			}
-			var rep report.Report
-			if err := json.Unmarshal(raw, &rep); err != nil {
-				return err
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "postmortem of %s (now %s)\n", tx(rep.Host), tx(string(rep.State)))

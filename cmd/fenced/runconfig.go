@@ -181,7 +181,7 @@ func novaServers(cl *nova.Client) func(ctx context.Context, host string) ([]stri
 	return func(ctx context.Context, host string) ([]string, error) {
 		ss, err := cl.ServersOnHost(ctx, host)
 		if err != nil {
-			return nil, fmt.Errorf("nova: servers on %s: %w", host, err)
+			return nil, err // it says "nova: list servers on HOST"
 		}
 		out := make([]string, 0, len(ss))
 		for _, s := range ss {
