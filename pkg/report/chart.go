@@ -68,6 +68,19 @@ func (c *chart) y(v float64) float64 {
 	return padT + h - h*math.Min(math.Max(v/m, 0), 1.02)
 }
 
+// shown are the marks within the chart's span (the audit reaches back
+// further than the history).
+func (c *chart) shown() []mark {
+	t0, t1 := c.span()
+	var out []mark
+	for _, m := range c.marks {
+		if !m.t.Before(t0) && !m.t.After(t1) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // at is the time of the i-th value of a series of n values (series end at
 // the chart's last time).
 func (c *chart) at(i, n int) time.Time { return c.t[len(c.t)-n+i] }
@@ -111,11 +124,8 @@ func (c *chart) svg(label string) string {
 		fmt.Fprintf(&b, `<line class="threshold" x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s" stroke-dasharray="4,3"/>`, padL, c.w-padR, y, y, h.color)
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" font-size="9" fill="%s" text-anchor="end">%s</text>`, c.w-padR-2, y-2, h.color, xmlEsc(h.label))
 	}
-	for _, m := range c.marks {
+	for _, m := range c.shown() {
 		x := c.x(m.t)
-		if t0, t1 := c.span(); m.t.Before(t0) || m.t.After(t1) {
-			continue
-		}
 		fmt.Fprintf(&b, `<line class="mark" x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#555" stroke-width="1"><title>%s</title></line>`, x, x, padT, c.h-padB, xmlEsc(m.label))
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" font-size="9" fill="#333" transform="rotate(-90 %.1f %d)" text-anchor="end">%s</text>`, x+3, padT+2, x+3, padT+2, xmlEsc(m.label))
 	}
@@ -148,7 +158,7 @@ func (c *chart) png(w io.Writer) error {
 		y := int(c.y(h.y))
 		seg(img, padL, y, c.w-padR, y, hex(h.color), 6)
 	}
-	for _, m := range c.marks {
+	for _, m := range c.shown() {
 		x := int(c.x(m.t))
 		seg(img, x, padT, x, c.h-padB, color.RGBA{90, 90, 90, 255}, 0)
 	}

@@ -82,3 +82,30 @@ func TestPNG(t *testing.T) {
 		t.Errorf("png %v: no d line at (%d,%d)", img.Bounds(), x, y)
 	}
 }
+
+// TestPNGMarksWithinTheSpan: a state change before the history's first
+// point is not drawn (the SVG leaves it out too), not even in the margin.
+func TestPNGMarksWithinTheSpan(t *testing.T) {
+	rep := incident()
+	before := rep.History.T[0].Add(-time.Second)
+	rep.Timeline = append(rep.Timeline, audit.Record{Seq: 5, Timestamp: before, Action: "transition warn→critical"})
+	c := rep.dChart(900, 300)
+	x := int(c.x(before))
+	if x < 0 || x >= padL {
+		t.Fatalf("the test wants the mark in the left margin, at x=%d", x)
+	}
+	if strings.Contains(c.svg("d"), "warn→critical") {
+		t.Error("the SVG draws a mark outside the span")
+	}
+	var b bytes.Buffer
+	if err := rep.PNG(&b); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, g, bl, _ := img.At(x, padT+40).RGBA(); r>>8 != 255 || g>>8 != 255 || bl>>8 != 255 {
+		t.Errorf("the PNG draws a mark in the margin at x=%d", x)
+	}
+}
