@@ -15,6 +15,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -160,23 +161,13 @@ func (s *Server) overviewOf(snap daemon.Snapshot, all []Cell) Overview {
 		o.Groups = append(o.Groups, *byGroup[g.Name])
 		delete(byGroup, g.Name)
 	}
-	rest := make([]string, 0, len(byGroup))
-	for n := range byGroup {
-		rest = append(rest, n)
-	}
-	sort.Strings(rest)
-	for _, n := range rest {
+	for _, n := range slices.Sorted(maps.Keys(byGroup)) {
 		o.Groups = append(o.Groups, *byGroup[n])
 	}
 	if snap.Paused {
 		o.Banners = append(o.Banners, Banner{Kind: "paused", Scope: "fleet", Text: "fencing is paused fleet-wide: hosts are classified and on-call notified, nothing is acted on"})
 	}
-	names := make([]string, 0, len(snap.PausedGroups))
-	for n := range snap.PausedGroups {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(snap.PausedGroups)) {
 		p := snap.PausedGroups[n]
 		o.Banners = append(o.Banners, Banner{Kind: "group_paused", Scope: n, Text: fmt.Sprintf("fencing is paused in group %s by %s: %s", n, p.Operator, p.Reason)})
 	}
