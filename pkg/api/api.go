@@ -292,39 +292,44 @@ func summarize(snap daemon.Snapshot) HostsReply {
 }
 
 func (s *Server) hosts(w http.ResponseWriter, r *http.Request) {
-	rep := summarize(s.b.Snapshot())
-	if g, ok := r.URL.Query()["group"]; ok {
+	snap := s.b.Snapshot()
+	q := r.URL.Query()
+	if g, ok := q["group"]; ok {
 		var known bool
-		if rep, known = oneGroup(rep, g[0]); !known {
+		if snap, known = oneGroup(snap, g[0]); !known {
 			writeJSON(w, http.StatusNotFound, Error{Error: fmt.Sprintf("unknown group %s", escape.Excerpt(g[0], 80)), Field: "group"})
 			return
 		}
 	}
-	rep, ok := paged(w, r.URL.Query(), rep)
-	if !ok {
+	var page *HostsPage
+	var ok bool
+	if snap.Hosts, page, ok = paged(w, q, snap.Hosts); !ok {
 		return
 	}
+	rep := summarize(snap)
+	rep.Page = page
 	writeJSON(w, http.StatusOK, rep)
 }
 
 // oneGroup keeps the hosts and the group summary of group only, and says
-// whether fenced knows the group.
-func oneGroup(rep HostsReply, group string) (HostsReply, bool) {
+// whether fenced knows the group. The snapshot is shared: its slices are
+// not changed, new ones are made.
+func oneGroup(snap daemon.Snapshot, group string) (daemon.Snapshot, bool) {
 	known := false
 	var gs []fleet.GroupView
-	for _, g := range rep.Groups {
+	for _, g := range snap.Groups {
 		if g.Name == group {
 			gs, known = append(gs, g), true
 		}
 	}
-	hosts := []HostSummary{}
-	for _, h := range rep.Hosts {
-		if h.Group == group {
-			hosts, known = append(hosts, h), true
+	var hosts []fleet.View
+	for _, v := range snap.Hosts {
+		if v.Group == group {
+			hosts, known = append(hosts, v), true
 		}
 	}
-	rep.Groups, rep.Hosts = gs, hosts
-	return rep, known
+	snap.Groups, snap.Hosts = gs, hosts
+	return snap, known
 }
 
 // HostReply is the body of GET /api/v1/hosts/{host}.

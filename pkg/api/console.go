@@ -12,6 +12,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -429,16 +430,18 @@ type HostsPage struct {
 	Limit   int `json:"limit"`
 }
 
-// paged filters, sorts and cuts rep.Hosts as the query asks; ok false
-// (with the error answered) for a bad parameter.
-func paged(w http.ResponseWriter, q map[string][]string, rep HostsReply) (HostsReply, bool) {
+// paged filters, sorts and cuts the daemon's views as the query asks,
+// before any is summarized (a page of 50 rows out of 10,000 hosts); page
+// is nil when the query asks for none; ok false (with the error answered)
+// for a bad parameter.
+func paged(w http.ResponseWriter, q map[string][]string, views []fleet.View) (_ []fleet.View, page *HostsPage, ok bool) {
 	asked := false
 	for _, p := range pageParams {
 		_, has := q[p]
 		asked = asked || has
 	}
 	if !asked {
-		return rep, true
+		return views, nil, true
 	}
 	get := func(k string) string {
 		if v := q[k]; len(v) > 0 {
@@ -460,11 +463,11 @@ func paged(w http.ResponseWriter, q map[string][]string, rep HostsReply) (HostsR
 	}
 	offset, ok := num("offset", 0, math.MaxInt32)
 	if !ok {
-		return rep, false
+		return nil, nil, false
 	}
 	limit, ok := num("limit", 50, MaxPage)
 	if !ok {
-		return rep, false
+		return nil, nil, false
 	}
 	states := map[string]bool{}
 	for _, st := range strings.Split(get("state"), ",") {
@@ -473,56 +476,58 @@ func paged(w http.ResponseWriter, q map[string][]string, rep HostsReply) (HostsR
 		}
 		if _, known := severity[st]; !known && st != "not_normal" {
 			writeJSON(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("state: unknown state %s", escape.Excerpt(st, 40)), Field: "state"})
-			return rep, false
+			return nil, nil, false
 		}
 		states[st] = true
 	}
 	signal := get("signal")
 	if signal != "" && !signals.Name(signal).Valid() {
 		writeJSON(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("signal: unknown signal %s", escape.Excerpt(signal, 60)), Field: "signal"})
-		return rep, false
+		return nil, nil, false
 	}
 	switch get("sort") {
 	case "", "name", "severity":
 	default:
 		writeJSON(w, http.StatusBadRequest, Error{Error: "sort: want severity or name", Field: "sort"})
-		return rep, false
+		return nil, nil, false
 	}
 	text := strings.ToLower(get("q"))
-	kept := rep.Hosts[:0:0]
-	for _, h := range rep.Hosts {
-		switch {
-		case len(states) > 0 && !states[h.State] && !(states["not_normal"] && h.State != string(playbook.Normal)):
-		case signal != "" && !hasSignal(h.Top, signal):
-		case text != "" && !strings.Contains(strings.ToLower(h.Host), text) && !strings.Contains(strings.ToLower(h.Reason), text):
+	var kept []*fleet.View
+	for i := range views {
+		v := &views[i]
+		switch st := string(v.Host.State); {
+		case len(states) > 0 && !states[st] && !(states["not_normal"] && v.Host.State != playbook.Normal):
+		case signal != "" && !hasSignal(v.Verdict, signal):
+		case text != "" && !strings.Contains(strings.ToLower(v.Host.Name), text) && !strings.Contains(strings.ToLower(v.Host.Reason), text):
 		default:
-			kept = append(kept, h)
+			kept = append(kept, v)
 		}
 	}
 	if get("sort") == "severity" {
-		sort.SliceStable(kept, func(i, j int) bool {
-			a, b := kept[i], kept[j]
-			if severity[a.State] != severity[b.State] {
-				return severity[a.State] > severity[b.State]
+		slices.SortStableFunc(kept, func(a, b *fleet.View) int {
+			if sa, sb := severity[string(a.Host.State)], severity[string(b.Host.State)]; sa != sb {
+				return sb - sa
 			}
-			if a.D != b.D {
-				return a.D > b.D
+			if c := cmp.Compare(b.Verdict.D, a.Verdict.D); c != 0 {
+				return c
 			}
-			return a.Host < b.Host
+			return strings.Compare(a.Host.Name, b.Host.Name)
 		})
 	}
-	rep.Page = &HostsPage{Matched: len(kept), Offset: offset, Limit: limit}
-	if offset > len(kept) {
-		offset = len(kept)
+	page = &HostsPage{Matched: len(kept), Offset: offset, Limit: limit}
+	offset = min(offset, len(kept))
+	out := make([]fleet.View, 0, min(limit, len(kept)-offset))
+	for _, v := range kept[offset:min(offset+limit, len(kept))] {
+		out = append(out, *v)
 	}
-	rep.Hosts = kept[offset:min(offset+limit, len(kept))]
-	return rep, true
+	return out, page, true
 }
 
-// hasSignal says whether a host's top signals ("name=value") name signal.
-func hasSignal(top []string, signal string) bool {
-	for _, t := range top {
-		if name, _, _ := strings.Cut(t, "="); name == signal {
+// hasSignal says whether signal is among a verdict's top signals (as
+// GET /api/v1/hosts lists them: the three largest contributions above 0).
+func hasSignal(v signals.Verdict, signal string) bool {
+	for _, c := range v.Top(3) {
+		if c.Contribution > 0 && string(c.Signal) == signal {
 			return true
 		}
 	}

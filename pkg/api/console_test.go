@@ -577,11 +577,25 @@ func BenchmarkPoll10000(b *testing.B) {
 			for i := range hot {
 				be.put(i*(10000/hot), playbook.Warn, 0.5, signals.CPUSteal, "default")
 			}
-			s := New(be, Reads{}, nil)
+			d := &fakeBackend{snap: be.snap} // shares its snapshot as the daemon does
+			s := New(d, Reads{}, nil)
 			for b.Loop() {
-				be.snap.At = be.snap.At.Add(time.Second)
+				d.snap.At = d.snap.At.Add(time.Second)
 				s.hub.poll()
 			}
 		})
+	}
+}
+
+// BenchmarkHostsPage10000: one page of the console's table at 10,000
+// hosts, as each open console asks for it once a second while hosts change.
+func BenchmarkHostsPage10000(b *testing.B) {
+	be := fleetOf(10000)
+	for i := range 100 {
+		be.put(i*100, playbook.Warn, 0.5, signals.CPUSteal, "default")
+	}
+	s := New(&fakeBackend{snap: be.snap}, Reads{}, nil)
+	for b.Loop() {
+		s.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/api/v1/hosts?sort=severity&offset=0&limit=50", nil))
 	}
 }
